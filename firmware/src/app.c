@@ -1,0 +1,360 @@
+#include "app.h"
+
+#include <string.h>
+
+#include "board_config.h"
+#include "dataset.h"
+#include "hal.h"
+#include "mlp.h"
+#include "proto.h"
+#include "strategy.h"
+#include "version.h"
+#include "wire.h"
+
+static mlp_t model;
+static dataset_t data;
+
+static void reset_all(void)
+{
+    mlp_reset(&model);
+    dataset_reset(&data);
+}
+
+/* ---- handlers (one per message type; validate everything, then act) ---------------- */
+
+static tr_status_t need_len(uint16_t len, uint16_t want, tr_err_t *err)
+{
+    return len == want ? TR_OK : tr_fail(err, TR_E_BAD_LENGTH, want, "wrong payload length");
+}
+
+static uint16_t put_str(uint8_t *p, const char *s)
+{
+    size_t n = strlen(s);
+    if (n > 255)
+        n = 255;
+    p[0] = (uint8_t)n;
+    memcpy(p + 1, s, n);
+    return (uint16_t)(1 + n);
+}
+
+static tr_status_t h_hello(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                           tr_err_t *err)
+{
+    (void)req;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    uint8_t *p = resp;
+    *p++ = PROTO_VERSION;
+    *p++ = hal_counter_kind();
+    wr_u16(p, TR_MAX_PAYLOAD), p += 2;
+    wr_u32(p, hal_clock_hz()), p += 4;
+    wr_u32(p, TR_PARAM_CAPACITY), p += 4;
+    wr_u32(p, TR_DATA_CAPACITY), p += 4;
+    wr_u16(p, TR_MAX_LAYERS), p += 2;
+    wr_u16(p, TR_MAX_WIDTH), p += 2;
+    wr_u16(p, TR_MAX_BATCH), p += 2;
+    wr_u16(p, strategy_bitmask()), p += 2;
+    p += put_str(p, TR_BOARD_NAME);
+    p += put_str(p, TR_BUILD_HASH);
+    p += put_str(p, TR_FW_VERSION);
+    *rl = (uint16_t)(p - resp);
+    return TR_OK;
+}
+
+static tr_status_t h_echo(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                          tr_err_t *err)
+{
+    (void)err;
+    memcpy(resp, req, len);
+    *rl = len;
+    return TR_OK;
+}
+
+static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                           tr_err_t *err)
+{
+    (void)req, (void)resp;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    reset_all();
+    proto_forget_last();
+    *rl = 0;
+    return TR_OK;
+}
+
+static tr_status_t h_debug(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                           tr_err_t *err)
+{
+    (void)resp, (void)rl;
+    if (need_len(len, 1, err))
+        return TR_E_BAD_LENGTH;
+    if (req[0] == 1)
+        hal_debug_fault();
+    else if (req[0] == 2)
+        hal_debug_hang();
+    else
+        return tr_fail(err, TR_E_BAD_ARG, 0, "action: 1 fault, 2 hang");
+    return TR_SILENT; /* reached only on hosts that cannot fault/hang for real */
+}
+
+static tr_status_t h_model_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                tr_err_t *err)
+{
+    uint16_t dims[TR_MAX_LAYERS + 1];
+    if (len < 2)
+        return tr_fail(err, TR_E_BAD_LENGTH, 2, "MODEL_INIT header is 2 B");
+    uint8_t n = req[0];
+    if (n == 0 || n > TR_MAX_LAYERS)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "n_layers not in 1..max_layers");
+    if (need_len(len, (uint16_t)(2 + 2 * (n + 1)), err))
+        return TR_E_BAD_LENGTH;
+    for (uint8_t l = 0; l <= n; l++)
+        dims[l] = rd_u16(req + 2 + 2 * l);
+    tr_status_t st = mlp_model_init(&model, n, dims, err);
+    if (st != TR_OK)
+        return st;
+    wr_u32(resp, model.n_params);
+    *rl = 4;
+    return TR_OK;
+}
+
+/* Shared checks of PARAM_WRITE/PARAM_READ/UPDATE_READ addressing. */
+static tr_status_t check_tensor(const uint8_t *req, uint32_t count, uint32_t *size, tr_err_t *err)
+{
+    if (!model.n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (req[0] >= model.n_layers)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "layer >= n_layers");
+    if (req[1] > MLP_B)
+        return tr_fail(err, TR_E_BAD_ARG, 1, "which: 0 weight, 1 bias");
+    (void)mlp_param_tensor(&model, req[0], req[1], size);
+    if ((uint64_t)rd_u32(req + 4) + count > *size)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "offset+count > tensor size");
+    return TR_OK;
+}
+
+static tr_status_t h_param_write(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                 tr_err_t *err)
+{
+    (void)resp;
+    uint32_t size;
+    if (len < 8 || (len - 8) % 4)
+        return tr_fail(err, TR_E_BAD_LENGTH, 8, "len != 8 + 4*count");
+    uint32_t count = (uint32_t)(len - 8) / 4;
+    tr_status_t st = check_tensor(req, count, &size, err);
+    if (st != TR_OK)
+        return st;
+    float *t = mlp_param_tensor(&model, req[0], req[1], &size) + rd_u32(req + 4);
+    for (uint32_t i = 0; i < count; i++)
+        t[i] = rd_f32(req + 8 + 4 * i);
+    *rl = 0;
+    return TR_OK;
+}
+
+static tr_status_t read_tensor(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                               tr_err_t *err, int step)
+{
+    uint32_t size;
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    uint16_t count = rd_u16(req + 2);
+    if ((uint32_t)count * 4u > TR_MAX_PAYLOAD)
+        return tr_fail(err, TR_E_BAD_ARG, 2, "count*4 > max_payload");
+    tr_status_t st = check_tensor(req, count, &size, err);
+    if (st != TR_OK)
+        return st;
+    const float *t = (step ? mlp_step_tensor(&model, req[0], req[1], &size)
+                           : mlp_param_tensor(&model, req[0], req[1], &size)) +
+                     rd_u32(req + 4);
+    for (uint16_t i = 0; i < count; i++)
+        wr_f32(resp + 4 * i, t[i]);
+    *rl = (uint16_t)(4 * count);
+    return TR_OK;
+}
+
+static tr_status_t h_param_read(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                tr_err_t *err)
+{
+    return read_tensor(req, len, resp, rl, err, 0);
+}
+
+static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                 tr_err_t *err)
+{
+    return read_tensor(req, len, resp, rl, err, 1);
+}
+
+static tr_status_t h_train_config(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                  tr_err_t *err)
+{
+    (void)resp;
+    float sp[TR_MAX_SPARAMS];
+    if (len < 12)
+        return tr_fail(err, TR_E_BAD_LENGTH, 12, "TRAIN_CONFIG header is 12 B");
+    uint8_t n = req[9];
+    if (need_len(len, (uint16_t)(12 + 4 * n), err))
+        return TR_E_BAD_LENGTH;
+    if (n > TR_MAX_SPARAMS)
+        return tr_fail(err, TR_E_BAD_ARG, 9, "too many sparams for strategy");
+    for (uint8_t i = 0; i < n; i++)
+        sp[i] = rd_f32(req + 12 + 4 * i);
+    tr_status_t st = mlp_configure(&model, rd_f32(req), rd_f32(req + 4), req[8], sp, n, err);
+    *rl = 0;
+    return st;
+}
+
+static tr_status_t h_data_config(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                 tr_err_t *err)
+{
+    (void)resp;
+    *rl = 0;
+    return dataset_config(&data, req, len, err);
+}
+
+static tr_status_t h_data_write(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                tr_err_t *err)
+{
+    (void)resp;
+    *rl = 0;
+    return dataset_write(&data, req, len, err);
+}
+
+static tr_status_t h_train_step(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                                tr_err_t *err)
+{
+    uint16_t idx[TR_MAX_BATCH];
+    mlp_step_result_t r;
+    if (len < 4)
+        return tr_fail(err, TR_E_BAD_LENGTH, 4, "TRAIN_STEP header is 4 B");
+    uint16_t B = rd_u16(req);
+    if (need_len(len, (uint16_t)(4 + 2 * B), err))
+        return TR_E_BAD_LENGTH;
+    if (B == 0 || B > TR_MAX_BATCH)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "batch not in 1..max_batch");
+    for (uint16_t n = 0; n < B; n++)
+        idx[n] = rd_u16(req + 4 + 2 * n);
+    tr_status_t st = mlp_train_step(&model, &data, idx, B, &r, err);
+    if (st != TR_OK)
+        return st;
+    uint8_t *p = resp;
+    wr_f32(p, r.loss), p += 4;
+    wr_u16(p, r.correct), p += 2;
+    *p++ = r.skipped;
+    *p++ = model.n_layers;
+    for (uint8_t l = 0; l < model.n_layers; l++)
+        wr_u16(p, r.k[l]), p += 2;
+    for (unsigned i = 0; i < MLP_N_PHASES; i++)
+        wr_u32(p, r.counters[i]), p += 4;
+    *rl = (uint16_t)(p - resp);
+    return TR_OK;
+}
+
+static tr_status_t h_eval(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                          tr_err_t *err)
+{
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    uint32_t start = rd_u32(req);
+    uint16_t count = rd_u16(req + 4);
+    if (count > TR_MAX_PAYLOAD - 8)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "count > max_payload-8");
+    float loss_sum = 0.0f;
+    uint16_t correct = 0;
+    tr_status_t st = mlp_eval(&model, &data, start, count, &loss_sum, &correct, resp + 8, err);
+    if (st != TR_OK)
+        return st;
+    wr_f32(resp, loss_sum);
+    wr_u16(resp + 4, correct);
+    wr_u16(resp + 6, count);
+    *rl = (uint16_t)(8 + count);
+    return TR_OK;
+}
+
+static tr_status_t h_select(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                            tr_err_t *err)
+{
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    tr_status_t st = mlp_select(&model, &data, rd_u32(req), rd_u16(req + 4), err);
+    if (st != TR_OK)
+        return st;
+    uint8_t *p = resp;
+    *p++ = model.n_layers;
+    *p++ = 0;
+    for (uint8_t l = 0; l < model.n_layers; l++)
+        wr_u16(p, mlp_layer_k(&model, l)), p += 2;
+    wr_u32(p, mlp_trainable_params(&model)), p += 4;
+    *rl = (uint16_t)(p - resp);
+    return TR_OK;
+}
+
+static tr_status_t h_mask_read(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                               tr_err_t *err)
+{
+    const uint8_t *row, *bias;
+    if (need_len(len, 4, err))
+        return TR_E_BAD_LENGTH;
+    if (!model.n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (req[0] >= model.n_layers)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "layer >= n_layers");
+    uint16_t n = model.dims[req[0] + 1];
+    mlp_masks(&model, req[0], &row, &bias);
+    wr_u16(resp, n);
+    memcpy(resp + 2, row, n);
+    memcpy(resp + 2 + n, bias, n);
+    *rl = (uint16_t)(2 + 2 * n);
+    return TR_OK;
+}
+
+/* Dispatch table, keyed by message type. */
+static const proto_cmd_t cmds[] = {
+    {MSG_HELLO, h_hello},
+    {MSG_ECHO, h_echo},
+    {MSG_RESET, h_reset},
+    {MSG_DEBUG, h_debug},
+    {MSG_MODEL_INIT, h_model_init},
+    {MSG_PARAM_WRITE, h_param_write},
+    {MSG_PARAM_READ, h_param_read},
+    {MSG_TRAIN_CONFIG, h_train_config},
+    {MSG_DATA_CONFIG, h_data_config},
+    {MSG_DATA_WRITE, h_data_write},
+    {MSG_TRAIN_STEP, h_train_step},
+    {MSG_EVAL, h_eval},
+    {MSG_SELECT, h_select},
+    {MSG_MASK_READ, h_mask_read},
+    {MSG_UPDATE_READ, h_update_read},
+};
+
+/* Sizes the response buffers rely on. */
+_Static_assert(TR_MAX_PAYLOAD >= 2 + 2 * TR_MAX_WIDTH, "MASK_READ must fit");
+_Static_assert(TR_MAX_PAYLOAD >= 24 + 2 * TR_MAX_LAYERS, "TRAIN_STEP response must fit");
+_Static_assert(TR_MAX_PAYLOAD >= 4 + 2 * TR_MAX_BATCH, "TRAIN_STEP request must fit");
+_Static_assert(TR_MAX_WIDTH <= 256, "labels and EVAL predictions are u8");
+_Static_assert(TR_MAX_PAYLOAD <= 0xFFFF - 12, "len is u16");
+
+void app_init(void)
+{
+    reset_all();
+    proto_init(cmds, sizeof cmds / sizeof cmds[0], hal_uart_write);
+}
+
+void app_boot_banner(void)
+{
+    hal_log("tinyrig " TR_FW_VERSION " " TR_BOARD_NAME " proto 1\r\n");
+}
+
+void app_poll(void)
+{
+    int got = 0;
+    while (proto_rx_free() > 0) {
+        int c = hal_uart_getc();
+        if (c < 0)
+            break;
+        (void)proto_rx_push((uint8_t)c);
+        got = 1;
+    }
+    proto_poll();
+    if (!got)
+        hal_wait_rx();
+}

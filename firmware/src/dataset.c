@@ -1,0 +1,90 @@
+#include "dataset.h"
+
+#include <string.h>
+
+#include "wire.h"
+
+static uint8_t store[TR_DATA_CAPACITY];
+/* Which samples were written: using an unwritten sample must be an error, not zeros. */
+static uint8_t written[(TR_MAX_SAMPLES + 7u) / 8u];
+
+void dataset_reset(dataset_t *ds)
+{
+    memset(ds, 0, sizeof *ds);
+    memset(written, 0, sizeof written);
+}
+
+tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err)
+{
+    if (len != 16)
+        return tr_fail(err, TR_E_BAD_LENGTH, 16, "DATA_CONFIG needs 16 B");
+    uint16_t nf = rd_u16(p);
+    uint8_t dtype = p[2];
+    float scale = rd_f32(p + 4), zp = rd_f32(p + 8);
+    uint32_t ns = rd_u32(p + 12);
+    if (nf == 0 || nf > TR_MAX_WIDTH)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "n_features not in 1..max_width");
+    if (dtype > DS_S8)
+        return tr_fail(err, TR_E_BAD_ARG, 2, "dtype not 0/1/2");
+    if (!f32_finite(scale))
+        return tr_fail(err, TR_E_BAD_ARG, 4, "scale not finite");
+    if (!f32_finite(zp))
+        return tr_fail(err, TR_E_BAD_ARG, 8, "zero_point not finite");
+    uint32_t rec = 1u + (uint32_t)nf * (dtype == DS_F32 ? 4u : 1u);
+    if (ns > TR_MAX_SAMPLES || (uint64_t)ns * rec > TR_DATA_CAPACITY)
+        return tr_fail(err, TR_E_NO_SPACE, 12, "n_samples exceeds data_capacity");
+    dataset_reset(ds);
+    ds->configured = 1;
+    ds->dtype = dtype;
+    ds->n_features = nf;
+    ds->n_samples = ns;
+    ds->rec_size = rec;
+    ds->scale = scale;
+    ds->zero_point = zp;
+    return TR_OK;
+}
+
+tr_status_t dataset_write(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err)
+{
+    if (len < 8)
+        return tr_fail(err, TR_E_BAD_LENGTH, 8, "DATA_WRITE header is 8 B");
+    if (!ds->configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no DATA_CONFIG");
+    uint32_t start = rd_u32(p);
+    uint16_t count = rd_u16(p + 4);
+    if ((uint32_t)len != 8u + (uint32_t)count * ds->rec_size)
+        return tr_fail(err, TR_E_BAD_LENGTH, 4, "len != 8 + count*record");
+    if ((uint64_t)start + count > ds->n_samples)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "start+count > n_samples");
+    memcpy(store + (size_t)start * ds->rec_size, p + 8, (size_t)count * ds->rec_size);
+    for (uint32_t i = start; i < start + count; i++)
+        written[i >> 3] |= (uint8_t)(1u << (i & 7u));
+    return TR_OK;
+}
+
+int dataset_has(const dataset_t *ds, uint32_t i)
+{
+    return ds->configured && i < ds->n_samples && (written[i >> 3] >> (i & 7u)) & 1u;
+}
+
+uint8_t dataset_label(const dataset_t *ds, uint32_t i) { return store[(size_t)i * ds->rec_size]; }
+
+void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
+{
+    const uint8_t *r = store + (size_t)i * ds->rec_size + 1;
+    const uint16_t nf = ds->n_features;
+    switch (ds->dtype) {
+    case DS_F32:
+        for (uint16_t k = 0; k < nf; k++)
+            out[k] = rd_f32(r + 4u * k);
+        break;
+    case DS_U8:
+        for (uint16_t k = 0; k < nf; k++)
+            out[k] = ((float)r[k] - ds->zero_point) * ds->scale;
+        break;
+    default:
+        for (uint16_t k = 0; k < nf; k++)
+            out[k] = ((float)(int8_t)r[k] - ds->zero_point) * ds->scale;
+        break;
+    }
+}

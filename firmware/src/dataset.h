@@ -1,0 +1,37 @@
+/* Stored samples, kept in their wire encoding (u8 label + features) to save RAM and
+ * decoded per use exactly as docs/protocol.md §3 states. */
+#ifndef TR_DATASET_H
+#define TR_DATASET_H
+
+#include <stdint.h>
+
+#include "board_config.h"
+#include "tr_status.h"
+
+#define DS_F32 0u
+#define DS_U8 1u
+#define DS_S8 2u
+
+typedef struct {
+    uint8_t configured;
+    uint8_t dtype;
+    uint16_t n_features;
+    uint32_t n_samples;
+    uint32_t rec_size; /* 1 + n_features * element size */
+    float scale, zero_point;
+} dataset_t;
+
+void dataset_reset(dataset_t *ds);
+
+/* DATA_CONFIG payload (16 bytes). Validates, then forgets all stored samples. */
+tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err);
+/* DATA_WRITE payload. Validates length and range before copying. */
+tr_status_t dataset_write(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err);
+
+/* 1 if sample i has been written since the last DATA_CONFIG. */
+int dataset_has(const dataset_t *ds, uint32_t i);
+uint8_t dataset_label(const dataset_t *ds, uint32_t i);
+/* Decode the features of sample i into out[n_features]. Caller checked i. */
+void dataset_decode(const dataset_t *ds, uint32_t i, float *out);
+
+#endif

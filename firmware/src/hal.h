@@ -1,0 +1,36 @@
+/* What the portable code needs from a board (or from the host process). */
+#ifndef TR_HAL_H
+#define TR_HAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+/* HELLO counter_kind values. */
+#define HAL_COUNTER_NONE 0u
+#define HAL_COUNTER_DWT 1u
+#define HAL_COUNTER_SYSTICK 2u
+
+void hal_init(void);
+
+/* Link RX: next received byte, or -1 if none is waiting. Never blocks. */
+int hal_uart_getc(void);
+/* Called by the main loop when nothing arrived: may sleep until input is likely
+ * (native: blocking read; boards: return at once, later WFI with IRQ RX). */
+void hal_wait_rx(void);
+/* Link TX: blocking write of n bytes. */
+void hal_uart_write(const uint8_t *data, size_t n);
+/* Human-readable text outside frames (boot line). Boards send it on the UART followed
+ * by 0x00, so the host sees exactly one undecodable chunk it can log; natively it goes
+ * to stderr and the link stays frames-only. */
+void hal_log(const char *text);
+
+/* Free-running up-counter; deltas by unsigned subtraction. Meaning per kind. */
+uint32_t hal_counter_read(void);
+uint8_t hal_counter_kind(void);
+uint32_t hal_clock_hz(void);
+
+/* DEBUG message actions. Neither returns on a board. */
+void hal_debug_fault(void);
+void hal_debug_hang(void);
+
+#endif

@@ -1,0 +1,490 @@
+#include "mlp.h"
+
+#include <math.h>
+#include <string.h>
+
+#include "hal.h"
+#include "strategy.h"
+#include "wire.h"
+
+/* Arenas: fixed at build time by board_config.h, no heap. */
+static float params_arena[TR_PARAM_CAPACITY];
+static float mom_arena[TR_PARAM_CAPACITY];
+static float step_arena[TR_PARAM_CAPACITY];
+#define ACT_SLOT ((size_t)TR_MAX_BATCH * TR_MAX_WIDTH)
+static float act_arena[(TR_MAX_LAYERS + 1) * ACT_SLOT];
+static float delta_arena[2 * ACT_SLOT];
+
+void mlp_reset(mlp_t *m)
+{
+    memset(m, 0, sizeof *m);
+    m->params = params_arena;
+    m->mom = mom_arena;
+    m->step = step_arena;
+    for (unsigned l = 0; l <= TR_MAX_LAYERS; l++)
+        m->act[l] = act_arena + l * ACT_SLOT;
+    m->delta[0] = delta_arena;
+    m->delta[1] = delta_arena + ACT_SLOT;
+}
+
+void mlp_set_all_masks(mlp_t *m, uint8_t v)
+{
+    memset(m->row_mask, 0, sizeof m->row_mask);
+    memset(m->bias_mask, 0, sizeof m->bias_mask);
+    memset(m->prop_masked, 0, sizeof m->prop_masked);
+    if (v)
+        for (uint8_t l = 0; l < m->n_layers; l++) {
+            memset(m->row_mask[l], 1, m->dims[l + 1]);
+            memset(m->bias_mask[l], 1, m->dims[l + 1]);
+        }
+}
+
+/* Model or configuration changed: fresh strategy state and initial masks. */
+static void strategy_restart(mlp_t *m)
+{
+    float sp[TR_MAX_SPARAMS];
+    memcpy(sp, m->ss.sparams, sizeof sp);
+    memset(&m->ss, 0, sizeof m->ss);
+    memcpy(m->ss.sparams, sp, sizeof sp);
+    mlp_set_all_masks(m, 0);
+    m->stepped = 0;
+    if (m->configured && m->n_layers && m->strat->reset)
+        m->strat->reset(m);
+}
+
+tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_err_t *err)
+{
+    if (n_layers == 0 || n_layers > TR_MAX_LAYERS)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "n_layers not in 1..max_layers");
+    uint32_t total = 0;
+    for (uint8_t l = 0; l <= n_layers; l++)
+        if (dims[l] == 0 || dims[l] > TR_MAX_WIDTH)
+            return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(2 + 2 * l), "dim not in 1..max_width");
+    for (uint8_t l = 0; l < n_layers; l++)
+        total += (uint32_t)dims[l] * dims[l + 1] + dims[l + 1];
+    if (total > TR_PARAM_CAPACITY)
+        return tr_fail(err, TR_E_NO_SPACE, 0, "n_params exceeds param_capacity");
+
+    m->n_layers = n_layers;
+    memset(m->dims, 0, sizeof m->dims);
+    uint32_t off = 0;
+    for (uint8_t l = 0; l <= n_layers; l++)
+        m->dims[l] = dims[l];
+    for (uint8_t l = 0; l < n_layers; l++) {
+        m->w_off[l] = off;
+        off += (uint32_t)dims[l] * dims[l + 1];
+        m->b_off[l] = off;
+        off += dims[l + 1];
+    }
+    m->n_params = total;
+    memset(m->params, 0, total * sizeof(float));
+    memset(m->mom, 0, total * sizeof(float));
+    memset(m->step, 0, total * sizeof(float));
+    memset(m->used_row, 0, sizeof m->used_row);
+    memset(m->used_bias, 0, sizeof m->used_bias);
+    strategy_restart(m);
+    return TR_OK;
+}
+
+tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
+                          const float *sparams, uint8_t n_sp, tr_err_t *err)
+{
+    if (!f32_finite(lr) || lr < 0.0f)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "lr must be finite and >= 0");
+    if (!f32_finite(momentum) || momentum < 0.0f)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "momentum must be finite and >= 0");
+    const strategy_ops_t *s = strategy_find(strategy);
+    if (!s)
+        return tr_fail(err, TR_E_BAD_ARG, 8, "strategy not implemented (see HELLO)");
+    if (n_sp > s->n_sparams)
+        return tr_fail(err, TR_E_BAD_ARG, 9, "too many sparams for strategy");
+    float sp[TR_MAX_SPARAMS] = {0};
+    for (uint8_t i = 0; i < s->n_sparams && i < TR_MAX_SPARAMS; i++)
+        sp[i] = (i < n_sp) ? sparams[i] : s->defaults[i];
+    for (uint8_t i = 0; i < n_sp; i++)
+        if (!f32_finite(sp[i]))
+            return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(12 + 4 * i), "sparam not finite");
+    if (s->check) {
+        tr_err_t e = {0, NULL};
+        if (s->check(sp, &e) != TR_OK)
+            return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(12 + 4 * e.detail),
+                           e.text ? e.text : "sparam out of range");
+    }
+    m->configured = 1;
+    m->lr = lr;
+    m->momentum = momentum;
+    m->strat = s;
+    memcpy(m->ss.sparams, sp, sizeof sp);
+    if (m->n_layers)
+        memset(m->mom, 0, m->n_params * sizeof(float));
+    strategy_restart(m);
+    return TR_OK;
+}
+
+float *mlp_param_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
+{
+    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->params + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+}
+
+float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
+{
+    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->step + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+}
+
+/* ---- forward / loss ---------------------------------------------------------------- */
+
+static void forward(mlp_t *m, uint16_t B)
+{
+    const uint8_t L = m->n_layers;
+    for (uint8_t l = 0; l < L; l++) {
+        const uint16_t in = m->dims[l], out = m->dims[l + 1];
+        const float *W = m->params + m->w_off[l];
+        const float *b = m->params + m->b_off[l];
+        const int relu = l + 1 < L;
+        for (uint16_t n = 0; n < B; n++) {
+            const float *a = m->act[l] + (size_t)n * in;
+            float *z = m->act[l + 1] + (size_t)n * out;
+            for (uint16_t j = 0; j < out; j++) {
+                const float *w = W + (size_t)j * in;
+                float s = 0.0f;
+                for (uint16_t i = 0; i < in; i++)
+                    s += w[i] * a[i];
+                s = s + b[j];
+                z[j] = (relu && !(s > 0.0f)) ? 0.0f : s;
+            }
+        }
+    }
+    m->batch = B;
+}
+
+static uint16_t argmax_first(const float *z, uint16_t N)
+{
+    uint16_t best = 0;
+    for (uint16_t j = 1; j < N; j++)
+        if (z[j] > z[best])
+            best = j;
+    return best;
+}
+
+/* loss_n = (m + logf(s)) - z_y with m = max z, s = sum expf(z - m). */
+static float sample_loss(const float *z, uint16_t N, uint8_t y, float *mx_out, float *s_out)
+{
+    float mx = z[0];
+    for (uint16_t j = 1; j < N; j++)
+        if (z[j] > mx)
+            mx = z[j];
+    float s = 0.0f;
+    for (uint16_t j = 0; j < N; j++)
+        s += expf(z[j] - mx);
+    *mx_out = mx;
+    *s_out = s;
+    return (mx + logf(s)) - z[y];
+}
+
+tr_status_t mlp_check_range(const mlp_t *m, const dataset_t *ds, uint32_t start, uint32_t count,
+                            uint16_t start_off, tr_err_t *err)
+{
+    if (!m->n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (!ds->configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no DATA_CONFIG");
+    if (ds->n_features != m->dims[0])
+        return tr_fail(err, TR_E_BAD_STATE, 0, "dims[0] != n_features");
+    if ((uint64_t)start + count > ds->n_samples)
+        return tr_fail(err, TR_E_BAD_ARG, start_off, "sample index >= n_samples");
+    for (uint32_t i = start; i < start + count; i++) {
+        if (!dataset_has(ds, i))
+            return tr_fail(err, TR_E_BAD_STATE, start_off, "sample not written");
+        if (dataset_label(ds, i) >= m->dims[m->n_layers])
+            return tr_fail(err, TR_E_BAD_ARG, start_off, "label >= n_classes");
+    }
+    return TR_OK;
+}
+
+void mlp_forward_range(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count)
+{
+    for (uint16_t n = 0; n < count; n++)
+        dataset_decode(ds, start + n, m->act[0] + (size_t)n * m->dims[0]);
+    forward(m, count);
+}
+
+const float *mlp_output(const mlp_t *m, uint8_t layer) { return m->act[layer + 1]; }
+
+tr_status_t mlp_eval(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
+                     float *loss_sum, uint16_t *correct, uint8_t *pred, tr_err_t *err)
+{
+    tr_status_t st = mlp_check_range(m, ds, start, count, 0, err);
+    if (st != TR_OK)
+        return st;
+    const uint16_t N = m->dims[m->n_layers];
+    float sum = 0.0f;
+    uint16_t ok = 0;
+    for (uint32_t c0 = 0; c0 < count; c0 += TR_MAX_BATCH) {
+        uint16_t B = (uint16_t)((count - c0) < TR_MAX_BATCH ? (count - c0) : TR_MAX_BATCH);
+        mlp_forward_range(m, ds, start + c0, B);
+        for (uint16_t n = 0; n < B; n++) {
+            const float *z = m->act[m->n_layers] + (size_t)n * N;
+            uint8_t y = dataset_label(ds, start + c0 + n);
+            float mx, s;
+            sum += sample_loss(z, N, y, &mx, &s);
+            uint16_t p = argmax_first(z, N);
+            pred[c0 + n] = (uint8_t)p;
+            ok = (uint16_t)(ok + (p == y));
+        }
+    }
+    *loss_sum = sum;
+    *correct = ok;
+    return TR_OK;
+}
+
+/* ---- selection bookkeeping ------------------------------------------------------- */
+
+uint16_t mlp_layer_k(const mlp_t *m, uint8_t layer)
+{
+    uint16_t k = 0;
+    for (uint16_t j = 0; j < m->dims[layer + 1]; j++)
+        k = (uint16_t)(k + (m->row_mask[layer][j] != 0));
+    return k;
+}
+
+uint32_t mlp_trainable_params(const mlp_t *m)
+{
+    uint32_t p = 0;
+    for (uint8_t l = 0; l < m->n_layers; l++)
+        for (uint16_t j = 0; j < m->dims[l + 1]; j++)
+            p += (m->row_mask[l][j] ? m->dims[l] : 0u) + (m->bias_mask[l][j] ? 1u : 0u);
+    return p;
+}
+
+void mlp_masks(const mlp_t *m, uint8_t layer, const uint8_t **row, const uint8_t **bias)
+{
+    *row = m->stepped ? m->used_row[layer] : m->row_mask[layer];
+    *bias = m->stepped ? m->used_bias[layer] : m->bias_mask[layer];
+}
+
+tr_status_t mlp_select(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
+                       tr_err_t *err)
+{
+    if (!m->n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (!m->configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no TRAIN_CONFIG");
+    if (!m->strat->select)
+        return TR_OK; /* not a mask strategy: accepted, nothing changes */
+    if (count == 0)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "val_count must be >= 1");
+    tr_status_t st = mlp_check_range(m, ds, start, count, 0, err);
+    if (st != TR_OK)
+        return st;
+    st = m->strat->select(m, ds, start, count, err);
+    if (st == TR_OK)
+        m->stepped = 0;
+    return st;
+}
+
+/* ---- training step ----------------------------------------------------------------- */
+
+/* Zero the last-step entries the previous step wrote, so UPDATE_READ shows 0 wherever
+ * this step applies nothing; cost follows the previous k, not the model size. */
+static void clear_last_step(mlp_t *m)
+{
+    for (uint8_t l = 0; l < m->n_layers; l++) {
+        const uint16_t in = m->dims[l], N = m->dims[l + 1];
+        float *sw = m->step + m->w_off[l], *sb = m->step + m->b_off[l];
+        for (uint16_t j = 0; j < N; j++) {
+            if (m->used_row[l][j])
+                memset(sw + (size_t)j * in, 0, in * sizeof(float));
+            if (m->used_bias[l][j])
+                sb[j] = 0.0f;
+        }
+    }
+    memset(m->used_row, 0, sizeof m->used_row);
+    memset(m->used_bias, 0, sizeof m->used_bias);
+}
+
+/* step[] holds g on entry, u on exit; p -= u. PyTorch SGD, dampening 0, no Nesterov. */
+static void sgd_apply(float *p, float *v, float *s, size_t n, float lr, float mu)
+{
+    if (mu == 0.0f) {
+        for (size_t i = 0; i < n; i++) {
+            float u = lr * s[i];
+            p[i] = p[i] - u;
+            s[i] = u;
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float vi = mu * v[i] + s[i];
+            float u = lr * vi;
+            v[i] = vi;
+            p[i] = p[i] - u;
+            s[i] = u;
+        }
+    }
+}
+
+tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
+                           mlp_step_result_t *res, tr_err_t *err)
+{
+    if (batch == 0 || batch > TR_MAX_BATCH)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "batch not in 1..max_batch");
+    if (!m->n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (!m->configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no TRAIN_CONFIG");
+    for (uint16_t n = 0; n < batch; n++) {
+        tr_status_t st = mlp_check_range(m, ds, idx[n], 1, (uint16_t)(4 + 2 * n), err);
+        if (st != TR_OK)
+            return st;
+    }
+
+    const uint8_t L = m->n_layers;
+    const uint16_t NO = m->dims[L];
+    const float fb = (float)batch;
+    uint32_t t0 = hal_counter_read(), t;
+    memset(res, 0, sizeof *res);
+
+    /* Forward, loss, output error. */
+    for (uint16_t n = 0; n < batch; n++)
+        dataset_decode(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
+    forward(m, batch);
+    float loss_sum = 0.0f;
+    uint16_t correct = 0;
+    float *dout = m->delta[0];
+    for (uint16_t n = 0; n < batch; n++) {
+        const float *z = m->act[L] + (size_t)n * NO;
+        const uint8_t y = dataset_label(ds, idx[n]);
+        float mx, s;
+        loss_sum += sample_loss(z, NO, y, &mx, &s);
+        correct = (uint16_t)(correct + (argmax_first(z, NO) == y));
+        float *d = dout + (size_t)n * NO;
+        for (uint16_t j = 0; j < NO; j++) {
+            float q = expf(z[j] - mx) / s;
+            if (j == y)
+                q = q - 1.0f;
+            d[j] = q / fb;
+        }
+    }
+    res->loss = loss_sum / fb;
+    res->correct = correct;
+    t = hal_counter_read();
+    res->counters[MLP_PH_FORWARD] = t - t0;
+
+    /* The previous step's record goes first (update bookkeeping). */
+    t0 = t;
+    clear_last_step(m);
+    t = hal_counter_read();
+    res->counters[MLP_PH_UPDATE] += t - t0;
+
+    const strategy_ops_t *S = m->strat;
+    if (S->skip) {
+        t0 = t;
+        int skip = S->skip(m, dout, batch);
+        t = hal_counter_read();
+        res->counters[MLP_PH_SELECT] += t - t0;
+        if (skip) {
+            res->skipped = 1;
+            m->stepped = 1;
+            return TR_OK;
+        }
+    }
+
+    /* Backward from the top down to the lowest layer that can have a selection. */
+    uint8_t lowest = 0;
+    if (!S->masks_on_delta) {
+        lowest = L;
+        for (uint8_t l = 0; l < L && lowest == L; l++)
+            for (uint16_t j = 0; j < m->dims[l + 1]; j++)
+                if (m->row_mask[l][j] || m->bias_mask[l][j]) {
+                    lowest = l;
+                    break;
+                }
+    }
+    float *cur = dout, *nxt = m->delta[1];
+    for (int li = (int)L - 1; li >= (int)lowest; li--) {
+        const uint8_t l = (uint8_t)li;
+        const uint16_t in = m->dims[l], N = m->dims[l + 1];
+        if (S->layer_select) {
+            t0 = hal_counter_read();
+            S->layer_select(m, l, cur, batch);
+            t = hal_counter_read();
+            res->counters[MLP_PH_SELECT] += t - t0;
+        }
+        t0 = hal_counter_read();
+        const float *W = m->params + m->w_off[l];
+        float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
+        const float *A = m->act[l];
+        for (uint16_t j = 0; j < N; j++) {
+            if (m->bias_mask[l][j]) {
+                float g = 0.0f;
+                for (uint16_t n = 0; n < batch; n++)
+                    g += cur[(size_t)n * N + j];
+                gb[j] = g;
+            }
+            if (m->row_mask[l][j]) {
+                float *gr = gW + (size_t)j * in;
+                for (uint16_t i = 0; i < in; i++)
+                    gr[i] = 0.0f;
+                for (uint16_t n = 0; n < batch; n++) {
+                    const float d = cur[(size_t)n * N + j];
+                    const float *a = A + (size_t)n * in;
+                    for (uint16_t i = 0; i < in; i++)
+                        gr[i] += d * a[i];
+                }
+            }
+        }
+        if (l > lowest) {
+            /* delta_{l-1}[n][i] = (sum_j W[j][i] delta_l[n][j]) * [z_{l-1}[n][i] > 0], j in
+             * order, with W before the update (updates happen after the whole pass). */
+            const uint8_t pm = m->prop_masked[l];
+            for (uint16_t n = 0; n < batch; n++) {
+                float *acc = nxt + (size_t)n * in;
+                const float *dn = cur + (size_t)n * N;
+                const float *a = A + (size_t)n * in;
+                for (uint16_t i = 0; i < in; i++)
+                    acc[i] = 0.0f;
+                for (uint16_t j = 0; j < N; j++) {
+                    if (pm && !m->row_mask[l][j])
+                        continue;
+                    const float d = dn[j];
+                    const float *w = W + (size_t)j * in;
+                    for (uint16_t i = 0; i < in; i++)
+                        acc[i] += w[i] * d;
+                }
+                for (uint16_t i = 0; i < in; i++)
+                    if (!(a[i] > 0.0f))
+                        acc[i] = 0.0f;
+            }
+            float *tmp = cur;
+            cur = nxt;
+            nxt = tmp;
+        }
+        t = hal_counter_read();
+        res->counters[MLP_PH_BACKWARD] += t - t0;
+    }
+
+    /* Update only masked entries; record masks for MASK_READ and the next clear. */
+    t0 = hal_counter_read();
+    for (uint8_t l = lowest; l < L; l++) {
+        const uint16_t in = m->dims[l], N = m->dims[l + 1];
+        const uint32_t wo = m->w_off[l], bo = m->b_off[l];
+        for (uint16_t j = 0; j < N; j++) {
+            if (m->row_mask[l][j]) {
+                size_t o = wo + (size_t)j * in;
+                sgd_apply(m->params + o, m->mom + o, m->step + o, in, m->lr, m->momentum);
+                m->used_row[l][j] = 1;
+            }
+            if (m->bias_mask[l][j]) {
+                size_t o = bo + j;
+                sgd_apply(m->params + o, m->mom + o, m->step + o, 1, m->lr, m->momentum);
+                m->used_bias[l][j] = 1;
+            }
+        }
+        res->k[l] = mlp_layer_k(m, l);
+    }
+    m->stepped = 1;
+    t = hal_counter_read();
+    res->counters[MLP_PH_UPDATE] += t - t0;
+    return TR_OK;
+}

@@ -1,0 +1,132 @@
+/* The trainable float32 MLP head: storage, forward, softmax cross-entropy, backward,
+ * masked SGD, and the per-step report. Arithmetic contract: docs/training.md. */
+#ifndef TR_MLP_H
+#define TR_MLP_H
+
+#include <stdint.h>
+
+#include "board_config.h"
+#include "dataset.h"
+#include "tr_status.h"
+
+#define MLP_W 0u /* `which`: weight, row-major [out][in] */
+#define MLP_B 1u /* `which`: bias */
+
+#define MLP_PH_FORWARD 0u
+#define MLP_PH_BACKWARD 1u
+#define MLP_PH_SELECT 2u
+#define MLP_PH_UPDATE 3u
+#define MLP_N_PHASES 4u
+
+#define TR_MAX_SPARAMS 8u
+
+typedef struct strategy_ops strategy_ops_t;
+
+/* State every strategy may use. Reset (zeroed, sparams kept) by TRAIN_CONFIG and by
+ * MODEL_INIT. Strategies needing more keep file-static state in strategy_<name>.c and
+ * clear it in their reset hook. */
+typedef struct {
+    float sparams[TR_MAX_SPARAMS]; /* full vector: host values, defaults for the rest */
+    uint32_t n_select;             /* SELECT calls since reset (t of training.md) */
+    float ymax[TR_MAX_LAYERS];     /* running reference error (tinyprop family) */
+    float r_out;                   /* output-layer ratio of the last step (skip rules) */
+} strat_state_t;
+
+typedef struct mlp {
+    /* Model (n_layers == 0: none). Layer l: W at params[w_off[l]], b at params[b_off[l]]. */
+    uint8_t n_layers;
+    uint16_t dims[TR_MAX_LAYERS + 1];
+    uint32_t w_off[TR_MAX_LAYERS];
+    uint32_t b_off[TR_MAX_LAYERS];
+    uint32_t n_params;
+    float *params; /* p                                  [TR_PARAM_CAPACITY] */
+    float *mom;    /* momentum buffers v, same layout     [TR_PARAM_CAPACITY] */
+    float *step;   /* u applied by the last TRAIN_STEP    [TR_PARAM_CAPACITY]
+                      (holds the gradient g between backward and update phases) */
+
+    /* Optimiser / strategy (configured == 0: no TRAIN_CONFIG yet). */
+    uint8_t configured;
+    float lr, momentum;
+    const strategy_ops_t *strat;
+    strat_state_t ss;
+
+    /* Selection for the step being run: strategies write these. row_mask[l][j]: weights of
+     * neuron j are updated; bias_mask[l][j]: its bias is. prop_masked[l] = 1: the error
+     * propagated into layer l-1 uses only the rows in row_mask (TinyProp); 0: all rows. */
+    uint8_t row_mask[TR_MAX_LAYERS][TR_MAX_WIDTH];
+    uint8_t bias_mask[TR_MAX_LAYERS][TR_MAX_WIDTH];
+    uint8_t prop_masked[TR_MAX_LAYERS];
+    /* Masks the last TRAIN_STEP applied (all 0 if skipped): MASK_READ, and which step[]
+     * entries to clear before the next step. */
+    uint8_t used_row[TR_MAX_LAYERS][TR_MAX_WIDTH];
+    uint8_t used_bias[TR_MAX_LAYERS][TR_MAX_WIDTH];
+    uint8_t stepped; /* a TRAIN_STEP ran since the masks were last (re)set */
+
+    /* Workspace of the last forward pass: act[l] = input of layer l, [batch][dims[l]]
+     * (ReLU outputs for l >= 1); act[n_layers] = logits. */
+    uint16_t batch;
+    float *act[TR_MAX_LAYERS + 1];
+    float *delta[2];
+    /* Scratch for strategy hooks (valid during one hook call). */
+    float scratch_f[TR_MAX_WIDTH];
+    uint16_t scratch_u16[TR_MAX_WIDTH];
+} mlp_t;
+
+typedef struct {
+    float loss;
+    uint16_t correct;
+    uint8_t skipped;
+    uint16_t k[TR_MAX_LAYERS];
+    uint32_t counters[MLP_N_PHASES];
+} mlp_step_result_t;
+
+/* Boot / RESET: bind arenas, forget model and training configuration. */
+void mlp_reset(mlp_t *m);
+
+/* MODEL_INIT: dims[0..n_layers]. Zeroes parameters, momentum, last step; resets the
+ * strategy (if configured). NO_SPACE if the parameters do not fit. */
+tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_err_t *err);
+
+/* TRAIN_CONFIG. sparams[0..n_sp) from the host; missing ones take the strategy defaults.
+ * err->detail on BAD_ARG: 0 lr, 4 momentum, 8 strategy, 9 n_sparams, 12+4i sparam i. */
+tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
+                          const float *sparams, uint8_t n_sp, tr_err_t *err);
+
+/* Parameter tensor (or last-step tensor) of a layer; *size = element count.
+ * Caller checked layer < n_layers and which <= 1. */
+float *mlp_param_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size);
+float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size);
+
+/* TRAIN_STEP on stored samples idx[0..batch). Validates everything first.
+ * err->detail on BAD_ARG: 0 batch, 4+2i index i. */
+tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
+                           mlp_step_result_t *res, tr_err_t *err);
+
+/* EVAL samples [start, start+count): loss sum (in sample order), correct, argmax. */
+tr_status_t mlp_eval(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
+                     float *loss_sum, uint16_t *correct, uint8_t *pred, tr_err_t *err);
+
+/* SELECT: run the strategy's select hook on validation samples [start, start+count). */
+tr_status_t mlp_select(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
+                       tr_err_t *err);
+
+/* Current selection: k of a layer (rows in row_mask) and trainable parameter count. */
+uint16_t mlp_layer_k(const mlp_t *m, uint8_t layer);
+uint32_t mlp_trainable_params(const mlp_t *m);
+
+/* MASK_READ: masks of the last TRAIN_STEP, or the current selection if none ran since
+ * it was set. */
+void mlp_masks(const mlp_t *m, uint8_t layer, const uint8_t **row, const uint8_t **bias);
+
+/* ---- helpers for strategies ------------------------------------------------------- */
+/* Set row and bias masks of every layer to v (0/1) and prop_masked to 0. */
+void mlp_set_all_masks(mlp_t *m, uint8_t v);
+/* Forward samples [start, start+count) (count <= TR_MAX_BATCH, caller validated);
+ * then mlp_output(m, l) = [count][dims[l+1]] outputs of layer l (post-ReLU, logits). */
+void mlp_forward_range(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count);
+const float *mlp_output(const mlp_t *m, uint8_t layer);
+/* Check that samples [start, start+count) exist and fit the model (detail = start_off). */
+tr_status_t mlp_check_range(const mlp_t *m, const dataset_t *ds, uint32_t start, uint32_t count,
+                            uint16_t start_off, tr_err_t *err);
+
+#endif

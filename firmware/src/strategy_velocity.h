@@ -1,0 +1,34 @@
+/* Per-neuron output velocity over a fixed validation subset (docs/training.md, "Velocity"),
+ * shared by neq and velocity-budget. State between SELECTs: the previous outputs y^{t-1}
+ * (V floats per neuron), phi^{t-1} and v^{t-1} (one float each per neuron). */
+#ifndef TR_STRATEGY_VELOCITY_H
+#define TR_STRATEGY_VELOCITY_H
+
+#include <stdint.h>
+
+#include "strategy_common.h"
+
+/* Largest validation subset SELECT accepts for the velocity strategies (BAD_ARG beyond). */
+#ifndef TR_MAX_VAL
+#define TR_MAX_VAL 128u
+#endif
+/* Float slots for y^{t-1}: V * (neurons of the model) must fit (NO_SPACE beyond). The
+ * default holds the largest V for models of up to TR_MAX_WIDTH neurons; boards short of RAM
+ * set it in board_config.h. */
+#ifndef TR_VEL_CAPACITY
+#define TR_VEL_CAPACITY ((uint32_t)TR_MAX_VAL * TR_MAX_WIDTH)
+#endif
+
+/* Forget everything (TRAIN_CONFIG / MODEL_INIT): phi = v = 0, no y^{-1}. */
+void vel_reset(void);
+
+/* SELECT t = m->ss.n_select: forward the subset [start, start+count), update phi and v of
+ * every neuron (t >= 1) and keep the outputs as y^{t-1}. mu = sparams[mu_index]. All checks
+ * come first: on error nothing changed. Does not touch masks or n_select. */
+tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count, float mu,
+                       tr_err_t *err);
+
+/* v of every neuron, flat ids (layer ascending, index ascending). */
+const float *vel_velocity(void);
+
+#endif

@@ -1,0 +1,544 @@
+"""Load and validate `lab_config.yaml`: the lab's boards, targets, defaults and main job.
+
+The file is composed into a YAML node tree (not loaded straight into dicts) so every
+error can name the file, the line and the dotted key, say what was expected, and suggest
+the closest known key for a typo. Validation is complete at load time: a `LabConfig`
+that exists is consistent (every target names a known board, every QEMU target has a
+machine, the default target exists).
+
+Where the file is found: explicit path > `$TINYRIG_LAB_CONFIG` > `./lab_config.yaml` >
+the repository's own `lab_config.yaml`.
+
+Kind-specific target options are declared here (the schema of the file lives in one
+place); a plug-in target kind adds its options with `register_target_options` before the
+file is loaded. This module imports nothing from `rig.targets` (dependency direction).
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from rig.errors import ConfigError
+
+ENV_VAR = "TINYRIG_LAB_CONFIG"
+REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
+
+CPUS = ("cortex-m4f", "cortex-m0", "host")
+#: `defaults.target` values that are not a target name: categories resolved by rig.targets
+TARGET_CATEGORIES = ("auto", "board")
+STRATEGIES = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget", "random-budget",
+              "static")
+
+_MISSING: Any = object()
+
+
+class _Bad(Exception):
+    """A value does not fit; the message says what was expected."""
+
+
+# --- typed result -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Power:
+    """A calibrated energy model: current rises linearly with the core clock."""
+
+    voltage_v: float
+    current_ma_per_mhz: float
+
+
+@dataclass(frozen=True)
+class Board:
+    name: str
+    cpu: str
+    clock_hz: int | None  # None only for the host (native) pseudo-board
+    firmware: str  # board name of the prebuilt image in firmware/prebuilt/manifest.json
+    uart: str = ""
+    qemu_machine: str | None = None
+    pyocd_target: str | None = None
+    power: Power | None = None
+    line: int = 0
+
+    @property
+    def counter_label(self) -> str:
+        """What the firmware's counters mean on this board's real silicon."""
+        return {"cortex-m4f": "cycles (DWT)", "cortex-m0": "SysTick ticks"}.get(
+            self.cpu, "none (host)")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    target: str = "auto"
+    timeout_s: float = 2.0
+    retries: int = 3
+    baudrate: int = 115200
+
+
+@dataclass(frozen=True)
+class TargetConfig:
+    name: str
+    kind: str
+    board: str
+    enabled: bool = True
+    #: kind-specific options, validated, with defaults filled in
+    options: Mapping[str, Any] = field(default_factory=dict)
+    source: str = ""  # "file:line" of the target's entry, for messages
+
+
+@dataclass(frozen=True)
+class Training:
+    """The main job. Field names match `rig.session.RunSpec` so it can be built from this."""
+
+    dims: tuple[int, ...] = (64, 32, 10)
+    lr: float = 0.05
+    momentum: float = 0.0
+    batch: int = 16
+    epochs: int = 3
+    train_samples: int = 512
+    test_samples: int = 256
+    val_samples: int = 64
+    seed: int = 0
+    strategy: str = "full"
+    sparams: tuple[float, ...] | None = None
+
+
+@dataclass(frozen=True)
+class LabConfig:
+    path: Path
+    defaults: Defaults
+    boards: Mapping[str, Board]
+    targets: Mapping[str, TargetConfig]
+    training: Training
+
+    def board(self, name: str) -> Board:
+        try:
+            return self.boards[name]
+        except KeyError:
+            raise ConfigError(f"{self.path}: no board {name!r}{suggest(name, self.boards)};"
+                              f" boards: {', '.join(self.boards) or 'none'}") from None
+
+    def target(self, name: str) -> TargetConfig:
+        try:
+            return self.targets[name]
+        except KeyError:
+            raise ConfigError(f"{self.path}: no target {name!r}{suggest(name, self.targets)}"
+                              f"; targets: {', '.join(self.targets) or 'none'}") from None
+
+    def board_of(self, target: TargetConfig | str) -> Board:
+        tc = self.target(target) if isinstance(target, str) else target
+        return self.board(tc.board)
+
+    def enabled_targets(self, kind: str | None = None) -> list[TargetConfig]:
+        """Enabled targets in file order, optionally of one kind."""
+        return [t for t in self.targets.values()
+                if t.enabled and (kind is None or t.kind == kind)]
+
+
+# --- value checks -------------------------------------------------------------------------
+# A check takes the constructed Python value and returns it converted, or raises _Bad.
+
+
+@dataclass(frozen=True)
+class Field:
+    """One key of a mapping: what it accepts and its default (`_MISSING` = required)."""
+
+    check: Callable[[Any], Any]
+    default: Any = _MISSING
+
+
+def _type_name(value: Any) -> str:
+    return "null" if value is None else type(value).__name__
+
+
+def integer(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
+    what = "an integer" + (f" >= {lo}" if lo is not None else "") + (
+        f" <= {hi}" if hi is not None else "")
+
+    def check(v: Any) -> int:
+        if isinstance(v, bool) or not isinstance(v, int):
+            raise _Bad(f"expected {what}, got {_type_name(v)} {v!r}")
+        if (lo is not None and v < lo) or (hi is not None and v > hi):
+            raise _Bad(f"expected {what}, got {v}")
+        return v
+    return check
+
+
+def number(lo: float | None = None, positive: bool = False) -> Callable[[Any], float]:
+    what = "a number" + (" > 0" if positive else f" >= {lo}" if lo is not None else "")
+
+    def check(v: Any) -> float:
+        if isinstance(v, bool) or not isinstance(v, int | float):
+            raise _Bad(f"expected {what}, got {_type_name(v)} {v!r}")
+        if (positive and v <= 0) or (lo is not None and v < lo):
+            raise _Bad(f"expected {what}, got {v}")
+        return float(v)
+    return check
+
+
+def boolean(v: Any) -> bool:
+    if not isinstance(v, bool):
+        raise _Bad(f"expected true or false, got {_type_name(v)} {v!r}")
+    return v
+
+
+def text(v: Any) -> str:
+    if not isinstance(v, str) or not v:
+        raise _Bad(f"expected a non-empty string, got {_type_name(v)} {v!r}")
+    return v
+
+
+def choice(*options: str) -> Callable[[Any], str]:
+    def check(v: Any) -> str:
+        if v not in options:
+            raise _Bad(f"expected one of {', '.join(options)}, got {v!r}"
+                       f"{suggest(str(v), options)}")
+        return v
+    return check
+
+
+def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
+    def check(v: Any) -> Any:
+        return None if v is None else inner(v)
+    return check
+
+
+def list_of(inner: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], tuple[Any, ...]]:
+    def check(v: Any) -> tuple[Any, ...]:
+        if not isinstance(v, list):
+            raise _Bad(f"expected a list, got {_type_name(v)} {v!r}")
+        if len(v) < min_len:
+            raise _Bad(f"expected a list of at least {min_len} items, got {len(v)}")
+        out = []
+        for i, item in enumerate(v):
+            try:
+                out.append(inner(item))
+            except _Bad as exc:
+                raise _Bad(f"item {i}: {exc}") from None
+        return tuple(out)
+    return check
+
+
+def serial_url(v: Any) -> str:
+    v = text(v)
+    if "://" not in v and not v.startswith(("/", "COM")):
+        raise _Bad(f"expected a device path (/dev/ttyACM0) or a pyserial URL "
+                   f"(socket://host:port, rfc2217://host:port), got {v!r}")
+    return v
+
+
+# --- schema -------------------------------------------------------------------------------
+
+_TOP = ("version", "defaults", "boards", "targets", "training")
+
+_DEFAULTS = {
+    "target": Field(text, "auto"),
+    "timeout_s": Field(number(positive=True), Defaults.timeout_s),
+    "retries": Field(integer(0, 100), Defaults.retries),
+    "baudrate": Field(integer(300), Defaults.baudrate),
+}
+
+_BOARD = {
+    "cpu": Field(choice(*CPUS)),
+    "clock_hz": Field(optional(integer(1)), None),
+    "firmware": Field(text, None),  # None: the board's own name
+    "uart": Field(text, ""),
+    "qemu_machine": Field(optional(text), None),
+    "pyocd_target": Field(optional(text), None),
+    "power": Field(lambda v: v, None),  # nested mapping, checked by _power
+}
+
+_POWER = {
+    "voltage_v": Field(number(positive=True)),
+    "current_ma_per_mhz": Field(number(positive=True)),
+}
+
+_TARGET_COMMON = {
+    "kind": Field(text),
+    "board": Field(text),
+    "enabled": Field(boolean, True),
+}
+
+#: kind -> its options. Plug-in kinds add theirs with `register_target_options`.
+TARGET_OPTIONS: dict[str, dict[str, Field]] = {
+    "qemu": {
+        "machine": Field(optional(text), None),  # None: the board's qemu_machine
+        "elf": Field(optional(text), None),  # None: the board's prebuilt image
+        "extra_args": Field(list_of(text), ()),
+        "flash": Field(choice("kernel", "gdb"), "kernel"),
+        "icount": Field(optional(integer(0, 10)), None),  # -icount shift=N: deterministic time
+        "start_timeout_s": Field(number(positive=True), 10.0),
+        "log_dir": Field(optional(text), None),
+    },
+    "serial": {
+        "port": Field(serial_url),
+        "baudrate": Field(optional(integer(300)), None),  # None: defaults.baudrate
+        "reset": Field(choice("none"), "none"),
+        "open_timeout_s": Field(number(positive=True), 5.0),
+    },
+    "native": {
+        "binary": Field(optional(text), None),  # None: firmware/build/native/tinyrig_fw
+        "args": Field(list_of(text), ()),
+        "log_dir": Field(optional(text), None),
+    },
+    "pyocd": {
+        "probe": Field(text, "auto"),  # probe unique id, or auto
+        "frequency_hz": Field(optional(integer(1000)), None),
+        "port": Field(optional(serial_url), None),  # the board's UART (VCP)
+        "baudrate": Field(optional(integer(300)), None),
+    },
+}
+
+
+def register_target_options(kind: str, options: dict[str, Field]) -> None:
+    """Declare the lab-file options of a plug-in target kind."""
+    TARGET_OPTIONS[kind] = dict(options)
+
+
+_TRAINING = {
+    "dims": Field(list_of(integer(1, 65535), min_len=2), Training.dims),
+    "lr": Field(number(positive=True), Training.lr),
+    "momentum": Field(number(lo=0.0), Training.momentum),
+    "batch": Field(integer(1, 65535), Training.batch),
+    "epochs": Field(integer(1), Training.epochs),
+    "train_samples": Field(integer(0), Training.train_samples),
+    "test_samples": Field(integer(0), Training.test_samples),
+    "val_samples": Field(integer(0), Training.val_samples),
+    "seed": Field(integer(0), Training.seed),
+    "strategy": Field(choice(*STRATEGIES), Training.strategy),
+    "sparams": Field(optional(list_of(number())), None),
+}
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def find_config(path: str | os.PathLike[str] | None = None) -> Path:
+    """The lab file to use: explicit > $TINYRIG_LAB_CONFIG > ./lab_config.yaml > repo's."""
+    if path is not None:
+        chosen, why = Path(path), "given path"
+    elif os.environ.get(ENV_VAR):
+        chosen, why = Path(os.environ[ENV_VAR]), f"${ENV_VAR}"
+    elif Path("lab_config.yaml").is_file():
+        chosen, why = Path("lab_config.yaml"), "current directory"
+    else:
+        chosen, why = REPO_CONFIG, "repository default"
+    if not chosen.is_file():
+        raise ConfigError(f"{chosen}: lab config not found ({why})")
+    return chosen
+
+
+def load_config(path: str | os.PathLike[str] | None = None) -> LabConfig:
+    """Read and validate the lab file (see `find_config` for which one)."""
+    file = find_config(path)
+    try:
+        source = file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+    return parse_config(source, file)
+
+
+def parse_config(source: str, file: str | os.PathLike[str] = "<string>") -> LabConfig:
+    return _Parser(source, Path(file)).parse()
+
+
+class _Parser:
+    def __init__(self, source: str, file: Path) -> None:
+        self.source = source
+        self.file = file
+        self.loader = yaml.SafeLoader(source)
+
+    # -- errors --
+
+    def error(self, node: yaml.Node | None, key: str, problem: str) -> ConfigError:
+        line = node.start_mark.line + 1 if node is not None else 1
+        where = f"{key}: " if key else ""
+        return ConfigError(f"{self.file}:{line}: {where}{problem}")
+
+    def syntax_error(self, exc: yaml.YAMLError) -> ConfigError:
+        mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
+        line = mark.line + 1 if mark is not None else 1
+        problem = getattr(exc, "problem", None) or str(exc)
+        context = getattr(exc, "context", None)
+        key = self._key_near(line)
+        near = f"near key {key!r}: " if key else ""
+        col = f":{mark.column + 1}" if mark is not None else ""
+        return ConfigError(f"{self.file}:{line}{col}: {near}YAML syntax error: {problem}"
+                           + (f" ({context})" if context else "")
+                           + "; expected valid YAML (check indentation, quotes and colons)")
+
+    def _key_near(self, line: int) -> str | None:
+        """The closest `key:` at or above `line`, to point at the entry a syntax error is in."""
+        lines = self.source.splitlines()
+        for text_line in reversed(lines[:line]):
+            m = re.match(r"\s*-?\s*([A-Za-z0-9_.\-]+)\s*:", text_line)
+            if m:
+                return m.group(1)
+        return None
+
+    # -- node helpers --
+
+    def value(self, node: yaml.Node) -> Any:
+        return self.loader.construct_object(node, deep=True)
+
+    def mapping(self, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
+        """Entries of a mapping node by key; rejects non-mappings and duplicate keys."""
+        if isinstance(node, yaml.ScalarNode) and node.tag == "tag:yaml.org,2002:null":
+            return {}
+        if not isinstance(node, yaml.MappingNode):
+            raise self.error(node, key, f"expected a mapping (key: value lines), got "
+                                        f"{_type_name(self.value(node))}")
+        out: dict[str, tuple[yaml.Node, yaml.Node]] = {}
+        for knode, vnode in node.value:
+            name = self.value(knode)
+            if not isinstance(name, str):
+                raise self.error(knode, key, f"expected string keys, got {name!r}")
+            if name in out:
+                first = out[name][0].start_mark.line + 1
+                raise self.error(knode, _join(key, name),
+                                 f"duplicate key (first defined on line {first})")
+            out[name] = (knode, vnode)
+        return out
+
+    def fields(self, node: yaml.Node, key: str, schema: Mapping[str, Field],
+               foreign: Mapping[str, str] | None = None,
+               owner: yaml.Node | None = None) -> dict[str, Any]:
+        """Check a mapping against `schema`; `foreign` maps keys of other kinds to a hint.
+        A missing key is reported at `owner` (the key naming this mapping) when given."""
+        entries = self.mapping(node, key)
+        for name, (knode, _) in entries.items():
+            if name not in schema:
+                hint = (foreign or {}).get(name)
+                extra = f"; {hint}" if hint else suggest(name, schema)
+                raise self.error(knode, _join(key, name),
+                                 f"unknown key{extra}; expected one of: {', '.join(schema)}")
+        out: dict[str, Any] = {}
+        for name, spec in schema.items():
+            if name in entries:
+                vnode = entries[name][1]
+                try:
+                    out[name] = spec.check(self.value(vnode))
+                except _Bad as exc:
+                    raise self.error(vnode, _join(key, name), str(exc)) from None
+            elif spec.default is _MISSING:
+                raise self.error(owner or node, _join(key, name), f"missing required key {name!r} "
+                                                         f"in {key or 'the file'}")
+            else:
+                out[name] = spec.default
+        return out
+
+    # -- sections --
+
+    def parse(self) -> LabConfig:
+        try:
+            root = self.loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise self.syntax_error(exc) from None
+        if root is None:
+            raise ConfigError(f"{self.file}:1: the file is empty; expected the sections "
+                              f"{', '.join(_TOP)}")
+        top = self.mapping(root, "")
+        for name, (knode, _) in top.items():
+            if name not in _TOP:
+                raise self.error(knode, name, f"unknown section{suggest(name, _TOP)}; "
+                                              f"expected one of: {', '.join(_TOP)}")
+        if "version" in top:
+            vnode = top["version"][1]
+            if self.value(vnode) != 1:
+                raise self.error(vnode, "version", f"expected 1, got {self.value(vnode)!r}")
+        null = yaml.ScalarNode("tag:yaml.org,2002:null", "", root.start_mark, root.end_mark)
+
+        def section(name: str) -> yaml.Node:
+            return top[name][1] if name in top else null
+
+        defaults = Defaults(**self.fields(section("defaults"), "defaults", _DEFAULTS))
+        boards = self.boards(section("boards"))
+        targets = self.targets(section("targets"), boards)
+        training = self.training(section("training"))
+        self.check_default_target(section("defaults"), defaults, targets)
+        return LabConfig(self.file, defaults, boards, targets, training)
+
+    def boards(self, node: yaml.Node) -> dict[str, Board]:
+        out = {}
+        for name, (knode, vnode) in self.mapping(node, "boards").items():
+            key = f"boards.{name}"
+            f = self.fields(vnode, key, _BOARD, owner=knode)
+            if f["cpu"] != "host" and f["clock_hz"] is None:
+                raise self.error(knode, f"{key}.clock_hz",
+                                 f"missing required key 'clock_hz' for a {f['cpu']} board "
+                                 "(core clock in Hz, e.g. 25000000)")
+            power = None
+            if f["power"] is not None:
+                pnode = self.mapping(vnode, key)["power"][1]
+                pkey = self.mapping(vnode, key)["power"][0]
+                power = Power(**self.fields(pnode, f"{key}.power", _POWER, owner=pkey))
+            out[name] = Board(name=name, cpu=f["cpu"], clock_hz=f["clock_hz"],
+                              firmware=f["firmware"] or name, uart=f["uart"],
+                              qemu_machine=f["qemu_machine"], pyocd_target=f["pyocd_target"],
+                              power=power, line=knode.start_mark.line + 1)
+        return out
+
+    def targets(self, node: yaml.Node, boards: Mapping[str, Board]) -> dict[str, TargetConfig]:
+        out = {}
+        for name, (knode, vnode) in self.mapping(node, "targets").items():
+            key = f"targets.{name}"
+            entries = self.mapping(vnode, key)
+            if "kind" not in entries:
+                raise self.error(knode, f"{key}.kind",
+                                 f"missing required key 'kind'; expected one of "
+                                 f"{', '.join(TARGET_OPTIONS)}")
+            kind_node = entries["kind"][1]
+            kind = self.value(kind_node)
+            if kind not in TARGET_OPTIONS:
+                raise self.error(kind_node, f"{key}.kind",
+                                 f"expected one of {', '.join(TARGET_OPTIONS)}, got {kind!r}"
+                                 f"{suggest(str(kind), TARGET_OPTIONS)}")
+            own = TARGET_OPTIONS[kind]
+            foreign = {opt: f"{opt!r} is an option of kind {k}, not {kind}"
+                       for k, opts in TARGET_OPTIONS.items() if k != kind for opt in opts
+                       if opt not in own}
+            f = self.fields(vnode, key, {**_TARGET_COMMON, **own}, foreign, owner=knode)
+            board = f["board"]
+            if board not in boards:
+                raise self.error(entries["board"][1], f"{key}.board",
+                                 f"unknown board {board!r}{suggest(board, boards)}; expected "
+                                 f"one of the boards: section: {', '.join(boards) or 'none'}")
+            options = {k: v for k, v in f.items() if k not in _TARGET_COMMON}
+            if kind == "qemu" and not (options["machine"] or boards[board].qemu_machine):
+                raise self.error(knode, f"{key}.machine",
+                                 f"missing QEMU machine: board {board!r} has no qemu_machine;"
+                                 " set machine: (e.g. mps2-an386)")
+            out[name] = TargetConfig(name=name, kind=kind, board=board, enabled=f["enabled"],
+                                     options=options,
+                                     source=f"{self.file}:{knode.start_mark.line + 1}")
+        return out
+
+    def training(self, node: yaml.Node) -> Training:
+        f = self.fields(node, "training", _TRAINING)
+        return Training(**f)
+
+    def check_default_target(self, node: yaml.Node, defaults: Defaults,
+                             targets: Mapping[str, TargetConfig]) -> None:
+        known = (*TARGET_CATEGORIES, *TARGET_OPTIONS, *targets)
+        if defaults.target not in known:
+            vnode = self.mapping(node, "defaults")["target"][1]
+            raise self.error(vnode, "defaults.target",
+                             f"expected auto, board, a target kind ({', '.join(TARGET_OPTIONS)}"
+                             f") or a target name ({', '.join(targets) or 'none defined'}), "
+                             f"got {defaults.target!r}{suggest(defaults.target, known)}")
+
+
+def _join(prefix: str, key: str) -> str:
+    return f"{prefix}.{key}" if prefix else key
+
+
+def suggest(word: str, known: Any) -> str:
+    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,307 @@
+"""The typed client of the training firmware (docs/protocol.md §3).
+
+`Device(link)` turns every message into a method with numpy in and out, splits bulk
+transfers into packets that fit the device's `max_payload`, and gives each request a
+timeout that grows with the bytes it moves and the arithmetic it asks for.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+from rig.errors import DeviceFault, LinkError
+from rig.link.link import Link
+from rig.protocol import (
+    DataConfig,
+    DataWrite,
+    Debug,
+    DebugAction,
+    DType,
+    EvalResult,
+    HelloInfo,
+    Mask,
+    MaskRead,
+    ModelInit,
+    MsgType,
+    ParamWrite,
+    RangeRequest,
+    SelectResult,
+    StepResult,
+    TensorRead,
+    TrainConfig,
+    TrainStep,
+    Which,
+    chunks,
+    encode_records,
+    strategy_id,
+    unpack_f32,
+    unpack_u32,
+)
+
+
+@dataclass
+class Timing:
+    """How long a request may take: `base + bytes/byte_rate + macs/mac_rate` seconds.
+
+    The defaults are pessimistic on purpose (a Cortex-M0 with soft float; QEMU's UART,
+    measured at 3-15 kB/s host to device with stalls of several hundred ms) so nothing
+    times out on a slow but healthy target; a hung target is still detected within
+    seconds for small requests. A timeout that is too short costs a retransmission, never
+    a double execution (the device answers the repeat from its cache).
+    """
+
+    base: float = 1.0
+    byte_rate: float = 2_000.0   # B/s both ways together
+    mac_rate: float = 100_000.0  # multiply-accumulates per second
+
+    def budget(self, tx_bytes: int = 0, rx_bytes: int = 0, macs: int = 0) -> float:
+        return self.base + (tx_bytes + rx_bytes) / self.byte_rate + macs / self.mac_rate
+
+
+class Device:
+    def __init__(self, link: Link, timing: Timing | None = None) -> None:
+        self.link = link
+        self.timing = timing or Timing()
+        self.dims: tuple[int, ...] | None = None
+        self.data: DataConfig | None = None
+
+    # -- identity and housekeeping ---------------------------------------------------------
+
+    @property
+    def info(self) -> HelloInfo:
+        """The device's HELLO (sent on first use)."""
+        return self.link.hello if self.link.hello is not None else self.hello()
+
+    @property
+    def max_payload(self) -> int:
+        return self.info.max_payload
+
+    def hello(self, timeout: float | None = None) -> HelloInfo:
+        self._call(MsgType.HELLO, b"", timeout)
+        assert self.link.hello is not None  # the link parses HELLO responses itself
+        return self.link.hello
+
+    def echo(self, data: bytes, timeout: float | None = None) -> bytes:
+        if len(data) > self.max_payload:
+            raise ValueError(f"ECHO of {len(data)} bytes exceeds max_payload {self.max_payload}")
+        reply = self._call(MsgType.ECHO, data, timeout, rx=len(data))
+        if reply != data:
+            raise LinkError(f"ECHO returned {len(reply)} different bytes for {len(data)} sent")
+        return reply
+
+    def reset(self, timeout: float | None = None) -> None:
+        self._call(MsgType.RESET, b"", timeout)
+        self.dims = None
+        self.data = None
+
+    # -- model ---------------------------------------------------------------------------------
+
+    def model_init(self, dims: Sequence[int], timeout: float | None = None) -> int:
+        """Create a zeroed model with layer sizes `dims`; returns the parameter count."""
+        dims = tuple(int(d) for d in dims)
+        n_params = unpack_u32(self._call(MsgType.MODEL_INIT, ModelInit(dims).pack(), timeout,
+                                         macs=2 * _n_params(dims)), "MODEL_INIT response")
+        self.dims = dims
+        return n_params
+
+    def write_params(self, layer: int, which: int | str, values: np.ndarray,
+                     offset: int = 0, timeout: float | None = None) -> None:
+        w = _which(which)
+        flat = np.ascontiguousarray(np.asarray(values, dtype=np.float32).reshape(-1))
+        expected = self._tensor_size(layer, w)
+        if expected is not None and offset + flat.size > expected:
+            raise ValueError(f"layer {layer} {w.name.lower()} holds {expected} values;"
+                             f" writing {flat.size} at offset {offset}")
+        per = (self.max_payload - ParamWrite.OVERHEAD) // 4
+        for off, n in chunks(flat.size, per):
+            req = ParamWrite(layer, w, offset + off, flat[off:off + n])
+            self._call(MsgType.PARAM_WRITE, req.pack(), timeout)
+
+    def read_params(self, layer: int, which: int | str, count: int | None = None,
+                    offset: int = 0, timeout: float | None = None) -> np.ndarray:
+        """A tensor (shaped [out, in] or [out] when the model layout is known)."""
+        return self._read_tensor(MsgType.PARAM_READ, layer, _which(which), count, offset,
+                                 timeout)
+
+    def read_update(self, layer: int, which: int | str, count: int | None = None,
+                    offset: int = 0, timeout: float | None = None) -> np.ndarray:
+        """The step `u` the last TRAIN_STEP applied (p_new = p_old - u)."""
+        return self._read_tensor(MsgType.UPDATE_READ, layer, _which(which), count, offset,
+                                 timeout)
+
+    def load_model(self, weights: Sequence[tuple[np.ndarray, np.ndarray]],
+                   timeout: float | None = None) -> int:
+        """MODEL_INIT from the shapes, then write every W [out, in] and b [out]."""
+        if not weights:
+            raise ValueError("a model needs at least one layer")
+        dims = [int(np.shape(weights[0][0])[1])]
+        for i, (w, b) in enumerate(weights):
+            out, inp = np.shape(w)
+            if inp != dims[-1] or np.shape(b) != (out,):
+                raise ValueError(f"layer {i}: W {np.shape(w)} / b {np.shape(b)} do not follow"
+                                 f" a layer of width {dims[-1]}")
+            dims.append(int(out))
+        n_params = self.model_init(dims, timeout)
+        for i, (w, b) in enumerate(weights):
+            self.write_params(i, Which.WEIGHT, w, timeout=timeout)
+            self.write_params(i, Which.BIAS, b, timeout=timeout)
+        return n_params
+
+    def read_model(self, timeout: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
+        dims = self._require_dims()
+        return [(self.read_params(i, Which.WEIGHT, timeout=timeout),
+                 self.read_params(i, Which.BIAS, timeout=timeout))
+                for i in range(len(dims) - 1)]
+
+    def train_config(self, lr: float, momentum: float = 0.0, strategy: str | int = "full",
+                     sparams: Sequence[float] = (), timeout: float | None = None) -> None:
+        req = TrainConfig(float(lr), float(momentum), strategy_id(strategy),
+                          tuple(float(s) for s in sparams))
+        self._call(MsgType.TRAIN_CONFIG, req.pack(), timeout)
+
+    # -- data ------------------------------------------------------------------------------------
+
+    def data_config(self, n_features: int, dtype: DType | int | str, scale: float = 1.0,
+                    zero_point: float = 0.0, n_samples: int = 0,
+                    timeout: float | None = None) -> None:
+        cfg = DataConfig(int(n_features), DType.coerce(dtype), float(scale), float(zero_point),
+                         int(n_samples))
+        self._call(MsgType.DATA_CONFIG, cfg.pack(), timeout)
+        self.data = cfg
+
+    def write_samples(self, start: int, labels: np.ndarray | Sequence[int],
+                      features_encoded: np.ndarray, timeout: float | None = None) -> None:
+        """Store samples `start..` as encoded (dtype of DATA_CONFIG), in several packets."""
+        if self.data is None:
+            raise LinkError("write_samples before data_config: the record layout is unknown")
+        cfg = self.data
+        feats = np.asarray(features_encoded)
+        if feats.ndim != 2 or feats.shape[1] != cfg.n_features:
+            raise ValueError(f"features {feats.shape}: want (n, {cfg.n_features})")
+        records = encode_records(labels, feats, cfg.dtype)
+        size = cfg.record_size
+        per = min((self.max_payload - DataWrite.OVERHEAD) // size, 0xFFFF)
+        for off, n in chunks(feats.shape[0], per):
+            req = DataWrite(start + off, n, records[off * size:(off + n) * size])
+            self._call(MsgType.DATA_WRITE, req.pack(), timeout)
+
+    # -- training ----------------------------------------------------------------------------------
+
+    def train_step(self, indices: np.ndarray | Sequence[int],
+                   timeout: float | None = None) -> StepResult:
+        idx = np.asarray(indices).reshape(-1)
+        # forward + weight gradient + error propagation per sample, then the update
+        macs = 3 * idx.size * self._macs_per_sample() + 2 * self._macs_per_sample()
+        payload = self._call(MsgType.TRAIN_STEP, TrainStep(idx).pack(), timeout, macs=macs)
+        return StepResult.unpack(payload)
+
+    def evaluate(self, start: int, count: int, timeout: float | None = None) -> EvalResult:
+        """EVAL over `count` samples. Split into several requests when the predictions do
+        not fit one response; `loss_sum` is then the sum (in float64) of the parts."""
+        per = min(self.max_payload - EvalResult.OVERHEAD, 0xFFFF)
+        parts: list[EvalResult] = []
+        for off, n in chunks(count, per):
+            payload = self._call(MsgType.EVAL, RangeRequest(start + off, n).pack(), timeout,
+                                 rx=n + EvalResult.OVERHEAD, macs=n * self._macs_per_sample())
+            part = EvalResult.unpack(payload)
+            if part.count != n:
+                raise LinkError(f"EVAL of {n} samples answered for {part.count}")
+            parts.append(part)
+        if len(parts) == 1:
+            return parts[0]
+        return EvalResult(float(sum(float(p.loss_sum) for p in parts)),
+                          sum(p.correct for p in parts), count,
+                          np.concatenate([p.pred for p in parts]) if parts
+                          else np.zeros(0, np.uint8))
+
+    def select(self, val_start: int, val_count: int,
+               timeout: float | None = None) -> SelectResult:
+        macs = 2 * val_count * self._macs_per_sample()
+        payload = self._call(MsgType.SELECT, RangeRequest(val_start, val_count).pack(), timeout,
+                             macs=macs)
+        return SelectResult.unpack(payload)
+
+    def read_mask(self, layer: int, timeout: float | None = None) -> Mask:
+        return Mask.unpack(self._call(MsgType.MASK_READ, MaskRead(layer).pack(), timeout))
+
+    # -- debugging hooks -------------------------------------------------------------------------
+
+    def debug_fault(self, timeout: float | None = None) -> None:
+        """Make the firmware fault on purpose. Always raises: DeviceFault when the fault
+        frame arrives, LinkError if the device does not fault."""
+        wait = self.timing.budget() if timeout is None else timeout
+        self.link.request(MsgType.DEBUG, Debug(DebugAction.FAULT).pack(), timeout=wait,
+                          retries=0)
+        self.link.poll(wait)  # a firmware may acknowledge first and fault afterwards
+        raise LinkError("DEBUG fault: the device answered but reported no fault")
+
+    def debug_hang(self) -> None:
+        """Make the firmware stop answering (to test timeouts). Does not wait for a reply."""
+        self.link.request(MsgType.DEBUG, Debug(DebugAction.HANG).pack(), expect_response=False)
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _call(self, type: MsgType, payload: bytes, timeout: float | None, rx: int = 0,
+              macs: int = 0) -> bytes:
+        if timeout is None:
+            timeout = self.timing.budget(len(payload) + 16, rx + 16, macs)
+        packet = self.link.request(type, payload, timeout=timeout)
+        assert packet is not None
+        return packet.payload
+
+    def _read_tensor(self, type: MsgType, layer: int, which: Which, count: int | None,
+                     offset: int, timeout: float | None) -> np.ndarray:
+        size = self._tensor_size(layer, which)
+        shaped = count is None and offset == 0
+        if count is None:
+            if size is None:
+                raise LinkError("the model layout is unknown (no model_init/load_model on this"
+                                " Device): pass count=")
+            count = size - offset
+        per = min(self.max_payload // 4, 0xFFFF)
+        out = np.empty(count, dtype=np.float32)
+        for off, n in chunks(count, per):
+            req = TensorRead(layer, which, n, offset + off)
+            payload = self._call(type, req.pack(), timeout, rx=4 * n)
+            out[off:off + n] = unpack_f32(payload, n, f"{type.name} response")
+        if shaped and size is not None and which == Which.WEIGHT and self.dims is not None:
+            return out.reshape(self.dims[layer + 1], self.dims[layer])
+        return out
+
+    def _tensor_size(self, layer: int, which: Which) -> int | None:
+        if self.dims is None:
+            return None
+        if not 0 <= layer < len(self.dims) - 1:
+            raise ValueError(f"layer {layer} does not exist (model dims {self.dims})")
+        out, inp = self.dims[layer + 1], self.dims[layer]
+        return out * inp if which == Which.WEIGHT else out
+
+    def _require_dims(self) -> tuple[int, ...]:
+        if self.dims is None:
+            raise LinkError("the model layout is unknown: call model_init or load_model first")
+        return self.dims
+
+    def _macs_per_sample(self) -> int:
+        if self.dims is not None:
+            return _n_params(self.dims)
+        info = self.link.hello
+        if info is None:
+            return 0
+        return info.max_layers * info.max_width * info.max_width  # pessimistic: layout unknown
+
+
+def _n_params(dims: Sequence[int]) -> int:
+    return sum(dims[i] * dims[i + 1] + dims[i + 1] for i in range(len(dims) - 1))
+
+
+def _which(which: int | str) -> Which:
+    if isinstance(which, str):
+        return {"w": Which.WEIGHT, "weight": Which.WEIGHT, "b": Which.BIAS,
+                "bias": Which.BIAS}[which.lower()]
+    return Which(which)
+
+
+__all__ = ["Device", "DeviceFault", "Timing"]

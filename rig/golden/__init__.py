@@ -1,0 +1,24 @@
+"""The PyTorch golden model of on-device training and its sparse strategies.
+
+Knows no wires: the session feeds it the same batches it sends to the device and compares
+(`rig.compare`). The arithmetic contract is `docs/training.md`.
+"""
+
+from rig.golden.data import EncodedSet, Split, TransferSplit, digits_split, epoch_batches
+from rig.golden.macs import PhaseMacs, full_step_macs, select_macs, step_macs
+from rig.golden.model import (
+    EvalResult,
+    GoldenMLP,
+    GoldenStep,
+    LayerParams,
+    SelectResult,
+    init_params,
+)
+from rig.golden.strategies import BY_ID, REGISTRY, SPECS, StrategySpec, get_spec
+
+__all__ = [
+    "BY_ID", "REGISTRY", "SPECS", "EncodedSet", "EvalResult", "GoldenMLP", "GoldenStep",
+    "LayerParams", "PhaseMacs", "SelectResult", "Split", "StrategySpec", "TransferSplit",
+    "digits_split", "epoch_batches", "full_step_macs", "get_spec", "init_params",
+    "select_macs", "step_macs",
+]

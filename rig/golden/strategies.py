@@ -1,0 +1,448 @@
+"""Sparse-update strategies, mirroring `firmware/src/strategy_*.c` (`docs/training.md`).
+
+A strategy decides per layer a row mask (weights of output neuron j are updated) and a bias
+mask. Two families:
+
+* error-driven (`tinyprop`, `tinypropv2`): decide during the backward pass from the layer's
+  output error δ, and zero the unkept δ before it is propagated;
+* mask-driven (`full`, `static`, `neq`, `velocity-budget`, `random-budget`): masks are fixed
+  between SELECT messages; δ propagates in full through frozen neurons.
+
+Control scalars are numpy float32 scalars, computed in the documented order, so that they
+round exactly like the C firmware's `float` code.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import ClassVar
+
+import numpy as np
+
+from rig.golden.f32 import F32, f32, seq_sum
+
+Masks = list[np.ndarray]
+
+
+@dataclass
+class LayerDecision:
+    """What a strategy decided for layer l during one step."""
+
+    rows: np.ndarray  # bool [N_l]
+    bias: np.ndarray  # bool [N_l]
+    delta_prop: np.ndarray  # δ_l used for the weight gradient and for propagation into l-1
+    scores: np.ndarray | None = None  # ranking scores, for near-tie reports (top-k only)
+
+
+class Strategy:
+    """Base: state of one strategy for one model shape. TRAIN_CONFIG = a new instance."""
+
+    name: ClassVar[str] = ""
+    # True: unkept δ is zeroed before propagation (k'_l = k_l in the MAC count), else N_l.
+    sparse_propagation: ClassVar[bool] = False
+    # True: SELECT recomputes the masks; False: SELECT changes nothing.
+    uses_select: ClassVar[bool] = False
+    # True: SELECT needs the per-neuron outputs over the validation subset (a forward pass).
+    needs_outputs: ClassVar[bool] = False
+
+    def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
+        self.dims = [int(d) for d in dims]
+        self.n_layers = len(self.dims) - 1
+        self.params = params
+        self.select_count = 0  # t: SELECTs since TRAIN_CONFIG
+        self.stats: dict[int, dict[str, float]] = {}  # per-layer control scalars of the last step
+
+    def widths(self) -> list[int]:
+        return self.dims[1:]
+
+    def initial_masks(self) -> tuple[Masks, Masks]:
+        """Masks MASK_READ reports after TRAIN_CONFIG, before any step or SELECT."""
+        zeros = [np.zeros(n, dtype=bool) for n in self.widths()]
+        return zeros, [z.copy() for z in zeros]
+
+    def begin_step(self, delta_out: np.ndarray) -> bool:
+        """Called after the forward pass with the output error; True skips the step."""
+        self.stats = {}
+        return False
+
+    def backward_floor(self) -> int | None:
+        """Lowest layer whose δ is needed (None: no backward pass at all)."""
+        raise NotImplementedError
+
+    def decide(self, layer: int, delta: np.ndarray) -> LayerDecision:
+        raise NotImplementedError
+
+    def on_select(self, outputs: list[np.ndarray]) -> None:
+        """SELECT: `outputs[l]` is [V][N_l] (post-ReLU hidden, logits last)."""
+        self.select_count += 1
+
+    def current_masks(self) -> tuple[Masks, Masks] | None:
+        """Masks after SELECT for mask-driven strategies; None if SELECT changes nothing."""
+        return None
+
+
+# --------------------------------------------------------------------------- mask-driven
+
+
+class MaskStrategy(Strategy):
+    """Masks fixed between SELECTs; gradient rows/biases outside them are simply not applied."""
+
+    uses_select = True
+
+    def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
+        super().__init__(dims, params)
+        self.rows, self.bias = self.initial_masks()
+
+    def backward_floor(self) -> int | None:
+        for layer in range(self.n_layers):
+            if self.rows[layer].any() or self.bias[layer].any():
+                return layer
+        return None
+
+    def decide(self, layer: int, delta: np.ndarray) -> LayerDecision:
+        return LayerDecision(self.rows[layer].copy(), self.bias[layer].copy(), delta)
+
+    def current_masks(self) -> tuple[Masks, Masks] | None:
+        return [r.copy() for r in self.rows], [b.copy() for b in self.bias]
+
+
+class Full(MaskStrategy):
+    """Dense backprop: the reference every sparse strategy is measured against."""
+
+    name = "full"
+    uses_select = False
+
+    def initial_masks(self) -> tuple[Masks, Masks]:
+        ones = [np.ones(n, dtype=bool) for n in self.widths()]
+        return ones, [o.copy() for o in ones]
+
+
+class Static(MaskStrategy):
+    """Tiny Training Engine (Lin et al., 2022, "On-Device Training Under 256KB Memory"):
+    a fixed sparse update — biases of the last `bias_layers` layers, and the first
+    floor(channel_ratio·N_l + 0.5) weight rows of the last `weight_layers` layers (rounded,
+    not ceil: 0.3f·100 is 30.000002 in float32, and ceil would make it 31)."""
+
+    name = "static"
+    uses_select = False
+
+    def initial_masks(self) -> tuple[Masks, Masks]:
+        bias_layers, weight_layers, ratio = int(self.params[0]), int(self.params[1]), self.params[2]
+        rows, bias = [], []
+        for layer, n in enumerate(self.widths()):
+            depth = self.n_layers - 1 - layer  # 0 for the last layer
+            b = np.full(n, depth < bias_layers, dtype=bool)
+            r = np.zeros(n, dtype=bool)
+            if depth < weight_layers:
+                r[: min(n, int(np.floor(ratio * f32(n) + f32(0.5))))] = True
+            rows.append(r)
+            bias.append(b)
+        return rows, bias
+
+
+class _NeuronList:
+    """All neurons, ordered (layer ascending, index ascending), with their parameter count."""
+
+    def __init__(self, dims: list[int]) -> None:
+        self.layer = np.concatenate([np.full(n, lay) for lay, n in enumerate(dims[1:])])
+        self.index = np.concatenate([np.arange(n) for n in dims[1:]])
+        self.cost = np.concatenate([np.full(n, dims[lay] + 1) for lay, n in enumerate(dims[1:])])
+        self.total = int(self.cost.sum())
+
+    def budget(self, fraction: np.float32) -> int:
+        return int(np.floor(fraction * f32(self.total)))
+
+    def greedy_fill(self, order: np.ndarray, budget: int, dims: list[int]) -> Masks:
+        """Walk `order`; take a neuron if it still fits (`used + cost ≤ budget`)."""
+        rows = [np.zeros(n, dtype=bool) for n in dims[1:]]
+        used = 0
+        for c in order:
+            if used + int(self.cost[c]) <= budget:
+                used += int(self.cost[c])
+                rows[self.layer[c]][self.index[c]] = True
+        return rows
+
+
+class _Velocity(MaskStrategy):
+    """Per-neuron output velocity over a fixed validation subset (NEq, Bragagnolo et al.,
+    NeurIPS 2022). A dense neuron's output per sample is a scalar, so — our choice — the
+    cosine is taken across the V-sample subset instead of per sample's feature map:
+
+        φ^t = <y^t, y^{t-1}> / (sqrtf(Σ y^t²) · sqrtf(Σ y^{t-1}²))   (0 if the denominator is 0)
+        v^t = (φ^t − φ^{t-1}) − μ·v^{t-1};     t = 0: φ^0 = v^0 = 0 (no y^{-1})
+    """
+
+    mu_index: ClassVar[int] = 1
+    needs_outputs = True
+
+    def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
+        Strategy.__init__(self, dims, params)
+        self.prev: list[np.ndarray] | None = None
+        self.phi = [np.zeros(n, dtype=F32) for n in self.widths()]
+        self.velocity = [np.zeros(n, dtype=F32) for n in self.widths()]
+        self.scores: list[np.ndarray] = [np.zeros(n, dtype=F32) for n in self.widths()]
+        self.rows, self.bias = self.initial_masks()
+
+    def on_select(self, outputs: list[np.ndarray]) -> None:
+        mu = self.params[self.mu_index]
+        outs = [np.asarray(o, dtype=F32) for o in outputs]
+        if self.prev is not None:
+            for layer, (y, yp) in enumerate(zip(outs, self.prev, strict=True)):
+                dot = seq_sum(y * yp, axis=0)
+                den = np.sqrt(seq_sum(y * y, axis=0)) * np.sqrt(seq_sum(yp * yp, axis=0))
+                safe = np.where(den > 0, den, F32(1.0))
+                phi = np.where(den > 0, dot / safe, F32(0.0)).astype(F32)
+                velocity = (phi - self.phi[layer]) - mu * self.velocity[layer]
+                self.velocity[layer] = velocity.astype(F32)
+                self.phi[layer] = phi
+        self.prev = outs
+        self.rows = self._select(first=self.select_count == 0)
+        self.bias = [r.copy() for r in self.rows]
+        self.select_count += 1
+
+    def initial_masks(self) -> tuple[Masks, Masks]:
+        rows = self._select(first=True)
+        return rows, [r.copy() for r in rows]
+
+    def _select(self, first: bool) -> Masks:
+        raise NotImplementedError
+
+
+class Neq(_Velocity):
+    """NEq (Bragagnolo et al., NeurIPS 2022, "To update or not to update? Neurons at
+    equilibrium in deep models"): a neuron is frozen (row and bias) until the next SELECT iff
+    |v| ≤ ε. At t = 0 every neuron is trainable."""
+
+    name = "neq"
+
+    def _select(self, first: bool) -> Masks:
+        self.scores = [np.abs(v) for v in self.velocity]
+        if first:
+            return [np.ones(n, dtype=bool) for n in self.widths()]
+        return [s > self.params[0] for s in self.scores]
+
+
+class VelocityBudget(_Velocity):
+    """Quelennec et al. (WACVW 2024, "Towards On-Device Learning on the Edge"): under a fixed
+    budget of trainable parameters, rank neurons by |v| / params(c) (params = in_l + 1),
+    largest first, ties by layer descending then index ascending, and fill greedily."""
+
+    name = "velocity-budget"
+
+    def _select(self, first: bool) -> Masks:
+        neurons = _NeuronList(self.dims)
+        key = np.concatenate([np.abs(v) for v in self.velocity]) / neurons.cost.astype(F32)
+        self.scores = [key[neurons.layer == lay] for lay in range(self.n_layers)]
+        # lexsort: last key is primary → |v|/params desc, layer desc, index asc.
+        order = np.lexsort((neurons.index, -neurons.layer, -key))
+        return neurons.greedy_fill(order, neurons.budget(self.params[0]), self.dims)
+
+
+def xorshift32(state: int) -> int:
+    """Marsaglia's xorshift32 (13, 17, 5); returns the new state, which is also the output."""
+    state ^= (state << 13) & 0xFFFFFFFF
+    state ^= state >> 17
+    state ^= (state << 5) & 0xFFFFFFFF
+    return state
+
+
+def random_permutation(n: int, seed: int, t: int) -> np.ndarray:
+    """Fisher–Yates over 0..n-1 with xorshift32, state `seed ^ (0x9E3779B9·(t+1))` (1 if 0)."""
+    state = (seed ^ (0x9E3779B9 * (t + 1))) & 0xFFFFFFFF or 1
+    perm = list(range(n))
+    for i in range(n - 1, 0, -1):
+        state = xorshift32(state)
+        j = state % (i + 1)
+        perm[i], perm[j] = perm[j], perm[i]
+    return np.array(perm, dtype=np.int64)
+
+
+class RandomBudget(MaskStrategy):
+    """The control of Quelennec et al.: a random set of neurons filling the same budget,
+    redrawn at every SELECT."""
+
+    name = "random-budget"
+
+    def initial_masks(self) -> tuple[Masks, Masks]:
+        rows = self._draw(0)
+        return rows, [r.copy() for r in rows]
+
+    def _draw(self, t: int) -> Masks:
+        neurons = _NeuronList(self.dims)
+        order = random_permutation(len(neurons.layer), int(self.params[1]), t)
+        return neurons.greedy_fill(order, neurons.budget(self.params[0]), self.dims)
+
+    def on_select(self, outputs: list[np.ndarray]) -> None:
+        self.rows = self._draw(self.select_count)
+        self.bias = [r.copy() for r in self.rows]
+        self.select_count += 1
+
+
+# -------------------------------------------------------------------------- error-driven
+
+
+class TinyProp(Strategy):
+    """TinyProp (Rüb, Maier, Sikora, Mueller-Gritschneder, 2023, "TinyProp — Adaptive Sparse
+    Back Propagation for Efficient TinyML On-device Learning"), batched: per layer keep the
+    k_l neurons with the largest Σ_n|δ|, k_l from the layer's error relative to its running
+    maximum. Unlike the reference PyTorch code, k ≥ 1 always. All biases are updated."""
+
+    name = "tinyprop"
+    sparse_propagation = True
+    gamma_index: ClassVar[int | None] = None  # index of γ in sparams (decaying Ymax), if any
+
+    def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
+        super().__init__(dims, params)
+        self.ymax = [F32(0.0)] * self.n_layers
+        self._scored: dict[int, tuple[np.ndarray, np.float32]] = {}  # scored before decide()
+
+    def backward_floor(self) -> int | None:
+        return 0
+
+    def _ratio(self, layer: int, y: np.float32) -> np.float32:
+        """Update Ymax_l with Y_l and return r = Y/Ymax (0 if Ymax is 0)."""
+        ref = self.ymax[layer]
+        if self.gamma_index is not None:
+            ref = self.params[self.gamma_index] * ref
+        self.ymax[layer] = max(ref, y)  # Ymax ≥ 0, Y ≥ 0: no NaN-ordering issue unless δ is NaN
+        ymax = self.ymax[layer]
+        return y / ymax if ymax > 0 else F32(0.0)
+
+    @staticmethod
+    def _scores(delta: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        score = seq_sum(np.abs(delta), axis=0)  # Σ_n |δ[n][j]|, n in order
+        return score, seq_sum(score, axis=0)[()]  # Y = Σ_j score_j, j in order
+
+    def _layer_ratio(self, layer: int, delta: np.ndarray) -> tuple[np.ndarray, np.float32]:
+        score, y = self._scores(delta)
+        r = self._ratio(layer, y)
+        self.stats[layer] = {"Y": float(y), "Ymax": float(self.ymax[layer]), "r": float(r)}
+        return score, r
+
+    def decide(self, layer: int, delta: np.ndarray) -> LayerDecision:
+        scored = self._scored.pop(layer, None)  # output layer scored in begin_step (v2)
+        score, r = scored if scored is not None else self._layer_ratio(layer, delta)
+        s_min, s_max, zeta = self.params[0], self.params[1], self.params[2]
+        zeta_d = F32(1.0)
+        for _ in range(self.n_layers - 1 - layer):
+            zeta_d = zeta_d * zeta
+        bpr = (s_min + (s_max - s_min) * r) * zeta_d
+        n = delta.shape[1]
+        k_raw = f32(n) * bpr
+        k = min(max(int(np.floor(k_raw)), 1), n)
+        self.stats[layer].update(bpr=float(bpr), k_raw=float(k_raw), k=k)
+        keep = np.argsort(-score, kind="stable")[:k]  # largest first, ties: lower j first
+        rows = np.zeros(n, dtype=bool)
+        rows[keep] = True
+        kept = np.where(rows[None, :], delta, F32(0.0)).astype(F32)
+        return LayerDecision(rows, np.ones(n, dtype=bool), kept, score)
+
+    def begin_step(self, delta_out: np.ndarray) -> bool:
+        self.stats, self._scored = {}, {}
+        return False
+
+
+class TinyPropV2(TinyProp):
+    """OUR rule in the spirit of TinyPropv2 (Rüb, Sikora, Mueller-Gritschneder, arXiv
+    2409.07109, 2024), whose exact rule is not available to us: TinyProp with a decaying
+    reference Ymax ← max(γ·Ymax, Y), and the whole backward pass and update skipped when the
+    output layer's ratio r_out < τ (its Ymax is still updated)."""
+
+    name = "tinypropv2"
+    gamma_index = 4
+
+    def begin_step(self, delta_out: np.ndarray) -> bool:
+        self.stats, self._scored = {}, {}
+        last = self.n_layers - 1
+        score, r = self._layer_ratio(last, delta_out)
+        self._scored[last] = (score, r)
+        return bool(r < self.params[3])
+
+
+# ---------------------------------------------------------------------------- registry
+
+
+@dataclass(frozen=True)
+class StrategySpec:
+    id: int
+    name: str
+    param_names: tuple[str, ...]
+    defaults: tuple[float, ...]
+    factory: Callable[[Sequence[int], np.ndarray], Strategy]
+    validate: Callable[[np.ndarray], str | None] = lambda p: None
+
+    def resolve(self, sparams: Sequence[float] | None) -> np.ndarray:
+        """sparams as float32 (wire precision); missing trailing values take the defaults."""
+        given = [] if sparams is None else [float(s) for s in sparams]
+        if len(given) > len(self.defaults):
+            raise ValueError(f"strategy {self.name!r} takes {len(self.defaults)} sparams "
+                             f"{self.param_names}, got {len(given)}")
+        values = np.array(given + list(self.defaults[len(given):]), dtype=F32)
+        problem = self.validate(values)
+        if problem:
+            raise ValueError(f"strategy {self.name!r}: {problem} (sparams {values.tolist()})")
+        return values
+
+
+def _check_tinyprop(p: np.ndarray) -> str | None:
+    if not (0 <= p[0] <= p[1] <= 1):
+        return "need 0 ≤ S_min ≤ S_max ≤ 1"
+    if not 0 < p[2] <= 1:
+        return "need 0 < ζ ≤ 1"
+    if len(p) > 4 and not 0 < p[4] <= 1:
+        return "need 0 < γ ≤ 1"
+    return None
+
+
+def _check_budget(p: np.ndarray) -> str | None:
+    return None if 0 <= p[0] <= 1 else "need 0 ≤ budget ≤ 1"
+
+
+def _check_random(p: np.ndarray) -> str | None:
+    if not 0 <= p[1] < 2**24 or p[1] != np.floor(p[1]):
+        return "seed must be an integer in [0, 2^24) (it travels as f32)"
+    return _check_budget(p)
+
+
+def _check_static(p: np.ndarray) -> str | None:
+    if p[0] < 0 or p[1] < 0 or p[0] != np.floor(p[0]) or p[1] != np.floor(p[1]):
+        return "bias_layers and weight_layers must be non-negative integers"
+    return None if 0 <= p[2] <= 1 else "need 0 ≤ channel_ratio ≤ 1"
+
+
+SPECS: tuple[StrategySpec, ...] = (
+    StrategySpec(0, "full", (), (), Full),
+    StrategySpec(1, "tinyprop", ("S_min", "S_max", "zeta"), (0.1, 0.9, 0.5), TinyProp,
+                 _check_tinyprop),
+    StrategySpec(2, "tinypropv2", ("S_min", "S_max", "zeta", "tau", "gamma"),
+                 (0.1, 0.9, 0.5, 0.3, 0.995), TinyPropV2, _check_tinyprop),
+    StrategySpec(3, "neq", ("eps", "mu"), (0.001, 0.5), Neq),
+    StrategySpec(4, "velocity-budget", ("budget", "mu"), (0.25, 0.5), VelocityBudget,
+                 _check_budget),
+    StrategySpec(5, "random-budget", ("budget", "seed"), (0.25, 1.0), RandomBudget,
+                 _check_random),
+    StrategySpec(6, "static", ("bias_layers", "weight_layers", "channel_ratio"),
+                 (2.0, 1.0, 0.5), Static, _check_static),
+)
+REGISTRY: dict[str, StrategySpec] = {s.name: s for s in SPECS}
+BY_ID: dict[int, StrategySpec] = {s.id: s for s in SPECS}
+
+
+def get_spec(strategy: str | int) -> StrategySpec:
+    table: dict = BY_ID if isinstance(strategy, int) else REGISTRY
+    try:
+        return table[strategy]
+    except KeyError:
+        raise ValueError(f"unknown strategy {strategy!r}; known: "
+                         f"{', '.join(f'{s.id} {s.name}' for s in SPECS)}") from None
+
+
+def make_strategy(strategy: str | int, dims: Sequence[int],
+                  sparams: Sequence[float] | None = None) -> Strategy:
+    spec = get_spec(strategy)
+    return spec.factory(dims, spec.resolve(sparams))
+
+
+__all__ = ["BY_ID", "REGISTRY", "SPECS", "LayerDecision", "Strategy", "StrategySpec",
+           "get_spec", "make_strategy", "random_permutation", "xorshift32"]

@@ -1,0 +1,73 @@
+"""Consistent Overhead Byte Stuffing (Cheshire & Baker, 1999).
+
+`encode` never emits 0x00, so 0x00 can delimit frames on the wire. Overhead is at most
+1 + len(data) // 254 bytes. The encoder emits the minimal form (no trailing 0x01 code
+after a full 254-byte block at the very end); the decoder accepts both forms, since a
+peer written from another reference may add it.
+"""
+
+from __future__ import annotations
+
+from rig.errors import LinkError
+
+_MAX_BLOCK = 254  # data bytes after a 0xFF code
+
+
+class DecodeError(LinkError):
+    """The bytes are not a valid COBS encoding."""
+
+
+def max_encoded_len(n: int) -> int:
+    """Upper bound of `len(encode(x))` for `len(x) == n`."""
+    return n + 1 + n // _MAX_BLOCK
+
+
+def encode(data: bytes) -> bytes:
+    out = bytearray()
+    parts = bytes(data).split(b"\x00")
+    last = len(parts) - 1
+    for idx, part in enumerate(parts):
+        pos = 0
+        while len(part) - pos >= _MAX_BLOCK:
+            out.append(0xFF)
+            out += part[pos:pos + _MAX_BLOCK]
+            pos += _MAX_BLOCK
+        # The final part, if it ended exactly on a full block, needs no closing code.
+        if idx == last and part and pos == len(part):
+            break
+        out.append(len(part) - pos + 1)
+        out += part[pos:]
+    return bytes(out)
+
+
+def decode(encoded: bytes) -> bytes:
+    n = len(encoded)
+    if n == 0:
+        raise DecodeError("empty COBS block")
+    if 0 in encoded:
+        raise DecodeError(f"0x00 inside COBS block at offset {bytes(encoded).index(0)}")
+    out = bytearray()
+    i = 0
+    while i < n:
+        code = encoded[i]
+        end = i + code
+        if end > n:
+            raise DecodeError(f"COBS code {code} at offset {i} runs past the end ({n} bytes)")
+        out += encoded[i + 1:end]
+        if code != 0xFF and end < n:
+            out.append(0)
+        i = end
+    return bytes(out)
+
+
+def chain_ends_at_end(encoded: bytes) -> list[bool]:
+    """`ok[i]` is True when the COBS code chain starting at offset i lands exactly on the
+    end of `encoded`. Lets the frame decoder find a valid frame glued behind noise in O(n)
+    instead of trying every suffix."""
+    n = len(encoded)
+    ok = [False] * (n + 1)
+    ok[n] = True
+    for i in range(n - 1, -1, -1):
+        code = encoded[i]
+        ok[i] = code != 0 and i + code <= n and ok[i + code]
+    return ok[:n]

@@ -1,0 +1,125 @@
+"""Byte transports: the lowest layer. A transport moves bytes and knows nothing of frames.
+
+`open_transport(url)` accepts every pyserial URL (`/dev/ttyACM0`, `socket://host:port`,
+`rfc2217://host:port`, `loop://`) and returns a `SerialTransport`. Targets that own a
+process (the native firmware) make a `PipeTransport` themselves.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import select
+import subprocess
+import time
+from typing import Protocol
+
+import serial
+
+from rig.errors import LinkError
+
+
+class Transport(Protocol):
+    """What the link layer needs from a wire."""
+
+    name: str
+
+    def write(self, data: bytes) -> None: ...
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        """Return 1..max_bytes bytes, or b"" when nothing arrived within `timeout` s.
+        Raises LinkError when the other end is gone."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SerialTransport:
+    """A pyserial port (real UART, QEMU socket, RFC 2217)."""
+
+    def __init__(self, url: str, baudrate: int = 115200, open_timeout: float = 5.0) -> None:
+        self.name = url
+        deadline = time.monotonic() + open_timeout
+        last: Exception | None = None
+        while True:
+            try:
+                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
+                                                   write_timeout=10, exclusive=True)
+                break
+            except TypeError:  # URL handlers that do not take `exclusive`
+                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
+                                                   write_timeout=10)
+                break
+            except (serial.SerialException, OSError) as exc:
+                last = exc
+                if time.monotonic() >= deadline:
+                    raise LinkError(f"cannot open serial port {url}: {exc}") from exc
+                time.sleep(0.05)
+        del last
+
+    def write(self, data: bytes) -> None:
+        try:
+            self._port.write(data)
+            self._port.flush()
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"write to {self.name} failed: {exc}") from exc
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        self._port.timeout = timeout
+        try:
+            first = self._port.read(1)
+            if not first:
+                return b""
+            self._port.timeout = 0
+            rest = self._port.read(max_bytes - 1) if max_bytes > 1 else b""
+            return first + rest
+        except (serial.SerialException, OSError) as exc:
+            raise LinkError(f"read from {self.name} failed: {exc}") from exc
+
+    def close(self) -> None:
+        with contextlib.suppress(serial.SerialException, OSError):
+            self._port.close()
+
+
+class PipeTransport:
+    """stdin/stdout of a child process (the natively compiled firmware)."""
+
+    def __init__(self, proc: subprocess.Popen[bytes], name: str) -> None:
+        if proc.stdin is None or proc.stdout is None:
+            raise LinkError(f"{name}: process has no pipes")
+        self.name = name
+        self._proc = proc
+        self._out = proc.stdout.fileno()
+        os.set_blocking(self._out, False)
+
+    def write(self, data: bytes) -> None:
+        assert self._proc.stdin is not None
+        try:
+            self._proc.stdin.write(data)
+            self._proc.stdin.flush()
+        except (BrokenPipeError, OSError) as exc:
+            raise LinkError(f"{self.name}: process gone (exit {self._proc.poll()})") from exc
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        ready, _, _ = select.select([self._out], [], [], timeout)
+        if not ready:
+            return b""
+        try:
+            data = os.read(self._out, max_bytes)
+        except BlockingIOError:
+            return b""
+        if not data:
+            raise LinkError(f"{self.name}: process closed its output (exit {self._proc.poll()})")
+        return data
+
+    def close(self) -> None:
+        for f in (self._proc.stdin, self._proc.stdout):
+            try:
+                if f is not None:
+                    f.close()
+            except OSError:
+                pass
+
+
+def open_transport(url: str, baudrate: int = 115200, open_timeout: float = 5.0) -> SerialTransport:
+    return SerialTransport(url, baudrate=baudrate, open_timeout=open_timeout)

@@ -1,0 +1,720 @@
+"""The wire contract of docs/protocol.md on the host: constants and every payload layout.
+
+This is the one place that knows byte layouts. Each payload is a dataclass with `pack()`
+and `unpack(payload)` in both directions (requests too), so tests can play the device.
+Nothing here does I/O. Everything is little-endian.
+"""
+
+from __future__ import annotations
+
+import struct
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field, fields
+from enum import IntEnum
+from typing import ClassVar
+
+import numpy as np
+
+from rig.errors import LinkError
+
+PROTO_VERSION = 1
+HEADER_SIZE = 8
+CRC_SIZE = 4
+PACKET_OVERHEAD = HEADER_SIZE + CRC_SIZE
+MAX_LEN_FIELD = 0xFFFF
+RESPONSE_BIT = 0x80
+FLAG_DUP = 0x01
+NAK_TEXT_MAX = 64
+
+
+class PayloadError(LinkError):
+    """A payload does not have the layout its type prescribes."""
+
+
+class MsgType(IntEnum):
+    HELLO = 0x01
+    ECHO = 0x02
+    RESET = 0x03
+    DEBUG = 0x0F
+    MODEL_INIT = 0x10
+    PARAM_WRITE = 0x11
+    PARAM_READ = 0x12
+    TRAIN_CONFIG = 0x13
+    DATA_CONFIG = 0x20
+    DATA_WRITE = 0x21
+    TRAIN_STEP = 0x30
+    EVAL = 0x31
+    SELECT = 0x32
+    MASK_READ = 0x33
+    UPDATE_READ = 0x34
+    FAULT = 0x7E
+    NAK = 0x7F
+
+
+def response_type(request_type: int) -> int:
+    return request_type | RESPONSE_BIT
+
+
+def type_name(t: int) -> str:
+    """`HELLO`, `HELLO+resp` for a response, `0x45` for an unknown type."""
+    base = t & ~RESPONSE_BIT if t & RESPONSE_BIT else t
+    try:
+        name = MsgType(base).name
+    except ValueError:
+        return f"0x{t:02x}"
+    return f"{name}+resp" if t & RESPONSE_BIT else name
+
+
+class NakReason(IntEnum):
+    BAD_CRC = 1
+    BAD_COBS = 2
+    TOO_LONG = 3
+    BAD_HEADER = 4
+    UNKNOWN_TYPE = 5
+    BAD_LENGTH = 6
+    BAD_ARG = 7
+    BAD_STATE = 8
+    NO_SPACE = 9
+
+
+#: NAK reasons that mean "the bytes got damaged": the host retransmits the same packet.
+TRANSPORT_REASONS = frozenset({NakReason.BAD_CRC, NakReason.BAD_COBS, NakReason.TOO_LONG,
+                               NakReason.BAD_HEADER})
+
+
+def reason_name(reason: int) -> str:
+    try:
+        return NakReason(reason).name
+    except ValueError:
+        return f"reason {reason}"
+
+
+class Which(IntEnum):
+    WEIGHT = 0
+    BIAS = 1
+
+
+class DType(IntEnum):
+    F32 = 0
+    U8 = 1
+    S8 = 2
+
+    @property
+    def numpy(self) -> np.dtype:
+        return np.dtype({DType.F32: "<f4", DType.U8: "u1", DType.S8: "i1"}[self])
+
+    @property
+    def itemsize(self) -> int:
+        return self.numpy.itemsize
+
+    @classmethod
+    def coerce(cls, value: DType | int | str | np.dtype | type) -> DType:
+        """Accept 0/1/2, "f32"/"u8"/"s8"/"int8"/..., or a numpy dtype."""
+        if isinstance(value, DType):
+            return value
+        if isinstance(value, int) and not isinstance(value, bool):
+            return cls(value)
+        if isinstance(value, str) and value.lower() in ("f32", "u8", "s8"):
+            return cls[value.upper()]
+        dt = np.dtype(value)
+        for member in cls:
+            if member.numpy == dt.newbyteorder("<") or member.numpy == dt:
+                return member
+        raise ValueError(f"unsupported sample dtype {value!r} (f32, u8 or s8)")
+
+
+class CounterKind(IntEnum):
+    NONE = 0
+    DWT = 1
+    SYSTICK = 2
+
+    @property
+    def label(self) -> str:
+        return {CounterKind.NONE: "none", CounterKind.DWT: "cycles (DWT)",
+                CounterKind.SYSTICK: "SysTick ticks"}[self]
+
+
+def counter_label(kind: int) -> str:
+    try:
+        return CounterKind(kind).label
+    except ValueError:
+        return f"unknown counter kind {kind}"
+
+
+class DebugAction(IntEnum):
+    FAULT = 1  # take a real fault (the handler sends a FAULT frame, then exits/halts)
+    HANG = 2   # stop answering forever (lets the host test its timeouts)
+
+
+STRATEGIES: tuple[str, ...] = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget",
+                               "random-budget", "static")
+
+
+def strategy_id(strategy: str | int) -> int:
+    if isinstance(strategy, int) and not isinstance(strategy, bool):
+        if not 0 <= strategy <= 0xFF:
+            raise ValueError(f"strategy id {strategy} out of range")
+        return strategy
+    try:
+        return STRATEGIES.index(str(strategy))
+    except ValueError:
+        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
+                         ) from None
+
+
+def strategy_name(sid: int) -> str:
+    return STRATEGIES[sid] if 0 <= sid < len(STRATEGIES) else f"strategy {sid}"
+
+
+# --- helpers ---------------------------------------------------------------------------
+
+def _need(payload: bytes, n: int, what: str, exact: bool = True) -> None:
+    if (len(payload) != n) if exact else (len(payload) < n):
+        cmp = "" if exact else "at least "
+        raise PayloadError(f"{what}: expected {cmp}{n} bytes, got {len(payload)}")
+
+
+def _f32(values: np.ndarray | Sequence[float]) -> np.ndarray:
+    return np.ascontiguousarray(np.asarray(values, dtype="<f4").reshape(-1))
+
+
+def _f32_from(payload: bytes, what: str) -> np.ndarray:
+    if len(payload) % 4:
+        raise PayloadError(f"{what}: {len(payload)} bytes is not a whole number of f32")
+    return np.frombuffer(payload, dtype="<f4").astype(np.float32)
+
+
+def _u8(value: int, what: str) -> int:
+    if not 0 <= value <= 0xFF:
+        raise ValueError(f"{what}={value} does not fit in u8")
+    return value
+
+
+# --- payloads --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class HelloInfo:
+    proto_version: int
+    counter_kind: int
+    max_payload: int
+    clock_hz: int
+    param_capacity: int
+    data_capacity: int
+    max_layers: int
+    max_width: int
+    max_batch: int
+    strategies: int  # bitmask, bit i = strategy id i
+    board: str
+    build_hash: str
+    fw_version: str
+
+    _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBHIIIHHHH")
+
+    @property
+    def counter_label(self) -> str:
+        return counter_label(self.counter_kind)
+
+    @property
+    def strategy_names(self) -> list[str]:
+        return [strategy_name(i) for i in range(16) if self.strategies >> i & 1]
+
+    def supports(self, strategy: str | int) -> bool:
+        return bool(self.strategies >> strategy_id(strategy) & 1)
+
+    def pack(self) -> bytes:
+        out = self._FIXED.pack(self.proto_version, self.counter_kind, self.max_payload,
+                               self.clock_hz, self.param_capacity, self.data_capacity,
+                               self.max_layers, self.max_width, self.max_batch, self.strategies)
+        for text in (self.board, self.build_hash, self.fw_version):
+            raw = text.encode()
+            out += bytes([_u8(len(raw), "string length")]) + raw
+        return out
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> HelloInfo:
+        _need(payload, cls._FIXED.size + 3, "HELLO response", exact=False)
+        fixed = cls._FIXED.unpack_from(payload)
+        pos = cls._FIXED.size
+        texts: list[str] = []
+        for name in ("board", "build_hash", "fw_version"):
+            if pos >= len(payload):
+                raise PayloadError(f"HELLO response: truncated before {name}")
+            n = payload[pos]
+            raw = payload[pos + 1:pos + 1 + n]
+            if len(raw) != n:
+                raise PayloadError(f"HELLO response: {name} needs {n} bytes, {len(raw)} left")
+            texts.append(raw.decode("ascii", errors="replace"))
+            pos += 1 + n
+        if pos != len(payload):
+            raise PayloadError(f"HELLO response: {len(payload) - pos} trailing bytes")
+        return cls(*fixed, *texts)
+
+
+@dataclass(frozen=True)
+class ModelInit:
+    dims: tuple[int, ...]
+
+    def pack(self) -> bytes:
+        if len(self.dims) < 2:
+            raise ValueError("a model needs at least an input and an output dimension")
+        n_layers = _u8(len(self.dims) - 1, "n_layers")
+        return struct.pack(f"<BB{len(self.dims)}H", n_layers, 0, *self.dims)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> ModelInit:
+        _need(payload, 2, "MODEL_INIT", exact=False)
+        n = payload[0]
+        _need(payload, 2 + 2 * (n + 1), "MODEL_INIT")
+        return cls(struct.unpack_from(f"<{n + 1}H", payload, 2))
+
+
+def pack_u32(value: int) -> bytes:
+    return struct.pack("<I", value)
+
+
+def unpack_u32(payload: bytes, what: str) -> int:
+    _need(payload, 4, what)
+    return struct.unpack("<I", payload)[0]
+
+
+@dataclass(frozen=True, eq=False)
+class ParamWrite:
+    layer: int
+    which: int
+    offset: int
+    values: np.ndarray
+
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<BBHI")
+    OVERHEAD: ClassVar[int] = 8
+
+    def pack(self) -> bytes:
+        return self._HEAD.pack(self.layer, self.which, 0, self.offset) + _f32(self.values).tobytes()
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> ParamWrite:
+        _need(payload, cls._HEAD.size, "PARAM_WRITE", exact=False)
+        layer, which, _, offset = cls._HEAD.unpack_from(payload)
+        return cls(layer, which, offset, _f32_from(payload[cls._HEAD.size:], "PARAM_WRITE"))
+
+
+@dataclass(frozen=True)
+class TensorRead:
+    """PARAM_READ and UPDATE_READ requests (same layout)."""
+
+    layer: int
+    which: int
+    count: int
+    offset: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<BBHI")
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.layer, self.which, self.count, self.offset)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> TensorRead:
+        _need(payload, cls._S.size, "PARAM_READ/UPDATE_READ")
+        return cls(*cls._S.unpack(payload))
+
+
+def pack_f32(values: np.ndarray | Sequence[float]) -> bytes:
+    return _f32(values).tobytes()
+
+
+def unpack_f32(payload: bytes, count: int, what: str) -> np.ndarray:
+    _need(payload, 4 * count, what)
+    return _f32_from(payload, what)
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    lr: float
+    momentum: float
+    strategy: int
+    sparams: tuple[float, ...] = ()
+
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<ffBBH")
+
+    def pack(self) -> bytes:
+        n = _u8(len(self.sparams), "n_sparams")
+        return (self._HEAD.pack(self.lr, self.momentum, _u8(self.strategy, "strategy"), n, 0)
+                + struct.pack(f"<{n}f", *self.sparams))
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> TrainConfig:
+        _need(payload, cls._HEAD.size, "TRAIN_CONFIG", exact=False)
+        lr, momentum, strategy, n, _ = cls._HEAD.unpack_from(payload)
+        _need(payload, cls._HEAD.size + 4 * n, "TRAIN_CONFIG")
+        return cls(lr, momentum, strategy, struct.unpack_from(f"<{n}f", payload, cls._HEAD.size))
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    n_features: int
+    dtype: int
+    scale: float
+    zero_point: float
+    n_samples: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<HBBffI")
+
+    @property
+    def record_size(self) -> int:
+        return 1 + self.n_features * DType(self.dtype).itemsize
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.n_features, self.dtype, 0, self.scale, self.zero_point,
+                            self.n_samples)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> DataConfig:
+        _need(payload, cls._S.size, "DATA_CONFIG")
+        n_features, dtype, _, scale, zero_point, n_samples = cls._S.unpack(payload)
+        return cls(n_features, dtype, scale, zero_point, n_samples)
+
+
+def encode_records(labels: np.ndarray | Sequence[int], features: np.ndarray,
+                   dtype: DType | int | str) -> bytes:
+    """Samples as DATA_WRITE records: `u8 label` then the features in `dtype`."""
+    dt = DType.coerce(dtype)
+    lab = np.asarray(labels)
+    feat = np.asarray(features)
+    if feat.ndim != 2 or lab.shape != (feat.shape[0],):
+        raise ValueError(f"labels {lab.shape} and features {feat.shape} do not match"
+                         " (want (n,) and (n, n_features))")
+    if lab.size and (lab.min() < 0 or lab.max() > 0xFF):
+        raise ValueError("labels must fit in u8")
+    if feat.dtype.kind != dt.numpy.kind and not (dt == DType.F32 and feat.dtype.kind in "fiu"):
+        raise ValueError(f"features have dtype {feat.dtype}, the data is {dt.name}")
+    cast = feat.astype(dt.numpy, casting="same_kind" if dt == DType.F32 else "unsafe")
+    if dt != DType.F32 and not np.array_equal(cast, feat):
+        raise ValueError(f"features do not fit {dt.name} exactly")
+    rows = np.empty((feat.shape[0], 1 + feat.shape[1] * dt.itemsize), dtype=np.uint8)
+    rows[:, 0] = lab.astype(np.uint8)
+    rows[:, 1:] = np.ascontiguousarray(cast).view(np.uint8).reshape(feat.shape[0], -1)
+    return rows.tobytes()
+
+
+def decode_records(records: bytes, n_features: int, dtype: DType | int | str
+                   ) -> tuple[np.ndarray, np.ndarray]:
+    dt = DType.coerce(dtype)
+    size = 1 + n_features * dt.itemsize
+    if len(records) % size:
+        raise PayloadError(f"{len(records)} record bytes is not a multiple of {size}")
+    rows = np.frombuffer(records, dtype=np.uint8).reshape(-1, size)
+    feats = np.ascontiguousarray(rows[:, 1:]).view(dt.numpy).reshape(-1, n_features)
+    return rows[:, 0].copy(), feats.copy()
+
+
+@dataclass(frozen=True)
+class DataWrite:
+    start: int
+    count: int
+    records: bytes
+
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<IHH")
+    OVERHEAD: ClassVar[int] = 8
+
+    def pack(self) -> bytes:
+        return self._HEAD.pack(self.start, self.count, 0) + bytes(self.records)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> DataWrite:
+        _need(payload, cls._HEAD.size, "DATA_WRITE", exact=False)
+        start, count, _ = cls._HEAD.unpack_from(payload)
+        return cls(start, count, bytes(payload[cls._HEAD.size:]))
+
+
+@dataclass(frozen=True, eq=False)
+class TrainStep:
+    indices: np.ndarray
+
+    OVERHEAD: ClassVar[int] = 4
+
+    def pack(self) -> bytes:
+        idx = np.asarray(self.indices).reshape(-1)
+        if idx.size and (idx.min() < 0 or idx.max() > 0xFFFF):
+            raise ValueError("sample indices must fit in u16")
+        return struct.pack("<HH", idx.size, 0) + idx.astype("<u2").tobytes()
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> TrainStep:
+        _need(payload, 4, "TRAIN_STEP", exact=False)
+        (batch,) = struct.unpack_from("<H", payload)
+        _need(payload, 4 + 2 * batch, "TRAIN_STEP")
+        return cls(np.frombuffer(payload, dtype="<u2", offset=4).astype(np.uint16))
+
+
+@dataclass(frozen=True)
+class StepResult:
+    loss: float
+    correct: int
+    skipped: bool
+    k: tuple[int, ...]
+    counters: tuple[int, int, int, int]  # forward, backward, selection, update
+
+    PHASES: ClassVar[tuple[str, ...]] = ("forward", "backward", "selection", "update")
+
+    @property
+    def phase_counters(self) -> dict[str, int]:
+        return dict(zip(self.PHASES, self.counters, strict=True))
+
+    def pack(self) -> bytes:
+        n = len(self.k)
+        return (struct.pack("<fHBB", self.loss, self.correct, int(self.skipped), n)
+                + struct.pack(f"<{n}H4I", *self.k, *self.counters))
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> StepResult:
+        _need(payload, 8, "TRAIN_STEP response", exact=False)
+        loss, correct, skipped, n = struct.unpack_from("<fHBB", payload)
+        _need(payload, 8 + 2 * n + 16, "TRAIN_STEP response")
+        vals = struct.unpack_from(f"<{n}H4I", payload, 8)
+        return cls(loss, correct, bool(skipped), tuple(vals[:n]), tuple(vals[n:]))  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class RangeRequest:
+    """EVAL and SELECT requests: `u32 start, u16 count, u16 reserved`."""
+
+    start: int
+    count: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IHH")
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.start, self.count, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> RangeRequest:
+        _need(payload, cls._S.size, "EVAL/SELECT")
+        start, count, _ = cls._S.unpack(payload)
+        return cls(start, count)
+
+
+@dataclass(frozen=True, eq=False)
+class EvalResult:
+    loss_sum: float
+    correct: int
+    count: int
+    pred: np.ndarray = field(repr=False)
+
+    OVERHEAD: ClassVar[int] = 8
+
+    @property
+    def mean_loss(self) -> float:
+        return self.loss_sum / self.count if self.count else float("nan")
+
+    @property
+    def accuracy(self) -> float:
+        return self.correct / self.count if self.count else float("nan")
+
+    def pack(self) -> bytes:
+        return (struct.pack("<fHH", self.loss_sum, self.correct, self.count)
+                + np.asarray(self.pred, dtype=np.uint8).tobytes())
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> EvalResult:
+        _need(payload, 8, "EVAL response", exact=False)
+        loss_sum, correct, count = struct.unpack_from("<fHH", payload)
+        _need(payload, 8 + count, "EVAL response")
+        return cls(loss_sum, correct, count, np.frombuffer(payload, np.uint8, offset=8).copy())
+
+
+@dataclass(frozen=True)
+class SelectResult:
+    k: tuple[int, ...]
+    trainable_params: int
+
+    def pack(self) -> bytes:
+        n = len(self.k)
+        return struct.pack(f"<BB{n}HI", n, 0, *self.k, self.trainable_params)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> SelectResult:
+        _need(payload, 2, "SELECT response", exact=False)
+        n = payload[0]
+        _need(payload, 2 + 2 * n + 4, "SELECT response")
+        vals = struct.unpack_from(f"<{n}HI", payload, 2)
+        return cls(tuple(vals[:n]), vals[n])
+
+
+@dataclass(frozen=True)
+class MaskRead:
+    layer: int
+
+    def pack(self) -> bytes:
+        return struct.pack("<BBH", self.layer, 0, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> MaskRead:
+        _need(payload, 4, "MASK_READ")
+        return cls(payload[0])
+
+
+@dataclass(frozen=True, eq=False)
+class Mask:
+    row_mask: np.ndarray   # bool [n]: weights of output neuron j were updated
+    bias_mask: np.ndarray  # bool [n]
+
+    @property
+    def k(self) -> int:
+        return int(self.row_mask.sum())
+
+    def pack(self) -> bytes:
+        rows = np.asarray(self.row_mask, dtype=bool).astype(np.uint8)
+        bias = np.asarray(self.bias_mask, dtype=bool).astype(np.uint8)
+        return struct.pack("<H", rows.size) + rows.tobytes() + bias.tobytes()
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Mask:
+        _need(payload, 2, "MASK_READ response", exact=False)
+        (n,) = struct.unpack_from("<H", payload)
+        _need(payload, 2 + 2 * n, "MASK_READ response")
+        raw = np.frombuffer(payload, np.uint8, offset=2)
+        return cls(raw[:n] != 0, raw[n:] != 0)
+
+
+@dataclass(frozen=True)
+class Nak:
+    reason: int
+    request_type: int
+    detail: int
+    text: str
+
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<BBH")
+
+    @property
+    def reason_name(self) -> str:
+        return reason_name(self.reason)
+
+    @property
+    def is_transport(self) -> bool:
+        return self.reason in TRANSPORT_REASONS
+
+    def pack(self) -> bytes:
+        return (self._HEAD.pack(self.reason, self.request_type, self.detail)
+                + self.text.encode("ascii", errors="replace")[:NAK_TEXT_MAX])
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Nak:
+        _need(payload, 4, "NAK", exact=False)
+        reason, request_type, detail = cls._HEAD.unpack_from(payload)
+        text = payload[4:].split(b"\x00", 1)[0].decode("ascii", errors="replace")
+        return cls(reason, request_type, detail, text)
+
+
+@dataclass(frozen=True)
+class Debug:
+    action: int
+
+    def pack(self) -> bytes:
+        return bytes([_u8(self.action, "action")])
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Debug:
+        _need(payload, 1, "DEBUG")
+        return cls(payload[0])
+
+
+# --- fault frames ----------------------------------------------------------------------
+
+EXCEPTION_NAMES = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault",
+                   11: "SVCall", 14: "PendSV", 15: "SysTick"}
+
+#: CFSR bit -> (name, meaning). MMFSR bits 0-7, BFSR 8-15, UFSR 16-31 (ARMv7-M ARM B3.2.15).
+CFSR_BITS: dict[int, tuple[str, str]] = {
+    0: ("IACCVIOL", "instruction fetch from a no-execute / protected region"),
+    1: ("DACCVIOL", "data access violates the MPU"),
+    3: ("MUNSTKERR", "MemManage fault on exception return unstacking"),
+    4: ("MSTKERR", "MemManage fault on exception entry stacking"),
+    5: ("MLSPERR", "MemManage fault during lazy FP state preservation"),
+    7: ("MMARVALID", "MMFAR holds the faulting address"),
+    8: ("IBUSERR", "bus error on instruction fetch"),
+    9: ("PRECISERR", "precise data bus error (BFAR valid if BFARVALID)"),
+    10: ("IMPRECISERR", "imprecise data bus error (the PC is not the culprit)"),
+    11: ("UNSTKERR", "bus fault on exception return unstacking"),
+    12: ("STKERR", "bus fault on exception entry stacking (stack overflow?)"),
+    13: ("LSPERR", "bus fault during lazy FP state preservation"),
+    15: ("BFARVALID", "BFAR holds the faulting address"),
+    16: ("UNDEFINSTR", "undefined instruction"),
+    17: ("INVSTATE", "invalid EPSR state (Thumb bit clear? bad function pointer)"),
+    18: ("INVPC", "invalid EXC_RETURN / PC on exception return"),
+    19: ("NOCP", "coprocessor disabled (FPU used before CPACR enabled it)"),
+    24: ("UNALIGNED", "unaligned access with UNALIGN_TRP set"),
+    25: ("DIVBYZERO", "divide by zero with DIV_0_TRP set"),
+}
+
+HFSR_BITS: dict[int, tuple[str, str]] = {
+    1: ("VECTTBL", "bus fault reading the vector table"),
+    30: ("FORCED", "escalated from a configurable fault (see CFSR)"),
+    31: ("DEBUGEVT", "debug event"),
+}
+
+
+@dataclass(frozen=True)
+class FaultInfo:
+    exception: int
+    r0: int
+    r1: int
+    r2: int
+    r3: int
+    r12: int
+    lr: int
+    pc: int
+    xpsr: int
+    cfsr: int
+    hfsr: int
+    mmfar: int
+    bfar: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<13I")
+    SIZE: ClassVar[int] = 52
+
+    def registers(self) -> dict[str, int]:
+        return {f.name: getattr(self, f.name) for f in fields(self)}
+
+    @property
+    def exception_name(self) -> str:
+        return EXCEPTION_NAMES.get(self.exception, f"exception {self.exception}")
+
+    @property
+    def cfsr_flags(self) -> list[str]:
+        return [name for bit, (name, _) in CFSR_BITS.items() if self.cfsr >> bit & 1]
+
+    @property
+    def hfsr_flags(self) -> list[str]:
+        return [name for bit, (name, _) in HFSR_BITS.items() if self.hfsr >> bit & 1]
+
+    def summary(self) -> str:
+        """One paragraph a lab engineer can act on."""
+        parts = [f"{self.exception_name} at pc=0x{self.pc:08x} (lr=0x{self.lr:08x})"]
+        if self.hfsr_flags:
+            parts.append("HFSR " + ", ".join(self.hfsr_flags))
+        meanings = [f"{name} ({text})" for bit, (name, text) in CFSR_BITS.items()
+                    if self.cfsr >> bit & 1 and name not in ("MMARVALID", "BFARVALID")]
+        if meanings:
+            parts.append("CFSR " + "; ".join(meanings))
+        elif self.cfsr == 0:
+            parts.append("CFSR clear")
+        if self.cfsr >> 7 & 1:
+            parts.append(f"MMFAR=0x{self.mmfar:08x}")
+        if self.cfsr >> 15 & 1:
+            parts.append(f"BFAR=0x{self.bfar:08x}")
+        return "; ".join(parts)
+
+    def pack(self) -> bytes:
+        return self._S.pack(*self.registers().values())
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> FaultInfo:
+        _need(payload, cls.SIZE, "FAULT")
+        return cls(*cls._S.unpack(payload))
+
+
+def chunks(total: int, size: int) -> Iterable[tuple[int, int]]:
+    """(offset, count) pieces of at most `size` covering range(total)."""
+    if size < 1:
+        raise ValueError("chunk size must be positive (max_payload too small?)")
+    for off in range(0, total, size):
+        yield off, min(size, total - off)

@@ -1,0 +1,311 @@
+"""One training run in lockstep: a device, the golden model, the data and the comparison.
+
+The CLI (`rig run`) and the pytest fixtures are thin faces over `TrainingSession`, so a lab
+test and the main job exercise the same path:
+
+    session = TrainingSession(device, RunSpec(strategy="tinyprop", epochs=1))
+    session.prepare()              # HELLO checked by the caller; model, data, optimiser sent
+    report = session.run()         # per-step and per-epoch verdicts
+    assert report.ok, report.failures
+
+Per step the device's loss, `correct`, `skipped` and per-layer k are compared with the golden
+model's; `Inspect` adds masks, applied updates and parameters (each costs UART time).
+`resync=True` copies the device's parameters into the golden model after every compared
+step, so float rounding cannot accumulate (lockstep); otherwise the golden model runs free
+and the epoch-end comparison uses the looser free-running tolerance.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field, replace
+
+import numpy as np
+
+from rig.compare import (
+    StepObservation,
+    Tolerance,
+    Verdict,
+    compare_eval,
+    compare_params,
+    compare_step,
+    max_abs_error,
+    max_ulp,
+)
+from rig.device import Device
+from rig.errors import RigError
+from rig.golden.data import Split, digits_split, epoch_batches
+from rig.golden.model import GoldenMLP, GoldenStep
+from rig.golden.strategies import get_spec
+from rig.protocol import EvalResult, HelloInfo, StepResult
+
+#: strategies whose masks are recomputed by SELECT once per epoch (docs/training.md)
+SELECT_STRATEGIES = frozenset({"neq", "velocity-budget", "random-budget"})
+
+
+@dataclass(frozen=True)
+class RunSpec:
+    """What to train. Defaults are the main job's (`lab_config.yaml: training:` overrides)."""
+
+    dims: tuple[int, ...] = (64, 32, 10)
+    lr: float = 0.05
+    momentum: float = 0.0
+    batch: int = 16
+    epochs: int = 3
+    train_samples: int = 512  # 0 = the whole training split
+    test_samples: int = 256  # 0 = the whole test split
+    val_samples: int = 64  # the fixed SELECT subset (mask strategies)
+    seed: int = 0
+    strategy: str = "full"
+    sparams: tuple[float, ...] | None = None  # None: the strategy's documented defaults
+
+
+@dataclass(frozen=True)
+class Inspect:
+    """How much of each step to read back and compare (all of it costs link time)."""
+
+    masks: bool = False  # MASK_READ every layer, compare with Jaccard
+    updates: bool = False  # UPDATE_READ every tensor, compare applied steps
+    params_every: int = 0  # read and compare all parameters every N steps (0: epoch end only)
+    resync: bool = False  # lockstep: golden ← device parameters after each params read
+
+
+@dataclass
+class StepRecord:
+    epoch: int
+    index: int  # step number within the run
+    device: StepResult
+    golden: GoldenStep
+    verdict: Verdict
+    wall_s: float
+
+
+@dataclass
+class EpochRecord:
+    epoch: int
+    steps: int
+    skipped: int
+    device_loss: float  # mean of the per-step losses
+    golden_loss: float
+    max_param_abs: float
+    max_param_ulp: int
+    device_acc: float
+    golden_acc: float
+    verdicts: list[Verdict]
+    wall_s: float
+
+    @property
+    def ok(self) -> bool:
+        return all(v.ok for v in self.verdicts)
+
+
+@dataclass
+class RunReport:
+    spec: RunSpec
+    hello: HelloInfo
+    counter_label: str
+    steps: list[StepRecord] = field(default_factory=list)
+    epochs: list[EpochRecord] = field(default_factory=list)
+    wall_s: float = 0.0
+    link_stats: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def failed_verdicts(self) -> list[Verdict]:
+        return [v for v in self.all_verdicts if not v.ok]
+
+    @property
+    def all_verdicts(self) -> list[Verdict]:
+        return [s.verdict for s in self.steps] + [v for e in self.epochs for v in e.verdicts]
+
+    @property
+    def ok(self) -> bool:
+        return not self.failed_verdicts
+
+    @property
+    def failures(self) -> str:
+        return "\n".join(str(v) for v in self.failed_verdicts[:5])
+
+    @property
+    def max_loss_rel(self) -> float:
+        return max((_loss_rel(s) for s in self.steps), default=0.0)
+
+
+def _loss_rel(s: StepRecord) -> float:
+    g = float(s.golden.loss)
+    return abs(float(s.device.loss) - g) / max(abs(g), 1e-30)
+
+
+StepHook = Callable[[StepRecord], None]
+EpochHook = Callable[[EpochRecord], None]
+
+
+class TrainingSession:
+    """Drives one run on a device that has answered HELLO. Not thread-safe; one per device."""
+
+    def __init__(self, device: Device, spec: RunSpec | None = None, *,
+                 split: Split | None = None, inspect: Inspect | None = None,
+                 tolerance: Tolerance | None = None,
+                 initial_params: list[tuple[np.ndarray, np.ndarray]] | None = None,
+                 on_step: StepHook | None = None, on_epoch: EpochHook | None = None) -> None:
+        self.device = device
+        self.spec = spec or RunSpec()
+        self.inspect = inspect or Inspect()
+        self.split = split or digits_split(seed=self.spec.seed, n_val=self.spec.val_samples)
+        self.step_tol = tolerance or Tolerance()
+        # Free-running golden: rounding differences accumulate over the run.
+        self.epoch_tol = (self.step_tol if self.inspect.resync else
+                          replace(Tolerance.free_running(), accuracy_abs=max(
+                              Tolerance.free_running().accuracy_abs, self.step_tol.accuracy_abs)))
+        self.on_step = on_step
+        self.on_epoch = on_epoch
+        self.golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
+        if initial_params is not None:
+            self.golden.set_params(initial_params)
+        self._prepared = False
+        self._step_index = 0
+        self.report: RunReport | None = None
+
+    # ------------------------------------------------------------------ set-up
+
+    @property
+    def sparams(self) -> tuple[float, ...]:
+        if self.spec.sparams is not None:
+            return tuple(self.spec.sparams)
+        return tuple(get_spec(self.spec.strategy).defaults)
+
+    @property
+    def golden_uses_select(self) -> bool:
+        return self.spec.strategy in SELECT_STRATEGIES
+
+    def prepare(self) -> HelloInfo:
+        """Send model, initial parameters, optimiser/strategy and data to the device."""
+        spec = self.spec
+        hello = self.device.hello()
+        if not hello.supports(spec.strategy):
+            raise RigError(f"firmware on {hello.board} does not implement strategy "
+                           f"{spec.strategy!r}; it has {', '.join(hello.strategy_names)}")
+        train = self._subset(self.split.train, spec.train_samples)
+        test = self._subset(self.split.test, spec.test_samples)
+        val = self.split.val
+        self.train, self.val, self.test = train, val, test
+        self.x_train, self.x_val, self.x_test = train.decode(), val.decode(), test.decode()
+        # Stored on the device in one array: [train | val | test].
+        self.val_start = len(train)
+        self.test_start = len(train) + len(val)
+        n_total = self.test_start + len(test)
+
+        self.device.reset()
+        self.device.model_init(spec.dims)
+        self.device.load_model(self.golden.get_params())
+        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.device.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
+                                n_total)
+        for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
+            self.device.write_samples(start, part.labels, part.q)
+        self._prepared = True
+        self.report = RunReport(spec, hello, hello.counter_label)
+        return hello
+
+    @staticmethod
+    def _subset(data, n: int):  # type: ignore[no-untyped-def]
+        return data if n <= 0 or n >= len(data) else data.subset(np.arange(n))
+
+    # ------------------------------------------------------------------ training
+
+    def select(self) -> Verdict:
+        """SELECT on both sides (mask strategies recompute their masks each epoch)."""
+        dev = self.device.select(self.val_start, len(self.val))
+        gold = self.golden.select(self.x_val)
+        v = Verdict("select")
+        from rig.compare import check_equal
+        for layer, (kd, kg) in enumerate(zip(dev.k, gold.k, strict=True)):
+            v.add(check_equal(f"k[{layer}]", int(kd), int(kg)))
+        v.add(check_equal("trainable_params", int(dev.trainable_params),
+                          int(gold.trainable_params)))
+        return v
+
+    def step(self, indices: np.ndarray, epoch: int = 0) -> StepRecord:
+        if not self._prepared:
+            raise RigError("TrainingSession.step() before prepare()")
+        t0 = time.perf_counter()
+        dev = self.device.train_step(indices)
+        gold = self.golden.step(self.x_train[indices], self.train.labels[indices])
+        self._step_index += 1
+        obs = StepObservation(dev.loss, dev.correct, dev.skipped, dev.k)
+        n_layers = len(self.spec.dims) - 1
+        if self.inspect.masks:
+            masks = [self.device.read_mask(layer) for layer in range(n_layers)]
+            obs.row_masks = [m.row_mask for m in masks]
+            obs.bias_masks = [m.bias_mask for m in masks]
+        if self.inspect.updates:
+            obs.updates = [(self.device.read_update(layer, "weight"),
+                            self.device.read_update(layer, "bias")) for layer in range(n_layers)]
+        golden_params = None
+        every = self.inspect.params_every
+        if every and self._step_index % every == 0:
+            obs.params = self.device.read_model()
+            golden_params = self.golden.get_params()
+        verdict = compare_step(gold, obs, self.step_tol, golden_params,
+                               title=f"epoch {epoch} step {self._step_index}")
+        if obs.params is not None and self.inspect.resync:
+            self.golden.set_params(obs.params)
+        rec = StepRecord(epoch, self._step_index, dev, gold, verdict, time.perf_counter() - t0)
+        assert self.report is not None
+        self.report.steps.append(rec)
+        if self.on_step:
+            self.on_step(rec)
+        return rec
+
+    def evaluate(self) -> tuple[EvalResult, Verdict]:
+        dev = self.device.evaluate(self.test_start, len(self.test))
+        gold = self.golden.evaluate(self.x_test, self.test.labels)
+        verdict = compare_eval(gold, dev.loss_sum, dev.correct, dev.pred, self.epoch_tol,
+                               title="test set")
+        return dev, verdict
+
+    def run_epoch(self, epoch: int) -> EpochRecord:
+        t0 = time.perf_counter()
+        verdicts: list[Verdict] = []
+        if self.golden_uses_select:
+            verdicts.append(self.select())
+        batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
+        steps = [self.step(idx, epoch) for idx in batches]
+        params_dev = self.device.read_model()
+        params_gold = self.golden.get_params()
+        verdicts.append(compare_params(params_dev, params_gold, self.epoch_tol,
+                                       title=f"epoch {epoch} parameters"))
+        max_abs = max(max(max_abs_error(dw, gw), max_abs_error(db, gb))
+                      for (dw, db), (gw, gb) in zip(params_dev, params_gold, strict=True))
+        ulp = max(max(max_ulp(dw, gw), max_ulp(db, gb))
+                  for (dw, db), (gw, gb) in zip(params_dev, params_gold, strict=True))
+        dev_eval, eval_verdict = self.evaluate()
+        verdicts.append(eval_verdict)
+        gold_acc = self.golden.evaluate(self.x_test, self.test.labels).accuracy
+        if self.inspect.resync:
+            self.golden.set_params(params_dev)
+        rec = EpochRecord(
+            epoch=epoch, steps=len(steps), skipped=sum(s.device.skipped for s in steps),
+            device_loss=float(np.mean([s.device.loss for s in steps])),
+            golden_loss=float(np.mean([s.golden.loss for s in steps])),
+            max_param_abs=max_abs, max_param_ulp=ulp,
+            device_acc=dev_eval.correct / max(dev_eval.count, 1), golden_acc=gold_acc,
+            verdicts=verdicts, wall_s=time.perf_counter() - t0)
+        assert self.report is not None
+        self.report.epochs.append(rec)
+        if self.on_epoch:
+            self.on_epoch(rec)
+        return rec
+
+    def run(self, epochs: int | None = None) -> RunReport:
+        if not self._prepared:
+            self.prepare()
+        assert self.report is not None
+        t0 = time.perf_counter()
+        for epoch in range(self.spec.epochs if epochs is None else epochs):
+            self.run_epoch(epoch)
+        self.report.wall_s += time.perf_counter() - t0
+        self.report.link_stats = dataclasses.asdict(self.device.link.stats)
+        return self.report

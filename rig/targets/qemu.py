@@ -1,0 +1,277 @@
+"""QEMU as a target: the rig starts `qemu-system-arm`, owns it, and talks to the guest's
+UART through a loopback TCP socket (`socket://` in pyserial).
+
+Two ways to get the image in (option `flash`):
+- `kernel` (default): `-kernel image.elf`; `reset()` restarts the emulator (~50 ms), a
+  real reset of all QEMU state.
+- `gdb`: the machine starts empty and halted (`-S -gdb`), `gdb-multiarch` loads the ELF,
+  verifies it (compare-sections) and resets the core: a real "flash over the debug
+  link". No `-kernel`, because on mps2-an386 a reset would reload it; no `-no-reboot`,
+  because the reset is a system reset. `reset()` then resets through the gdbstub and keeps
+  the flashed image, as a board does.
+
+The serial socket uses `wait=on`: the guest does not run until the host is connected, so
+no boot byte is lost.
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+import socket
+import subprocess
+import time
+from pathlib import Path
+from typing import Any
+
+from rig.config import Board
+from rig.errors import (
+    ConfigError,
+    FirmwareMismatch,
+    LinkError,
+    RigError,
+    TargetUnavailable,
+    ToolMissing,
+)
+from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
+from rig.link.transport import SerialTransport, Transport
+from rig.targets.base import ChildProcess, Target, default_log_dir, register_target
+
+QEMU = "qemu-system-arm"
+APT_QEMU = "apt-get install -y qemu-system-arm"
+GDB_CANDIDATES = ("gdb-multiarch", "arm-none-eabi-gdb")
+APT_GDB = "apt-get install -y gdb-multiarch"
+_PORT_ATTEMPTS = 4  # a free port can be taken between our probe and QEMU's bind
+
+
+def find_qemu() -> str:
+    path = shutil.which(QEMU)
+    if path is None:
+        raise ToolMissing(f"{QEMU} not found on PATH; install it with `{APT_QEMU}`")
+    return path
+
+
+def find_gdb() -> str:
+    for name in GDB_CANDIDATES:
+        path = shutil.which(name)
+        if path:
+            return path
+    raise ToolMissing(f"none of {', '.join(GDB_CANDIDATES)} found on PATH (needed for "
+                      f"flash: gdb); install it with `{APT_GDB}`")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _close_fast(transport: Transport) -> None:
+    """Close a socket:// transport without pyserial's unconditional 0.3 s sleep (it waits
+    for "quick reconnects"; our emulator is already gone, and reset() must stay cheap)."""
+    port = getattr(transport, "_port", None)
+    sock = getattr(port, "_socket", None)
+    if port is not None and isinstance(sock, socket.socket):
+        try:
+            sock.close()
+        finally:
+            port._socket = None
+            port.is_open = False
+    transport.close()
+
+
+class _PortTaken(Exception):
+    pass
+
+
+@register_target
+class QemuTarget(Target):
+    """Options (lab_config.yaml `targets.<name>`, or a dict): `board` (a `Board`),
+    `machine`, `elf` (overrides the board's prebuilt image), `extra_args`, `flash`
+    (kernel|gdb), `icount` (-icount shift), `start_timeout_s`, `log_dir`."""
+
+    kind = "qemu"
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        super().__init__(name, options)
+        self.board: Board | None = options.get("board")
+        machine = options.get("machine") or (self.board.qemu_machine if self.board else None)
+        if not machine:
+            raise ConfigError(f"target {name!r}: no QEMU machine (set machine:, or a board "
+                              "with qemu_machine:)")
+        self.machine: str = machine
+        self.flash: str = options.get("flash") or "kernel"
+        if self.flash not in ("kernel", "gdb"):
+            raise ConfigError(f"target {name!r}: flash must be kernel or gdb, got {self.flash!r}")
+        self.icount: int | None = options.get("icount")
+        self.start_timeout_s = float(options.get("start_timeout_s") or 10.0)
+        self.counter_label = (
+            f"SysTick ticks (QEMU -icount shift={self.icount}: instruction-based, not cycles)"
+            if self.icount is not None else "SysTick ticks (QEMU: wall-clock time, not cycles)")
+        self.elf: Path | None = None
+        self.image: FirmwareImage | None = None
+        self.port: int | None = None
+        self.gdb_port: int | None = None
+        self.flash_log = ""
+        self._child: ChildProcess | None = None
+        self._transport: Transport | None = None
+
+    # -- Target API -----------------------------------------------------------------------
+
+    def start(self) -> Transport:
+        if self._child is not None:
+            raise RigError(f"{self.describe()}: already started; close() it first")
+        qemu = find_qemu()
+        gdb = find_gdb() if self.flash == "gdb" else None
+        self._resolve_image()
+        try:
+            for _ in range(_PORT_ATTEMPTS):
+                try:
+                    self._transport = self._launch(qemu)
+                    break
+                except _PortTaken:
+                    self._stop_child()
+            else:
+                raise TargetUnavailable(f"{self.describe()}: no free loopback port after "
+                                        f"{_PORT_ATTEMPTS} attempts")
+            if gdb is not None:
+                self._gdb(gdb, ["load", "compare-sections", "monitor system_reset"],
+                          with_elf=True)
+        except BaseException:
+            self.close()
+            raise
+        return self._transport
+
+    def reset(self) -> Transport:
+        if self.flash == "gdb" and self._alive() and self._transport is not None:
+            self._gdb(find_gdb(), ["monitor system_reset"], with_elf=False)
+            return self._transport
+        self.close()
+        return self.start()
+
+    def close(self) -> None:
+        # Stop QEMU first: a guest writer blocked on a closed socket would otherwise hang.
+        self._stop_child()
+        if self._transport is not None:
+            _close_fast(self._transport)
+            self._transport = None
+
+    def expected_firmware(self) -> FirmwareImage | None:
+        return self.image
+
+    @property
+    def pid(self) -> int | None:
+        return self._child.pid if self._child else None
+
+    @property
+    def log_path(self) -> Path | None:
+        return self._child.log_path if self._child else self._last_log
+
+    def describe(self) -> str:
+        return f"qemu:{self.name} ({self.machine}, {self.elf or 'no image yet'})"
+
+    def diagnostics(self) -> str:
+        child = self._child or self._last_child
+        if child is None:
+            return f"{self.describe()}: not started"
+        lines = [f"{self.describe()}: pid {child.pid}, {child.describe_exit()}",
+                 f"command: {' '.join(child.cmd)}", f"log: {child.log_path}"]
+        tail = child.log_tail()
+        if tail:
+            lines.append("log tail:\n" + tail)
+        if self.flash_log:
+            lines.append("gdb flash:\n" + self.flash_log)
+        return "\n".join(lines)
+
+    # -- internals ------------------------------------------------------------------------
+
+    _last_child: ChildProcess | None = None
+    _last_log: Path | None = None
+
+    def _resolve_image(self) -> None:
+        explicit = self.options.get("elf")
+        if explicit:
+            self.elf = Path(explicit)
+            if not self.elf.is_file():
+                raise FirmwareNotFound(f"{self.describe()}: firmware image {self.elf} not found")
+            return
+        if self.board is None:
+            raise ConfigError(f"target {self.name!r}: give an elf: or a board: to take the "
+                              "prebuilt image from")
+        self.image = image_for(self.board.firmware)
+        if self.image.qemu_machine and self.image.qemu_machine != self.machine:
+            raise FirmwareMismatch(
+                f"{self.describe()}: the prebuilt image {self.image.path} is for QEMU machine "
+                f"{self.image.qemu_machine!r}, but the target runs {self.machine!r}; fix the "
+                "target's machine: or the board's firmware: in lab_config.yaml")
+        self.elf = self.image.path
+
+    def _command(self, qemu: str) -> list[str]:
+        assert self.elf is not None and self.port is not None
+        cmd = [qemu, "-M", self.machine, "-nographic", "-monitor", "none",
+               "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on",
+               "-semihosting-config", "enable=on,target=native"]
+        if self.flash == "gdb":
+            cmd += ["-S", "-gdb", f"tcp:127.0.0.1:{self.gdb_port}"]
+        else:
+            cmd += ["-kernel", str(self.elf), "-no-reboot"]
+        if self.icount is not None:
+            cmd += ["-icount", f"shift={self.icount},align=off"]
+        return cmd + list(self.options.get("extra_args") or ())
+
+    def _log_file(self) -> Path:
+        base = Path(self.options["log_dir"]) if self.options.get("log_dir") else \
+            default_log_dir()
+        safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
+        return base / f"qemu-{safe}-{id(self):x}.log"
+
+    def _launch(self, qemu: str) -> Transport:
+        self.port = free_port()
+        self.gdb_port = free_port() if self.flash == "gdb" else None
+        cmd = self._command(qemu)
+        self._child = ChildProcess(cmd, self._log_file())
+        self._last_child, self._last_log = self._child, self._child.log_path
+        url = f"socket://127.0.0.1:{self.port}"
+        deadline = time.monotonic() + self.start_timeout_s
+        while True:
+            if self._child.poll() is not None:
+                if "Address already in use" in self._child.log_text():
+                    raise _PortTaken
+                raise TargetUnavailable(f"QEMU exited before the guest ran: "
+                                        f"{self.diagnostics()}")
+            try:
+                return SerialTransport(url, open_timeout=0)
+            except LinkError as exc:
+                if time.monotonic() >= deadline:
+                    raise TargetUnavailable(
+                        f"QEMU did not listen on {url} within {self.start_timeout_s:g} s "
+                        f"({exc}): {self.diagnostics()}") from exc
+            time.sleep(0.005)
+
+    def _alive(self) -> bool:
+        return self._child is not None and self._child.poll() is None
+
+    def _gdb(self, gdb: str, commands: list[str], with_elf: bool) -> None:
+        args = [gdb, "-nx", "-batch", "-ex", "set confirm off", "-ex", "set pagination off",
+                "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
+        for c in commands:
+            args += ["-ex", c]
+        args += ["-ex", "detach"]
+        if with_elf:
+            args.append(str(self.elf))
+        try:
+            proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
+        except subprocess.TimeoutExpired as exc:
+            raise TargetUnavailable(f"{self.describe()}: gdb did not finish in 60 s") from exc
+        self.flash_log = (proc.stdout + proc.stderr).strip()
+        if "MIS-MATCHED" in self.flash_log:
+            raise FirmwareMismatch(f"{self.describe()}: verify after flashing failed:\n"
+                                   f"{self.flash_log}")
+        if proc.returncode != 0 or "detached" not in self.flash_log:
+            raise TargetUnavailable(f"{self.describe()}: gdb failed (exit {proc.returncode}):"
+                                    f"\n{self.flash_log}\n{self.diagnostics()}")
+
+    def _stop_child(self) -> None:
+        if self._child is not None:
+            self._child.stop()
+            self._child = None

@@ -1,0 +1,85 @@
+"""A device that is already running the firmware, reached at a pyserial URL: a local UART
+(`/dev/ttyACM0`), a remote one (`rfc2217://host:port`, e.g. ser2net) or an emulator
+someone else started (`socket://host:port`). The rig does not flash it.
+
+`reset()` only reopens the port: the protocol's RESET message (the device client's job)
+resets the firmware's state. Reopening also recovers a USB CDC port that re-enumerated.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from rig.config import Board
+from rig.errors import ConfigError, FirmwareMismatch, LinkError, RigError, TargetUnavailable
+from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
+from rig.link.transport import SerialTransport, Transport
+from rig.targets.base import Target, register_target
+
+
+@register_target
+class SerialTarget(Target):
+    """Options: `port` (pyserial URL, required), `baudrate` (default 115200), `board` (a
+    `Board`: names the expected firmware), `open_timeout_s`, `reset` (none)."""
+
+    kind = "serial"
+    hardware = True
+
+    def __init__(self, name: str, options: dict[str, Any]) -> None:
+        super().__init__(name, options)
+        port = options.get("port")
+        if not port:
+            raise ConfigError(f"target {name!r}: serial targets need port: (a device path or "
+                              "a pyserial URL such as socket://host:port)")
+        self.port: str = port
+        defaults = options.get("defaults")
+        self.baudrate = int(options.get("baudrate") or getattr(defaults, "baudrate", 115200))
+        self.open_timeout_s = float(options.get("open_timeout_s") or 5.0)
+        self.board: Board | None = options.get("board")
+        if self.board is not None:
+            self.counter_label = self.board.counter_label
+        self._transport: Transport | None = None
+        self._last_error = ""
+
+    def start(self) -> Transport:
+        if self._transport is not None:
+            raise RigError(f"{self.describe()}: already started; close() it first")
+        try:
+            self._transport = SerialTransport(self.port, baudrate=self.baudrate,
+                                              open_timeout=self.open_timeout_s)
+        except LinkError as exc:
+            self._last_error = str(exc)
+            raise TargetUnavailable(f"{self.describe()}: {exc}") from exc
+        return self._transport
+
+    def reset(self) -> Transport:
+        self.close()
+        return self.start()
+
+    def close(self) -> None:
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    def unavailable_reason(self) -> str | None:
+        # Network URLs cannot be probed without taking the (often single-client) port.
+        if "://" not in self.port and not Path(self.port).exists():
+            return f"{self.port} does not exist (board unplugged?)"
+        return None
+
+    def expected_firmware(self) -> FirmwareImage | None:
+        if self.board is None:
+            return None
+        try:  # the file need not be here: only its identity (board, build hash) matters
+            return image_for(self.board.firmware, verify=False)
+        except (FirmwareNotFound, FirmwareMismatch):
+            return None
+
+    def describe(self) -> str:
+        return f"serial:{self.name} ({self.port} @ {self.baudrate})"
+
+    def diagnostics(self) -> str:
+        state = "open" if self._transport is not None else "closed"
+        extra = f"; last error: {self._last_error}" if self._last_error else ""
+        return f"{self.describe()}: port {state}{extra}"
