@@ -399,7 +399,9 @@ class _Parser:
         for knode, vnode in node.value:
             name = self.value(knode)
             if not isinstance(name, str):
-                raise self.error(knode, key, f"expected string keys, got {name!r}")
+                hint = (" (YAML 1.1 reads yes/no/on/off/true/false as booleans: quote the "
+                        f"name, e.g. '{knode.value}':)" if isinstance(name, bool) else "")
+                raise self.error(knode, key, f"expected a string key, got {name!r}{hint}")
             if name in out:
                 first = out[name][0].start_mark.line + 1
                 raise self.error(knode, _join(key, name),
@@ -501,9 +503,13 @@ class _Parser:
                                  f"expected one of {', '.join(TARGET_OPTIONS)}, got {kind!r}"
                                  f"{suggest(str(kind), TARGET_OPTIONS)}")
             own = TARGET_OPTIONS[kind]
-            foreign = {opt: f"{opt!r} is an option of kind {k}, not {kind}"
-                       for k, opts in TARGET_OPTIONS.items() if k != kind for opt in opts
-                       if opt not in own}
+            owners: dict[str, list[str]] = {}
+            for k, opts in TARGET_OPTIONS.items():
+                for opt in opts:
+                    if k != kind and opt not in own:
+                        owners.setdefault(opt, []).append(k)
+            foreign = {opt: f"{opt!r} is an option of kind {' and '.join(ks)}, not {kind}"
+                       for opt, ks in owners.items()}
             f = self.fields(vnode, key, {**_TARGET_COMMON, **own}, foreign, owner=knode)
             board = f["board"]
             if board not in boards:

@@ -36,10 +36,13 @@ from rig.compare import (
 )
 from rig.device import Device
 from rig.errors import RigError
+from rig.firmware import check_hello
 from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, GoldenStep
 from rig.golden.strategies import get_spec
+from rig.link.link import Link, TrafficEvent
 from rig.protocol import EvalResult, HelloInfo, StepResult
+from rig.targets.base import Target
 
 #: strategies whose masks are recomputed by SELECT once per epoch (docs/training.md)
 SELECT_STRATEGIES = frozenset({"neq", "velocity-budget", "random-budget"})
@@ -309,3 +312,51 @@ class TrainingSession:
         self.report.wall_s += time.perf_counter() - t0
         self.report.link_stats = dataclasses.asdict(self.device.link.stats)
         return self.report
+
+
+# ---------------------------------------------------------------------- connecting
+
+
+@dataclass
+class Connection:
+    """A started target, its link and the device client after a checked HELLO."""
+
+    target: Target
+    device: Device
+    hello: HelloInfo
+
+    def close(self) -> None:
+        try:
+            self.device.link.transport.close()
+        finally:
+            self.target.close()
+
+    def __enter__(self) -> Connection:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
+            log: Callable[[TrafficEvent], None] | None = None,
+            check_firmware: bool = True) -> Connection:
+    """Start `target`, say HELLO and check that it runs the firmware the manifest names.
+
+    On any failure the target is closed again and the error carries the target's
+    diagnostics (emulator exit status, stderr tail)."""
+    try:
+        transport = target.start()
+        device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        hello = device.hello()
+        image = target.expected_firmware()
+        if check_firmware and image is not None:
+            check_hello(hello, image, where=target.describe())
+    except BaseException as exc:
+        diag = target.diagnostics()
+        target.close()
+        if diag and isinstance(exc, RigError):
+            exc.add_note(f"{target.describe()}: {diag}")
+        raise
+    return Connection(target, device, hello)
+

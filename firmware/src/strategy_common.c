@@ -3,7 +3,8 @@
 #include <math.h>
 #include <string.h>
 
-sc_work_t sc_work;
+float sc_work_f[3][TR_MAX_NEURONS];
+uint16_t sc_work_idx[TR_MAX_NEURONS];
 
 int sc_is_count(float v) { return v >= 0.0f && v < 16777216.0f && floorf(v) == v; }
 

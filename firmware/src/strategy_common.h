@@ -20,14 +20,12 @@
 #define TR_MAX_NEURONS SC_MIN_((uint32_t)TR_MAX_LAYERS * TR_MAX_WIDTH, TR_PARAM_CAPACITY / 2u)
 _Static_assert(TR_MAX_NEURONS <= 0xFFFFu, "neuron ids are u16");
 
-/* Transient per-neuron work area, valid during one hook call only (one strategy runs at a
- * time). Velocity uses f[0..2] as accumulators, velocity-budget f[0] as sort keys, the
- * budget strategies idx[] as the neuron order. */
-typedef struct {
-    float f[3][TR_MAX_NEURONS];
-    uint16_t idx[TR_MAX_NEURONS];
-} sc_work_t;
-extern sc_work_t sc_work;
+/* Transient per-neuron work areas, valid during one hook call only (one strategy runs at a
+ * time). Velocity uses sc_work_f[0..2] as accumulators, velocity-budget sc_work_f[0] as sort
+ * keys, the budget strategies sc_work_idx as the neuron order. Two objects, so a build
+ * without the velocity strategies drops the float area (--gc-sections). */
+extern float sc_work_f[3][TR_MAX_NEURONS];
+extern uint16_t sc_work_idx[TR_MAX_NEURONS];
 
 /* 1 if v is an exact integer in [0, 2^24) (integer-valued sparams travel as f32). */
 int sc_is_count(float v);

@@ -12,11 +12,11 @@
 #ifndef TR_MAX_VAL
 #define TR_MAX_VAL 128u
 #endif
-/* Float slots for y^{t-1}: V * (neurons of the model) must fit (NO_SPACE beyond). The
- * default holds the largest V for models of up to TR_MAX_WIDTH neurons; boards short of RAM
- * set it in board_config.h. */
+/* Float slots for y^{t-1}: V * (neurons of the model) must fit (NO_SPACE beyond). Default:
+ * a quarter of the parameter capacity (the board sized that to its RAM; mps2-an386: 32768
+ * slots = 128 KB, e.g. V = 64 for up to 512 neurons). Override in board_config.h. */
 #ifndef TR_VEL_CAPACITY
-#define TR_VEL_CAPACITY ((uint32_t)TR_MAX_VAL * TR_MAX_WIDTH)
+#define TR_VEL_CAPACITY (TR_PARAM_CAPACITY / 4u)
 #endif
 
 /* Forget everything (TRAIN_CONFIG / MODEL_INIT): phi = v = 0, no y^{-1}. */

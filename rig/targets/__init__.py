@@ -51,6 +51,9 @@ def resolve_target(config: LabConfig, name_or_auto: str | None = None) -> Target
 def _pick_hardware(config: LabConfig, fallback_qemu: bool) -> Target:
     reasons = []
     for tc in config.enabled_targets():
+        if tc.kind not in target_kinds():  # declared in the config schema, not installed
+            reasons.append(f"{tc.name}: no {tc.kind} target support installed")
+            continue
         target = build_target(config, tc)
         if not target.hardware:
             continue

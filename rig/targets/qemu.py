@@ -114,6 +114,8 @@ class QemuTarget(Target):
         self.gdb_port: int | None = None
         self.flash_log = ""
         self._child: ChildProcess | None = None
+        self._last_child: ChildProcess | None = None  # kept for diagnostics() after close()
+        self._last_log: Path | None = None
         self._transport: Transport | None = None
 
     # -- Target API -----------------------------------------------------------------------
@@ -127,7 +129,8 @@ class QemuTarget(Target):
         try:
             for _ in range(_PORT_ATTEMPTS):
                 try:
-                    self._transport = self._launch(qemu)
+                    transport = self._launch(qemu)
+                    self._transport = transport
                     break
                 except _PortTaken:
                     self._stop_child()
@@ -135,16 +138,15 @@ class QemuTarget(Target):
                 raise TargetUnavailable(f"{self.describe()}: no free loopback port after "
                                         f"{_PORT_ATTEMPTS} attempts")
             if gdb is not None:
-                self._gdb(gdb, ["load", "compare-sections", "monitor system_reset"],
-                          with_elf=True)
+                self._gdb(gdb, ["load", "compare-sections", "monitor system_reset"])
         except BaseException:
             self.close()
             raise
-        return self._transport
+        return transport
 
     def reset(self) -> Transport:
         if self.flash == "gdb" and self._alive() and self._transport is not None:
-            self._gdb(find_gdb(), ["monitor system_reset"], with_elf=False)
+            self._gdb(find_gdb(), ["monitor system_reset"])
             return self._transport
         self.close()
         return self.start()
@@ -176,6 +178,9 @@ class QemuTarget(Target):
             return f"{self.describe()}: not started"
         lines = [f"{self.describe()}: pid {child.pid}, {child.describe_exit()}",
                  f"command: {' '.join(child.cmd)}", f"log: {child.log_path}"]
+        fatal = [ln for ln in child.log_text().splitlines() if "fatal" in ln or "rror" in ln]
+        if fatal:  # QEMU's own verdict, which a long register dump would push out of the tail
+            lines.append("QEMU said: " + " | ".join(fatal[:5]))
         tail = child.log_tail()
         if tail:
             lines.append("log tail:\n" + tail)
@@ -184,9 +189,6 @@ class QemuTarget(Target):
         return "\n".join(lines)
 
     # -- internals ------------------------------------------------------------------------
-
-    _last_child: ChildProcess | None = None
-    _last_log: Path | None = None
 
     def _resolve_image(self) -> None:
         explicit = self.options.get("elf")
@@ -251,20 +253,19 @@ class QemuTarget(Target):
     def _alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
 
-    def _gdb(self, gdb: str, commands: list[str], with_elf: bool) -> None:
+    def _gdb(self, gdb: str, commands: list[str]) -> None:
         args = [gdb, "-nx", "-batch", "-ex", "set confirm off", "-ex", "set pagination off",
                 "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
         for c in commands:
             args += ["-ex", c]
-        args += ["-ex", "detach"]
-        if with_elf:
-            args.append(str(self.elf))
+        args += ["-ex", "detach", str(self.elf)]
         try:
             proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
         except subprocess.TimeoutExpired as exc:
             raise TargetUnavailable(f"{self.describe()}: gdb did not finish in 60 s") from exc
         self.flash_log = (proc.stdout + proc.stderr).strip()
-        if "MIS-MATCHED" in self.flash_log:
+        if "MIS-MATCHED" in self.flash_log or (
+                "compare-sections" in commands and "matched" not in self.flash_log):
             raise FirmwareMismatch(f"{self.describe()}: verify after flashing failed:\n"
                                    f"{self.flash_log}")
         if proc.returncode != 0 or "detached" not in self.flash_log:

@@ -1,0 +1,64 @@
+/* `static` (Tiny Training Engine, Lin et al. 2022): a sparse update fixed at TRAIN_CONFIG -
+ * biases of the last bias_layers layers, and weight rows j < (int)floorf(ratio * N_l + 0.5f)
+ * (at most N_l) of the last weight_layers layers. Rounded, not ceil: 0.3f * 100 is
+ * 30.000002f. SELECT changes nothing. */
+#include <math.h>
+
+#include "strategy.h"
+#include "strategy_common.h"
+
+#define ST_BIAS_LAYERS 0u
+#define ST_WEIGHT_LAYERS 1u
+#define ST_RATIO 2u
+
+/* bias_layers, weight_layers, channel_ratio */
+static const float static_defaults[3] = {2.0f, 1.0f, 0.5f};
+
+static tr_status_t static_check(const float *sp, tr_err_t *err)
+{
+    if (!sc_is_count(sp[ST_BIAS_LAYERS]))
+        return tr_fail(err, TR_E_BAD_ARG, ST_BIAS_LAYERS,
+                       "bias_layers must be an integer in [0, 2^24)");
+    if (!sc_is_count(sp[ST_WEIGHT_LAYERS]))
+        return tr_fail(err, TR_E_BAD_ARG, ST_WEIGHT_LAYERS,
+                       "weight_layers must be an integer in [0, 2^24)");
+    if (!(sp[ST_RATIO] >= 0.0f && sp[ST_RATIO] <= 1.0f))
+        return tr_fail(err, TR_E_BAD_ARG, ST_RATIO, "need 0 <= channel_ratio <= 1");
+    return TR_OK;
+}
+
+static void static_reset(mlp_t *m)
+{
+    const uint32_t bias_layers = (uint32_t)m->ss.sparams[ST_BIAS_LAYERS];
+    const uint32_t weight_layers = (uint32_t)m->ss.sparams[ST_WEIGHT_LAYERS];
+    const float ratio = m->ss.sparams[ST_RATIO];
+    mlp_set_all_masks(m, 0);
+    for (uint8_t l = 0; l < m->n_layers; l++) {
+        const uint32_t depth = (uint32_t)(m->n_layers - 1u - l); /* 0: last layer */
+        const uint16_t n = m->dims[l + 1];
+        if (depth < bias_layers)
+            for (uint16_t j = 0; j < n; j++)
+                m->bias_mask[l][j] = 1;
+        if (depth < weight_layers) {
+            /* ratio in [0, 1]: the rounded value is in [0, n + 1) */
+            uint32_t rows = (uint32_t)floorf(ratio * (float)n + 0.5f);
+            if (rows > n)
+                rows = n;
+            for (uint16_t j = 0; j < rows; j++)
+                m->row_mask[l][j] = 1;
+        }
+    }
+}
+
+const strategy_ops_t strategy_static = {
+    .id = STRAT_STATIC,
+    .name = "static",
+    .n_sparams = 3,
+    .defaults = static_defaults,
+    .masks_on_delta = 0,
+    .check = static_check,
+    .reset = static_reset,
+    .select = 0,
+    .skip = 0,
+    .layer_select = 0,
+};

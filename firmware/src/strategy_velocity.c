@@ -1,0 +1,80 @@
+/* Velocity of a neuron across SELECTs (docs/training.md). NEq takes the cosine per sample
+ * of a neuron's feature map; a dense neuron's per-sample output is a scalar, so - our
+ * choice, documented in training.md - the cosine is taken across the V-sample subset:
+ *   phi^t = <y^t, y^{t-1}> / (sqrtf(sum (y^t)^2) * sqrtf(sum (y^{t-1})^2))  (0 if denom 0)
+ *   v^t   = (phi^t - phi^{t-1}) - mu * v^{t-1};   t = 0: phi = v = 0 (no y^{-1}). */
+#include "strategy_velocity.h"
+
+#include <math.h>
+#include <string.h>
+
+/* y^{t-1}, neuron-major: prev[c * V + n]. One strategy runs at a time, so neq and
+ * velocity-budget share it. */
+static float vel_prev[TR_VEL_CAPACITY];
+static float vel_phi[TR_MAX_NEURONS];
+static float vel_v[TR_MAX_NEURONS];
+static uint16_t vel_count; /* V of SELECT t = 0: the subset is fixed for the run */
+
+void vel_reset(void)
+{
+    memset(vel_phi, 0, sizeof vel_phi);
+    memset(vel_v, 0, sizeof vel_v);
+    vel_count = 0;
+}
+
+const float *vel_velocity(void) { return vel_v; }
+
+tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count, float mu,
+                       tr_err_t *err)
+{
+    const uint16_t nn = sc_n_neurons(m);
+    /* t counts from the strategy state, which every reset path zeroes (also RESET, which
+     * never calls the strategy's reset hook). */
+    const int first = m->ss.n_select == 0;
+    if (count > TR_MAX_VAL)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "val_count > max validation size (TR_MAX_VAL)");
+    if ((uint32_t)count * nn > TR_VEL_CAPACITY)
+        return tr_fail(err, TR_E_NO_SPACE, 4, "val_count x neurons > velocity capacity");
+    if (!first && count != vel_count)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "val_count differs from the first SELECT");
+
+    /* Three V-long sums per neuron, accumulated across batch chunks in sample order. */
+    float *dot = sc_work_f[0], *syy = sc_work_f[1], *spp = sc_work_f[2];
+    if (!first) {
+        memset(dot, 0, nn * sizeof(float));
+        memset(syy, 0, nn * sizeof(float));
+        memset(spp, 0, nn * sizeof(float));
+    }
+    for (uint32_t c0 = 0; c0 < count; c0 += TR_MAX_BATCH) {
+        const uint16_t B = (uint16_t)((count - c0) < TR_MAX_BATCH ? (count - c0) : TR_MAX_BATCH);
+        mlp_forward_range(m, ds, start + c0, B);
+        uint16_t base = 0;
+        for (uint8_t l = 0; l < m->n_layers; l++) {
+            const uint16_t N = m->dims[l + 1];
+            const float *y = mlp_output(m, l);
+            for (uint16_t n = 0; n < B; n++)
+                for (uint16_t j = 0; j < N; j++) {
+                    const uint16_t c = (uint16_t)(base + j);
+                    const float yt = y[(size_t)n * N + j];
+                    float *p = &vel_prev[(size_t)c * count + c0 + n];
+                    if (!first) {
+                        const float yp = *p;
+                        dot[c] += yt * yp;
+                        syy[c] += yt * yt;
+                        spp[c] += yp * yp;
+                    }
+                    *p = yt; /* sample n is done with y^{t-1}: keep y^t in its place */
+                }
+            base = (uint16_t)(base + N);
+        }
+    }
+    if (!first)
+        for (uint16_t c = 0; c < nn; c++) {
+            const float den = sqrtf(syy[c]) * sqrtf(spp[c]);
+            const float phi = den > 0.0f ? dot[c] / den : 0.0f;
+            vel_v[c] = (phi - vel_phi[c]) - mu * vel_v[c];
+            vel_phi[c] = phi;
+        }
+    vel_count = count;
+    return TR_OK;
+}

@@ -1,0 +1,250 @@
+"""The `rig` command line: a thin face over `rig.session` (the fixtures are the other face).
+
+    rig run            train the default model on the default target, compare with the golden model
+    rig list           configured targets, whether each is available, prebuilt images
+    rig hello          connect to a target and print what the firmware says about itself
+
+Exit status: 0 ok, 1 device and golden model disagree beyond tolerance, 2 rig error
+(config, link, target, firmware).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from dataclasses import asdict, fields, replace
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from rig.config import LabConfig, load_config
+from rig.errors import RigError
+from rig.firmware import load_manifest
+from rig.session import (
+    EpochRecord,
+    Inspect,
+    RunReport,
+    RunSpec,
+    StepRecord,
+    TrainingSession,
+    connect,
+)
+from rig.targets import build_target, resolve_target
+
+# Wide enough for the epoch table when the output is a file or a CI log.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
+
+
+def _spec_from(lab: LabConfig, args: argparse.Namespace) -> RunSpec:
+    names = {f.name for f in fields(RunSpec)}
+    base = {f.name: getattr(lab.training, f.name) for f in fields(lab.training)
+            if f.name in names}
+    spec = RunSpec(**base)
+    overrides: dict[str, Any] = {}
+    for name in ("strategy", "epochs", "batch", "lr", "momentum", "train_samples",
+                 "test_samples", "seed"):
+        value = getattr(args, name, None)
+        if value is not None:
+            overrides[name] = value
+    if args.sparams is not None:
+        overrides["sparams"] = tuple(args.sparams)
+    return replace(spec, **overrides)
+
+
+def _epoch_table(report: RunReport) -> Table:
+    t = Table(title=f"{report.spec.strategy} on {report.hello.board} "
+                    f"(dims {'-'.join(map(str, report.spec.dims))}, batch {report.spec.batch})")
+    for col in ("epoch", "steps", "device loss", "golden loss", "max |Δparam|", "max ulp",
+                "test acc device", "test acc golden", "wall s", "verdict"):
+        t.add_column(col, justify="right")
+    for e in report.epochs:
+        t.add_row(str(e.epoch), str(e.steps), f"{e.device_loss:.6f}", f"{e.golden_loss:.6f}",
+                  f"{e.max_param_abs:.2e}", str(e.max_param_ulp), f"{e.device_acc:.4f}",
+                  f"{e.golden_acc:.4f}", f"{e.wall_s:.2f}",
+                  "[green]ok[/]" if e.ok else "[red]FAIL[/]")
+    return t
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    lab = load_config(args.config)
+    spec = _spec_from(lab, args)
+    target = resolve_target(lab, args.target)
+    inspect = Inspect(masks=args.inspect, updates=args.inspect, params_every=args.params_every,
+                      resync=args.resync)
+    console.print(f"[bold]rig run[/]: {spec.strategy}, {spec.epochs} epoch(s), "
+                  f"target {target.describe()}")
+    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
+        h = conn.hello
+        console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
+                      f"v{h.proto_version}, counters: {h.counter_label}")
+        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                      console=console, transient=True) as progress:
+            task = progress.add_task("preparing (model + data over UART)", total=None,
+                                     info="")
+
+            def on_step(rec: StepRecord) -> None:
+                progress.update(task, advance=1, info=(
+                    f"loss dev {rec.device.loss:.5f} gold {rec.golden.loss:.5f}"))
+
+            def on_epoch(rec: EpochRecord) -> None:
+                progress.console.print(
+                    f"epoch {rec.epoch}: device loss {rec.device_loss:.6f}, golden "
+                    f"{rec.golden_loss:.6f}, test acc {rec.device_acc:.4f} / "
+                    f"{rec.golden_acc:.4f}, {rec.wall_s:.2f} s")
+
+            session = TrainingSession(conn.device, spec, inspect=inspect, on_step=on_step,
+                                      on_epoch=on_epoch)
+            session.prepare()
+            n_steps = spec.epochs * -(-len(session.train) // spec.batch)
+            progress.update(task, description="training", total=n_steps, completed=0)
+            report = session.run()
+    console.print(_epoch_table(report))
+    console.print(f"per-step loss: max relative error device vs golden "
+                  f"{report.max_loss_rel:.2e} (tolerance {session.step_tol.loss_rel:g}); "
+                  f"wall time {report.wall_s:.2f} s")
+    stats = conn.device.link.stats
+    console.print(f"link: {stats.summary()}")
+    if args.json:
+        with open(args.json, "w", encoding="utf-8") as f:
+            json.dump(_report_json(report), f, indent=1)
+        console.print(f"report written to {args.json}")
+    if not report.ok:
+        console.print("[red bold]device and golden model disagree beyond tolerance:[/]")
+        console.print(report.failures)
+        return 1
+    console.print("[green bold]device matches the golden model[/]")
+    return 0
+
+
+def _report_json(report: RunReport) -> dict[str, Any]:
+    return {
+        "spec": asdict(report.spec),
+        "board": report.hello.board,
+        "build_hash": report.hello.build_hash,
+        "counter_label": report.counter_label,
+        "wall_s": report.wall_s,
+        "max_step_loss_rel": report.max_loss_rel,
+        "ok": report.ok,
+        "epochs": [{k: v for k, v in asdict(e).items() if k != "verdicts"}
+                   | {"ok": e.ok} for e in report.epochs],
+        "steps": [{"epoch": s.epoch, "step": s.index, "device_loss": s.device.loss,
+                   "golden_loss": s.golden.loss, "k": list(s.device.k),
+                   "skipped": s.device.skipped, "counters": list(s.device.counters),
+                   "ok": s.verdict.ok} for s in report.steps],
+        "link": report.link_stats,
+    }
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    lab = load_config(args.config)
+    t = Table(title=f"targets in {lab.path}")
+    for col in ("name", "kind", "board", "enabled", "status"):
+        t.add_column(col)
+    chosen = None
+    try:
+        chosen = resolve_target(lab, args.target).name
+    except RigError as exc:
+        chosen_err = str(exc)
+    else:
+        chosen_err = ""
+    for tc in lab.targets.values():
+        if tc.enabled:
+            try:
+                why = build_target(lab, tc).unavailable_reason()
+            except RigError as exc:
+                why = str(exc)
+            status = "available" if why is None else f"unavailable: {why}"
+        else:
+            status = "disabled"
+        if tc.name == chosen:
+            status += "  [bold]<- would be used[/]"
+        t.add_row(tc.name, tc.kind, tc.board, "yes" if tc.enabled else "no", status)
+    console.print(t)
+    if chosen_err:
+        console.print(f"[yellow]no target would be used: {chosen_err}[/]")
+    try:
+        manifest = load_manifest()
+    except RigError as exc:
+        console.print(f"[yellow]prebuilt firmware: {exc}[/]")
+        return 0
+    m = Table(title="prebuilt firmware")
+    for col in ("board", "file", "sha256", "source hash", "toolchain"):
+        m.add_column(col)
+    for img in manifest.images.values():
+        m.add_row(img.board, str(img.path.name), img.sha256[:12], img.source_hash[:12],
+                  img.toolchain)
+    console.print(m)
+    return 0
+
+
+def cmd_hello(args: argparse.Namespace) -> int:
+    lab = load_config(args.config)
+    target = resolve_target(lab, args.target)
+    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
+        for key, value in asdict(conn.hello).items():
+            console.print(f"{key:15} {value}")
+        console.print(f"{'strategy names':15} {', '.join(conn.hello.strategy_names)}")
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="rig", description=__doc__,
+                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--config", help="lab_config.yaml to use")
+    sub = p.add_subparsers(dest="command")
+
+    run = sub.add_parser("run", help="train on a target and compare with the golden model")
+    run.add_argument("--target", help="auto | qemu | board | native | a target name")
+    run.add_argument("--strategy", help="full, tinyprop, tinypropv2, neq, velocity-budget, "
+                                        "random-budget, static")
+    run.add_argument("--sparams", type=float, nargs="*", help="strategy parameters")
+    run.add_argument("--epochs", type=int)
+    run.add_argument("--batch", type=int)
+    run.add_argument("--lr", type=float)
+    run.add_argument("--momentum", type=float)
+    run.add_argument("--train-samples", type=int)
+    run.add_argument("--test-samples", type=int)
+    run.add_argument("--seed", type=int)
+    run.add_argument("--params-every", type=int, default=0,
+                     help="read and compare all parameters every N steps (default: per epoch)")
+    run.add_argument("--resync", action="store_true",
+                     help="lockstep: copy device parameters into the golden model when read")
+    run.add_argument("--inspect", action="store_true",
+                     help="read and compare masks and applied updates every step")
+    run.add_argument("--json", help="write the full report as JSON here")
+    run.set_defaults(func=cmd_run)
+
+    lst = sub.add_parser("list", help="configured targets, availability, prebuilt images")
+    lst.add_argument("--target", help="selector to resolve (default: the lab default)")
+    lst.set_defaults(func=cmd_list)
+
+    hello = sub.add_parser("hello", help="print the firmware's HELLO")
+    hello.add_argument("--target")
+    hello.set_defaults(func=cmd_hello)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if args.command is None:
+        args = parser.parse_args([*(argv or sys.argv[1:]), "run"])
+    try:
+        return int(args.func(args))
+    except RigError as exc:
+        console.print(f"[red bold]error:[/] {exc}", markup=True)
+        for note in getattr(exc, "__notes__", []):
+            console.print(note, markup=False)
+        return 2
+    except KeyboardInterrupt:
+        console.print("[yellow]interrupted[/]")
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())
