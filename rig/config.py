@@ -98,12 +98,12 @@ class Training:
     """The main job. Field names match `rig.session.RunSpec` so it can be built from this."""
 
     dims: tuple[int, ...] = (64, 32, 10)
-    lr: float = 0.05
+    lr: float = 0.2
     momentum: float = 0.0
     batch: int = 16
     epochs: int = 3
-    train_samples: int = 512
-    test_samples: int = 256
+    train_samples: int = 0
+    test_samples: int = 0
     val_samples: int = 64
     seed: int = 0
     strategy: str = "full"

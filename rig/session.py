@@ -34,6 +34,7 @@ from rig.compare import (
     max_abs_error,
     max_ulp,
 )
+from rig.config import Training
 from rig.device import Device
 from rig.errors import RigError
 from rig.firmware import check_hello
@@ -44,24 +45,27 @@ from rig.link.link import Link, TrafficEvent
 from rig.protocol import EvalResult, HelloInfo, StepResult
 from rig.targets.base import Target
 
+_TRAINING = Training()
+
 #: strategies whose masks are recomputed by SELECT once per epoch (docs/training.md)
 SELECT_STRATEGIES = frozenset({"neq", "velocity-budget", "random-budget"})
 
 
 @dataclass(frozen=True)
 class RunSpec:
-    """What to train. Defaults are the main job's (`lab_config.yaml: training:` overrides)."""
+    """What to train (`lab_config.yaml: training:` sets the lab's values)."""
 
-    dims: tuple[int, ...] = (64, 32, 10)
-    lr: float = 0.05
-    momentum: float = 0.0
-    batch: int = 16
-    epochs: int = 3
-    train_samples: int = 512  # 0 = the whole training split
-    test_samples: int = 256  # 0 = the whole test split
-    val_samples: int = 64  # the fixed SELECT subset (mask strategies)
-    seed: int = 0
-    strategy: str = "full"
+    # Defaults are the lab config's `training:` defaults (one place: rig.config.Training).
+    dims: tuple[int, ...] = _TRAINING.dims
+    lr: float = _TRAINING.lr
+    momentum: float = _TRAINING.momentum
+    batch: int = _TRAINING.batch
+    epochs: int = _TRAINING.epochs
+    train_samples: int = _TRAINING.train_samples  # 0 = the whole training split
+    test_samples: int = _TRAINING.test_samples  # 0 = the whole test split
+    val_samples: int = _TRAINING.val_samples  # the fixed SELECT subset (mask strategies)
+    seed: int = _TRAINING.seed
+    strategy: str = _TRAINING.strategy
     sparams: tuple[float, ...] | None = None  # None: the strategy's documented defaults
 
 

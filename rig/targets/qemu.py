@@ -170,7 +170,7 @@ class QemuTarget(Target):
         return self._child.log_path if self._child else self._last_log
 
     def describe(self) -> str:
-        return f"qemu:{self.name} ({self.machine}, {self.elf or 'no image yet'})"
+        return f"qemu:{self.name} ({self.machine}, {self.elf or 'prebuilt image'})"
 
     def diagnostics(self) -> str:
         child = self._child or self._last_child
