@@ -3,6 +3,7 @@
     rig run            train the default model on the default target, compare with the golden model
     rig list           configured targets, whether each is available, prebuilt images
     rig hello          connect to a target and print what the firmware says about itself
+    rig experiment     every strategy on a transfer task, ≥5 seeds: table + plot in docs/results
 
 Exit status: 0 ok, 1 device and golden model disagree beyond tolerance, 2 rig error
 (config, link, target, firmware).
@@ -104,8 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             progress.update(task, description="training", total=n_steps, completed=0)
             report = session.run()
     console.print(_epoch_table(report))
+    mode = "lockstep" if session.lockstep else "free-running"
     console.print(f"per-step loss: max relative error device vs golden "
-                  f"{report.max_loss_rel:.2e} (tolerance {session.step_tol.loss_rel:g}); "
+                  f"{report.max_loss_rel:.2e} ({mode} tolerance {session.step_tol.loss_rel:g}); "
                   f"wall time {report.wall_s:.2f} s")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
@@ -192,6 +194,42 @@ def cmd_hello(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_experiment(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from rig import experiment as exp
+
+    seeds = list(range(args.seeds))
+    device_seeds = [] if args.no_device else seeds[:args.device_seeds]
+    strategies = args.strategy or list(exp.STRATEGIES)
+    command = "rig experiment" + (f" --seeds {args.seeds}" if args.seeds != 5 else "") + (
+        " --no-device" if args.no_device else "")
+    conn = None
+    factory = None
+    target_name = ""
+    if device_seeds:
+        lab = load_config(args.config)
+        target = resolve_target(lab, args.target)
+        conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries)
+        target_name = f"{target.name} ({conn.hello.board})"
+
+        def factory(spec: RunSpec, split: Any, params: Any, inspect: Inspect) -> TrainingSession:
+            assert conn is not None
+            return TrainingSession(conn.device, spec, split=split, initial_params=params,
+                                   inspect=inspect)
+
+    try:
+        result = exp.run_experiment(seeds, strategies, device_seeds, factory, target_name,
+                                    log=console.print)
+    finally:
+        if conn is not None:
+            conn.close()
+    paths = exp.write(result, Path(args.out), command)
+    console.print(exp.markdown(result, command), markup=False)
+    console.print(f"written: {', '.join(str(p) for p in paths.values())}")
+    return 0 if all(d.ok for d in result.device) else 1
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="rig", description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -222,6 +260,17 @@ def build_parser() -> argparse.ArgumentParser:
     lst = sub.add_parser("list", help="configured targets, availability, prebuilt images")
     lst.add_argument("--target", help="selector to resolve (default: the lab default)")
     lst.set_defaults(func=cmd_list)
+
+    ex = sub.add_parser("experiment", help="transfer-learning experiment over all strategies "
+                                           "(table + plot)")
+    ex.add_argument("--seeds", type=int, default=5, help="seeds in the golden model (≥ 5)")
+    ex.add_argument("--device-seeds", type=int, default=1,
+                    help="how many of those seeds also run every strategy on the target")
+    ex.add_argument("--no-device", action="store_true", help="golden model only")
+    ex.add_argument("--strategy", action="append", help="only these strategies (repeatable)")
+    ex.add_argument("--target", help="target for the device runs (default: the lab default)")
+    ex.add_argument("--out", default="docs/results", help="output directory")
+    ex.set_defaults(func=cmd_experiment)
 
     hello = sub.add_parser("hello", help="print the firmware's HELLO")
     hello.add_argument("--target")

@@ -274,6 +274,8 @@ TARGET_OPTIONS: dict[str, dict[str, Field]] = {
         "extra_args": Field(list_of(text), ()),
         "flash": Field(choice("kernel", "gdb"), "kernel"),
         "icount": Field(optional(integer(0, 10)), None),  # -icount shift=N: deterministic time
+        "plugin": Field(optional(text), None),  # TCG plugin .so: -plugin <so>,<plugin_args>
+        "plugin_args": Field(list_of(text), ()),  # "key=value" strings
         "start_timeout_s": Field(number(positive=True), 10.0),
         "log_dir": Field(optional(text), None),
     },

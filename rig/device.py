@@ -29,6 +29,7 @@ from rig.protocol import (
     ParamWrite,
     RangeRequest,
     SelectResult,
+    Stats,
     StepResult,
     TensorRead,
     TrainConfig,
@@ -96,6 +97,10 @@ class Device:
         self._call(MsgType.RESET, b"", timeout)
         self.dims = None
         self.data = None
+
+    def stats(self, timeout: float | None = None) -> Stats:
+        """STATS: stack high-water mark, stack size and static RAM of the firmware."""
+        return Stats.unpack(self._call(MsgType.STATS, b"", timeout))
 
     # -- model ---------------------------------------------------------------------------------
 

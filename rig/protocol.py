@@ -35,6 +35,7 @@ class MsgType(IntEnum):
     HELLO = 0x01
     ECHO = 0x02
     RESET = 0x03
+    STATS = 0x04
     DEBUG = 0x0F
     MODEL_INIT = 0x10
     PARAM_WRITE = 0x11
@@ -615,6 +616,26 @@ class Debug:
     def unpack(cls, payload: bytes) -> Debug:
         _need(payload, 1, "DEBUG")
         return cls(payload[0])
+
+
+@dataclass(frozen=True)
+class Stats:
+    """STATS response: the firmware's memory use. `stack_used` is the high-water mark of
+    the painted stack since reset (0 and 0 on the native build: not measured)."""
+
+    stack_used: int
+    stack_size: int
+    static_ram: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<III")
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.stack_used, self.stack_size, self.static_ram)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> Stats:
+        _need(payload, cls._S.size, "STATS response")
+        return cls(*cls._S.unpack(payload))
 
 
 # --- fault frames ----------------------------------------------------------------------

@@ -82,6 +82,21 @@ static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     return TR_OK;
 }
 
+static tr_status_t h_stats(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                           tr_err_t *err)
+{
+    (void)req;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    uint32_t used, size, ram;
+    hal_stats(&used, &size, &ram);
+    wr_u32(resp, used);
+    wr_u32(resp + 4, size);
+    wr_u32(resp + 8, ram);
+    *rl = 12;
+    return TR_OK;
+}
+
 static tr_status_t h_debug(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
                            tr_err_t *err)
 {
@@ -312,6 +327,7 @@ static const proto_cmd_t cmds[] = {
     {MSG_HELLO, h_hello},
     {MSG_ECHO, h_echo},
     {MSG_RESET, h_reset},
+    {MSG_STATS, h_stats},
     {MSG_DEBUG, h_debug},
     {MSG_MODEL_INIT, h_model_init},
     {MSG_PARAM_WRITE, h_param_write},

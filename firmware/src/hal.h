@@ -29,6 +29,10 @@ uint32_t hal_counter_read(void);
 uint8_t hal_counter_kind(void);
 uint32_t hal_clock_hz(void);
 
+/* STATS message: stack high-water mark and size (bytes; 0 where unknown, e.g. native)
+ * and static RAM (.data + .bss, without the stack). */
+void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram);
+
 /* DEBUG message actions. Neither returns on a board. */
 void hal_debug_fault(void);
 void hal_debug_hang(void);

@@ -5,6 +5,7 @@
 
 #include "hal.h"
 #include "strategy.h"
+#include "tr_marker.h"
 #include "wire.h"
 
 /* Arenas: fixed at build time by board_config.h, no heap. */
@@ -278,7 +279,9 @@ tr_status_t mlp_select(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
     tr_status_t st = mlp_check_range(m, ds, start, count, 0, err);
     if (st != TR_OK)
         return st;
+    tr_mark_select_msg_begin();
     st = m->strat->select(m, ds, start, count, err);
+    tr_mark_select_msg_end();
     if (st == TR_OK)
         m->stepped = 0;
     return st;
@@ -342,13 +345,15 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
     const uint8_t L = m->n_layers;
     const uint16_t NO = m->dims[L];
     const float fb = (float)batch;
-    uint32_t t0 = hal_counter_read(), t;
+    tr_mark_step_begin();
+    uint32_t t0 = tr_phase_begin(MLP_PH_FORWARD), t;
     memset(res, 0, sizeof *res);
 
     /* Forward, loss, output error. */
     for (uint16_t n = 0; n < batch; n++)
         dataset_decode(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
     forward(m, batch);
+    tr_mark_begin(TR_MARK_LOSS);
     float loss_sum = 0.0f;
     uint16_t correct = 0;
     float *dout = m->delta[0];
@@ -368,24 +373,28 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
     }
     res->loss = loss_sum / fb;
     res->correct = correct;
-    t = hal_counter_read();
+    tr_mark_end(TR_MARK_LOSS);
+    t = tr_phase_end(MLP_PH_FORWARD);
     res->counters[MLP_PH_FORWARD] = t - t0;
 
     /* The previous step's record goes first (update bookkeeping). */
     t0 = t;
+    tr_mark_begin(MLP_PH_UPDATE);
     clear_last_step(m);
-    t = hal_counter_read();
+    t = tr_phase_end(MLP_PH_UPDATE);
     res->counters[MLP_PH_UPDATE] += t - t0;
 
     const strategy_ops_t *S = m->strat;
     if (S->skip) {
         t0 = t;
+        tr_mark_begin(MLP_PH_SELECT);
         int skip = S->skip(m, dout, batch);
-        t = hal_counter_read();
+        t = tr_phase_end(MLP_PH_SELECT);
         res->counters[MLP_PH_SELECT] += t - t0;
         if (skip) {
             res->skipped = 1;
             m->stepped = 1;
+            tr_mark_step_end();
             return TR_OK;
         }
     }
@@ -406,12 +415,12 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         const uint8_t l = (uint8_t)li;
         const uint16_t in = m->dims[l], N = m->dims[l + 1];
         if (S->layer_select) {
-            t0 = hal_counter_read();
+            t0 = tr_phase_begin(MLP_PH_SELECT);
             S->layer_select(m, l, cur, batch);
-            t = hal_counter_read();
+            t = tr_phase_end(MLP_PH_SELECT);
             res->counters[MLP_PH_SELECT] += t - t0;
         }
-        t0 = hal_counter_read();
+        t0 = tr_phase_begin(MLP_PH_BACKWARD);
         const float *W = m->params + m->w_off[l];
         float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
         const float *A = m->act[l];
@@ -460,12 +469,12 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
             cur = nxt;
             nxt = tmp;
         }
-        t = hal_counter_read();
+        t = tr_phase_end(MLP_PH_BACKWARD);
         res->counters[MLP_PH_BACKWARD] += t - t0;
     }
 
     /* Update only masked entries; record masks for MASK_READ and the next clear. */
-    t0 = hal_counter_read();
+    t0 = tr_phase_begin(MLP_PH_UPDATE);
     for (uint8_t l = lowest; l < L; l++) {
         const uint16_t in = m->dims[l], N = m->dims[l + 1];
         const uint32_t wo = m->w_off[l], bo = m->b_off[l];
@@ -484,7 +493,8 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         res->k[l] = mlp_layer_k(m, l);
     }
     m->stepped = 1;
-    t = hal_counter_read();
+    t = tr_phase_end(MLP_PH_UPDATE);
     res->counters[MLP_PH_UPDATE] += t - t0;
+    tr_mark_step_end();
     return TR_OK;
 }

@@ -21,6 +21,7 @@ enum {
     MSG_HELLO = 0x01,
     MSG_ECHO = 0x02,
     MSG_RESET = 0x03,
+    MSG_STATS = 0x04,
     MSG_DEBUG = 0x0F,
     MSG_MODEL_INIT = 0x10,
     MSG_PARAM_WRITE = 0x11,

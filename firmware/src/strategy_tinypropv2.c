@@ -8,7 +8,7 @@
 #include "strategy_common.h"
 
 /* S_min, S_max, zeta, tau, gamma */
-static const float tinypropv2_defaults[5] = {0.1f, 0.9f, 0.5f, 0.3f, 0.995f};
+static const float tinypropv2_defaults[5] = {0.1f, 0.9f, 0.5f, 0.5f, 0.995f};
 
 /* Output-layer scores from skip() to layer_select() of the same step (m->scratch_f only
  * lives for one hook call). r_out is kept in m->ss.r_out. */

@@ -6,7 +6,8 @@ Usage: manifest.py --build BUILD_DIR --out PREBUILT_DIR BOARD [BOARD ...]
 Per image: board, file (relative to the manifest), sha256 of the ELF, size (text/data/bss
 from arm-none-eabi-size), toolchain (first line of arm-none-eabi-gcc --version),
 source_hash (tools/srchash.py = HELLO build_hash), protocol_version (src/proto.h),
-qemu_machine (boards/<board>/board.mk). No timestamps: the manifest is reproducible.
+qemu_machine and pyocd_target (boards/<board>/board.mk; null when the board has none).
+No timestamps: the manifest is reproducible.
 """
 
 from __future__ import annotations
@@ -35,11 +36,13 @@ def elf_size(elf: Path, cross: str) -> dict[str, int]:
     return {"text": text, "data": data, "bss": bss}
 
 
-def board_var(board: str, name: str) -> str:
+def board_var(board: str, name: str, required: bool = True) -> str | None:
     mk = (FW / "boards" / board / "board.mk").read_text()
     m = re.search(rf"^{name}\s*:?=\s*(\S+)", mk, re.M)
     if not m:
-        raise SystemExit(f"boards/{board}/board.mk: no {name}")
+        if required:
+            raise SystemExit(f"boards/{board}/board.mk: no {name}")
+        return None
     return m.group(1)
 
 
@@ -66,6 +69,7 @@ def main() -> int:
         built = Path(a.build) / board / "tinyrig.elf"
         if elf.read_bytes() != built.read_bytes():
             raise SystemExit(f"{elf} differs from {built}")
+        qemu = board_var(board, "QEMU_MACHINE")
         images.append({
             "board": board,
             "file": elf.name,
@@ -74,7 +78,9 @@ def main() -> int:
             "toolchain": toolchain,
             "source_hash": src_hash,
             "protocol_version": protocol_version(),
-            "qemu_machine": board_var(board, "QEMU_MACHINE"),
+            # "none": a real board only (flashed with pyocd, PYOCD_TARGET)
+            "qemu_machine": None if qemu == "none" else qemu,
+            "pyocd_target": board_var(board, "PYOCD_TARGET", required=False),
         })
     manifest = {"manifest_version": 1, "images": images}
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")

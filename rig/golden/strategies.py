@@ -416,7 +416,7 @@ SPECS: tuple[StrategySpec, ...] = (
     StrategySpec(1, "tinyprop", ("S_min", "S_max", "zeta"), (0.1, 0.9, 0.5), TinyProp,
                  _check_tinyprop),
     StrategySpec(2, "tinypropv2", ("S_min", "S_max", "zeta", "tau", "gamma"),
-                 (0.1, 0.9, 0.5, 0.3, 0.995), TinyPropV2, _check_tinyprop),
+                 (0.1, 0.9, 0.5, 0.5, 0.995), TinyPropV2, _check_tinyprop),
     StrategySpec(3, "neq", ("eps", "mu"), (0.001, 0.5), Neq),
     StrategySpec(4, "velocity-budget", ("budget", "mu"), (0.25, 0.5), VelocityBudget,
                  _check_budget),

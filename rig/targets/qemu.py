@@ -88,7 +88,9 @@ class _PortTaken(Exception):
 class QemuTarget(Target):
     """Options (lab_config.yaml `targets.<name>`, or a dict): `board` (a `Board`),
     `machine`, `elf` (overrides the board's prebuilt image), `extra_args`, `flash`
-    (kernel|gdb), `icount` (-icount shift), `start_timeout_s`, `log_dir`."""
+    (kernel|gdb), `icount` (-icount shift), `start_timeout_s`, `log_dir`, `plugin` (a TCG
+    plugin .so) with `plugin_args` ("key=value" strings): `-plugin <so>,<args>`. The
+    profiler sets the plugin with `set_plugin` (rig.profile.icount)."""
 
     kind = "qemu"
 
@@ -108,6 +110,8 @@ class QemuTarget(Target):
         self.counter_label = (
             f"SysTick ticks (QEMU -icount shift={self.icount}: instruction-based, not cycles)"
             if self.icount is not None else "SysTick ticks (QEMU: wall-clock time, not cycles)")
+        self.plugin: str | None = options.get("plugin")
+        self.plugin_args: tuple[str, ...] = tuple(options.get("plugin_args") or ())
         self.elf: Path | None = None
         self.image: FirmwareImage | None = None
         self.port: int | None = None
@@ -160,6 +164,20 @@ class QemuTarget(Target):
 
     def expected_firmware(self) -> FirmwareImage | None:
         return self.image
+
+    def firmware_path(self) -> Path:
+        """The ELF this target boots (resolved now if it has not started yet)."""
+        if self.elf is None:
+            self._resolve_image()
+        assert self.elf is not None
+        return self.elf
+
+    def set_plugin(self, path: str | Path | None, args: tuple[str, ...] = ()) -> None:
+        """Load a TCG plugin (`-plugin path,arg,...`) from the next start on; None: none."""
+        if any("," in a for a in args):
+            raise ConfigError(f"target {self.name!r}: plugin arguments may not contain ','")
+        self.plugin = None if path is None else str(path)
+        self.plugin_args = tuple(args)
 
     @property
     def pid(self) -> int | None:
@@ -219,6 +237,8 @@ class QemuTarget(Target):
             cmd += ["-kernel", str(self.elf), "-no-reboot"]
         if self.icount is not None:
             cmd += ["-icount", f"shift={self.icount},align=off"]
+        if self.plugin:
+            cmd += ["-plugin", ",".join((self.plugin, *self.plugin_args))]
         return cmd + list(self.options.get("extra_args") or ())
 
     def _log_file(self) -> Path:

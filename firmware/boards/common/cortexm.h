@@ -7,7 +7,18 @@
 
 #define REG32(addr) (*(volatile uint32_t *)(uintptr_t)(addr))
 
-#define SCB_CPACR REG32(0xE000ED88u)  /* CP10/CP11 full access = bits 20..23 */
+/* ARMv6-M (Cortex-M0/M0+) lacks CFSR/HFSR/MMFAR/BFAR, the configurable fault handlers
+ * (SHCSR bits 16..18), IT blocks and the DWT cycle counter; code that touches them is
+ * compiled only when TR_ARMV6M is 0 (reading a missing SCB register would fault inside
+ * the fault handler: a lockup). */
+#if defined(__ARM_ARCH_6M__)
+#define TR_ARMV6M 1
+#else
+#define TR_ARMV6M 0
+#endif
+
+#define SCB_CPACR REG32(0xE000ED88u)  /* CP10/CP11 full access = bits 20..23 (FPU cores) */
+#define SCB_VTOR REG32(0xE000ED08u)
 #define SCB_SHCSR REG32(0xE000ED24u)  /* fault handler enables, bits 16..18 */
 #define SCB_CFSR REG32(0xE000ED28u)
 #define SCB_HFSR REG32(0xE000ED2Cu)

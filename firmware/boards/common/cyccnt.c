@@ -8,6 +8,7 @@ static volatile uint32_t systick_wraps;
 
 uint8_t counter_init(void)
 {
+#if !TR_ARMV6M /* ARMv6-M has no DWT cycle counter (and no DEMCR for software) */
     SCB_DEMCR |= 1u << 24;
     if (!(DWT_CTRL & (1u << 25))) {
         DWT_CYCCNT = 0;
@@ -20,9 +21,15 @@ uint8_t counter_init(void)
             return kind;
         }
     }
-    /* SysTick: 24-bit down-counter on the core clock; wraps extend it in software. */
+#endif
+    /* SysTick: 24-bit down-counter on the core clock; wraps extend it in software. It is
+     * optional on ARMv6-M (the nRF51 has none): RVR reads back 0 when absent. */
     SYST_CSR = 0;
     SYST_RVR = 0xFFFFFFu;
+    if (SYST_RVR != 0xFFFFFFu) {
+        kind = HAL_COUNTER_NONE;
+        return kind;
+    }
     SYST_CVR = 0;
     SYST_CSR = 7u; /* CLKSOURCE=core, TICKINT, ENABLE */
     kind = HAL_COUNTER_SYSTICK;
@@ -45,5 +52,12 @@ uint32_t counter_read(void)
         v = SYST_CVR;
         w2 = systick_wraps;
     } while (w1 != w2);
-    return (w1 << 24) + (0xFFFFFFu - v);
+    uint32_t now = (w1 << 24) + (0xFFFFFFu - v);
+    /* A reload between the reads whose interrupt is still pending (QEMU takes it at the
+     * next block boundary) makes time appear to go back by ~2^24: count that wrap now. */
+    static uint32_t last;
+    if ((int32_t)(now - last) < 0)
+        now += 1u << 24;
+    last = now;
+    return now;
 }

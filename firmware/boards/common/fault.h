@@ -1,6 +1,7 @@
-/* Shared Cortex-M (v7-M) fault handling: report a FAULT frame (protocol §6) plus a text
- * line on the link, then exit QEMU via semihosting with 0x80 + exception number (or
- * halt on a board). */
+/* Shared Cortex-M fault handling (ARMv7-M and ARMv6-M): report a FAULT frame (protocol
+ * §6) plus a text line on the link, then exit QEMU via semihosting with 0x80 + exception
+ * number (or halt on a board). On ARMv6-M every fault is a HardFault (3) and the fault
+ * status registers, which do not exist there, are reported as 0. */
 #ifndef TR_FAULT_H
 #define TR_FAULT_H
 

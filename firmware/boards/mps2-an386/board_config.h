@@ -19,6 +19,7 @@
 #define TR_MAX_WIDTH 256u
 #define TR_MAX_BATCH 64u
 
+#define TR_N_IRQS 32u /* CMSDK interrupts wired on the AN386 */
 #define TR_UART_BAUDDIV 217u /* 25 MHz / 115200; QEMU ignores it but needs >= 16 */
 
 /* 1: always exit through semihosting on a fault (this board only exists in QEMU). */

@@ -1,0 +1,33 @@
+/* Nordic legacy UART (non-DMA), polled: UART0 of the nRF51822 (micro:bit; QEMU's
+ * `microbit` models it, with a 6-byte RX FIFO) and the same legacy UART0 that the
+ * nRF52840 still has at the same address and register offsets (nRF52840 PS §6.33,
+ * "deprecated" but present). One driver for both.
+ *
+ * Not shared: the nRF52 UARTE (ENABLE = 8) moves bytes by EasyDMA from/to RAM buffers
+ * (TXD.PTR/MAXCNT, RXD.PTR/MAXCNT, ENDTX/ENDRX events): a different programming model
+ * (no RXD/TXD registers; a polled byte-at-a-time getc needs a 1-byte DMA buffer and a
+ * restart per byte, or double buffering with the ENDRX_STARTRX shortcut). The firmware
+ * uses the legacy UART on the nRF52840 too; an IRQ/DMA link driver for the nRF52 is
+ * future work (firmware/README.md, "Known limits"). */
+#ifndef TR_NRF_UART_H
+#define TR_NRF_UART_H
+
+#include <stdint.h>
+
+#define NRF_UART0_BASE 0x40002000u
+#define NRF_UART_BAUD_115200 0x01D7E000u
+
+/* Pins: GPIO numbers of port 0 (nRF52: PSEL bit 31 = 0 "connected", port bit 5 = 0). */
+void nrf_uart_init(uint32_t tx_pin, uint32_t rx_pin, uint32_t baud_reg);
+/* Write TXD, wait for EVENTS_TXDRDY, clear it (TXD written while a byte is pending is
+ * ignored by the peripheral, so never write before the previous TXDRDY). */
+void nrf_uart_putc(uint8_t c);
+/* EVENTS_RXDRDY ? (clear it, then read RXD) : -1. Clearing first matters: reading RXD
+ * pops the FIFO and re-raises RXDRDY if more bytes wait. */
+int nrf_uart_getc(void);
+
+/* Start the external crystal (HFXO) for an accurate baud rate; waits at most about
+ * `max_polls` polls of EVENTS_HFCLKSTARTED. Returns 1 if it started. */
+int nrf_hfxo_start(uint32_t max_polls);
+
+#endif

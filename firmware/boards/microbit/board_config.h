@@ -1,0 +1,43 @@
+/* microbit (nRF51822, Cortex-M0, soft float, QEMU): the extreme-memory target, 16 KB RAM.
+ *
+ * The default job's head (64-32-10 = 2410 parameters) needs 3 x 2410 x 4 = 29 KB for
+ * parameters, momentum and last step alone, so the microbit trains a smaller head on the
+ * same digits task: 64-8-10 (610 parameters; lab_config.yaml boards.microbit.training).
+ * Budget (bytes, measured with `make sizes` and STATS):
+ *   params + momentum + last step  3 x 650 x 4            7800
+ *   activations (2+1) x 2 x 64 x 4, errors 2 x 2 x 64 x 4  2560
+ *   model masks/scratch (mlp_t)                          ~1050
+ *   samples: a window of 8 records of 65 B (the host streams each batch into it)  520
+ *   protocol: RX ring 64 + RX/response/TX-COBS buffers of 172 B   ~580
+ *   strategies: tinypropv2 scores 256, budget order 256     512
+ *   stack                                                 2048
+ * Batch at most 2; the velocity strategies are left out (board.mk). */
+#ifndef TR_BOARD_CONFIG_H
+#define TR_BOARD_CONFIG_H
+
+#ifndef TR_BOARD_NAME /* normally -DTR_BOARD_NAME from the Makefile */
+#define TR_BOARD_NAME "microbit"
+#endif
+#define TR_CLOCK_HZ 16000000u /* nRF51: 16 MHz HFCLK; QEMU's SysTick runs at it */
+#define TR_N_IRQS 32u
+#define TR_UART_TX_PIN 24u /* micro:bit v1 interface-chip UART: P0.24 TX, P0.25 RX */
+#define TR_UART_RX_PIN 25u
+
+#define TR_MAX_PAYLOAD 160u
+#define TR_RX_RING 64u
+#define TR_PARAM_CAPACITY 650u
+#define TR_DATA_CAPACITY 520u
+#define TR_MAX_SAMPLES 8u
+#define TR_MAX_LAYERS 2u
+#define TR_MAX_WIDTH 64u
+#define TR_MAX_BATCH 2u
+
+/* 1: always exit through semihosting on a fault (this image targets QEMU; a real
+ * micro:bit without a debugger would need 0: BKPT then escalates to a lockup). */
+#define TR_SEMIHOSTING 1
+
+/* DEBUG action 1 loads from here: unmapped on the nRF51 (and in QEMU), a bus error that
+ * ARMv6-M takes as HardFault. */
+#define TR_FAULT_ADDR 0x70000000u
+
+#endif

@@ -1,0 +1,25 @@
+/* nrf52840dk board port: HFXO for an accurate baud rate, then the legacy UART0 on P0.06
+ * (TX) / P0.08 (RX), the J-Link OB virtual COM port, through the shared Nordic UART
+ * driver (see nrf_uart.h for why not the UARTE). No errata workarounds are applied: none
+ * of the nRF52840 errata touch the CPU, CLOCK or UART paths this firmware uses. */
+#include "board.h"
+#include "board_config.h"
+#include "nrf_uart.h"
+
+void board_init(void)
+{
+    (void)nrf_hfxo_start(1000000u); /* HFXO start-up is ~0.3 ms; bounded anyway */
+    nrf_uart_init(TR_UART_TX_PIN, TR_UART_RX_PIN, NRF_UART_BAUD_115200);
+}
+
+void board_putc(uint8_t c) { nrf_uart_putc(c); }
+int board_getc(void) { return nrf_uart_getc(); }
+uint32_t board_clock_hz(void) { return TR_CLOCK_HZ; }
+
+/* An undefined instruction: a UsageFault (UNDEFINSTR) on every Cortex-M. */
+void board_debug_fault(void)
+{
+    __asm__ volatile("udf #0");
+    for (;;) {
+    }
+}

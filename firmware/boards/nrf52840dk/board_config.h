@@ -1,0 +1,31 @@
+/* nrf52840dk (nRF52840, Cortex-M4F at 64 MHz): capacities stated in HELLO.
+ * Budget (bytes): params + momentum + last step 3 x 6144 x 4 = 72 K; activations
+ * (4+1) x 32 x 64 x 4 = 40 K, errors 16 K; samples 56 K (the default job, 832 records of
+ * 65 B, resident); velocity history 16 K + work 5 K; protocol ~7 K; stack 8 K: ~221 K of
+ * 256 K. */
+#ifndef TR_BOARD_CONFIG_H
+#define TR_BOARD_CONFIG_H
+
+#ifndef TR_BOARD_NAME /* normally -DTR_BOARD_NAME from the Makefile */
+#define TR_BOARD_NAME "nrf52840dk"
+#endif
+#define TR_CLOCK_HZ 64000000u /* the CPU always runs at 64 MHz; HFXO started for the UART */
+#define TR_N_IRQS 48u
+#define TR_UART_TX_PIN 6u /* nRF52840-DK: P0.06 TX, P0.08 RX to the J-Link OB virtual COM port */
+#define TR_UART_RX_PIN 8u
+
+#define TR_MAX_PAYLOAD 2048u
+#define TR_RX_RING 512u
+#define TR_PARAM_CAPACITY 6144u
+#define TR_DATA_CAPACITY (56u * 1024u)
+#define TR_MAX_SAMPLES 4096u
+#define TR_MAX_LAYERS 4u
+#define TR_MAX_WIDTH 64u
+#define TR_MAX_BATCH 32u
+#define TR_MAX_VAL 64u
+#define TR_VEL_CAPACITY 4096u
+
+/* 2: semihosting exit only with a debugger attached (DHCSR.C_DEBUGEN); else halt. */
+#define TR_SEMIHOSTING 2
+
+#endif

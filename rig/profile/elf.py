@@ -1,0 +1,123 @@
+"""Just enough ELF32 (little-endian, ARM) to find symbols and load segments.
+
+The instruction-count tools need the marker and handler symbols of the firmware image
+(`tr_mark_<window>_{begin,end}`, `*_Handler`) and the loadable segments (the unicorn
+cross-check builds its memory image from them). Reading the symbol table ourselves keeps
+the rig free of a binutils or pyelftools dependency; the format is the System V gABI
+(ELF header, section headers, SHT_SYMTAB + its string table, PT_LOAD program headers).
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+from pathlib import Path
+
+from rig.errors import RigError
+
+SHT_SYMTAB = 2
+PT_LOAD = 1
+STT_FUNC = 2
+EM_ARM = 40
+
+
+class ElfError(RigError):
+    """Not a little-endian ELF32 ARM image, or a damaged one."""
+
+
+@dataclass(frozen=True)
+class Symbol:
+    name: str
+    value: int  # as stored: Thumb functions have bit 0 set
+    size: int
+    kind: int  # STT_*
+    bind: int  # STB_*
+
+    @property
+    def address(self) -> int:
+        """Code address (bit 0 cleared for Thumb functions)."""
+        return self.value & ~1 if self.kind == STT_FUNC else self.value
+
+
+@dataclass(frozen=True)
+class Segment:
+    vaddr: int
+    paddr: int
+    data: bytes  # file contents (filesz)
+    memsz: int
+    flags: int
+
+
+@dataclass(frozen=True)
+class ElfImage:
+    path: Path
+    entry: int
+    symbols: dict[str, Symbol]
+    segments: list[Segment]
+
+    def symbol(self, name: str) -> Symbol:
+        try:
+            return self.symbols[name]
+        except KeyError:
+            raise ElfError(f"{self.path}: no symbol {name!r}") from None
+
+    def functions(self, prefix: str = "") -> dict[str, Symbol]:
+        return {n: s for n, s in self.symbols.items()
+                if s.kind == STT_FUNC and n.startswith(prefix)}
+
+    def read(self, address: int, size: int) -> bytes:
+        """Bytes of the loaded image at `address` (from the segments' file contents)."""
+        for seg in self.segments:
+            if seg.vaddr <= address and address + size <= seg.vaddr + len(seg.data):
+                off = address - seg.vaddr
+                return seg.data[off:off + size]
+        raise ElfError(f"{self.path}: {size} bytes at {address:#x} are not in a loaded segment")
+
+
+def read_elf(path: str | Path) -> ElfImage:
+    p = Path(path)
+    try:
+        data = p.read_bytes()
+    except OSError as exc:
+        raise ElfError(f"cannot read {p}: {exc}") from exc
+    if data[:4] != b"\x7fELF" or len(data) < 52:
+        raise ElfError(f"{p}: not an ELF file")
+    if data[4] != 1 or data[5] != 1:
+        raise ElfError(f"{p}: not a little-endian ELF32 file")
+    (e_type, e_machine, _ver, entry, phoff, shoff, _flags, _ehsize, phentsize, phnum,
+     shentsize, shnum, _shstrndx) = struct.unpack_from("<HHIIIIIHHHHHH", data, 16)
+    del e_type
+    if e_machine != EM_ARM:
+        raise ElfError(f"{p}: machine {e_machine}, not ARM")
+    try:
+        segments = []
+        for i in range(phnum):
+            (p_type, p_off, p_vaddr, p_paddr, p_filesz, p_memsz, p_flags,
+             _align) = struct.unpack_from("<IIIIIIII", data, phoff + i * phentsize)
+            if p_type == PT_LOAD:
+                segments.append(Segment(p_vaddr, p_paddr, data[p_off:p_off + p_filesz],
+                                        p_memsz, p_flags))
+        sections = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize)
+                    for i in range(shnum)]
+        symbols: dict[str, Symbol] = {}
+        for sh in sections:
+            if sh[1] != SHT_SYMTAB:
+                continue
+            off, size, link, entsize = sh[4], sh[5], sh[6], sh[9] or 16
+            str_off = sections[link][4]
+            for k in range(size // entsize):
+                st_name, st_value, st_size, st_info, _other, _shndx = struct.unpack_from(
+                    "<IIIBBH", data, off + k * entsize)
+                if not st_name:
+                    continue
+                end = data.index(b"\0", str_off + st_name)
+                name = data[str_off + st_name:end].decode("ascii", "replace")
+                if name.startswith("$"):  # mapping symbols $t, $d, $a
+                    continue
+                sym = Symbol(name, st_value, st_size, st_info & 0xF, st_info >> 4)
+                # Prefer a global definition over a local one of the same name.
+                if name not in symbols or (symbols[name].bind == 0 and sym.bind != 0):
+                    symbols[name] = sym
+    except (struct.error, ValueError, IndexError) as exc:
+        raise ElfError(f"{p}: damaged ELF ({exc})") from exc
+    return ElfImage(p, entry, symbols, segments)

@@ -1,0 +1,276 @@
+"""An independent emulator for the instruction counts: the firmware image on unicorn.
+
+`UnicornFirmware` boots the same ELF on unicorn's Cortex-M4 (with the FPU enabled, as the
+firmware's reset code does through CPACR), models the board's UART on the MMIO bus, and
+is a `Transport`: the rig's own link, device client and `TrainingSession` drive it exactly
+as they drive QEMU, so both emulators execute the same firmware on the same bytes. A code
+hook counts every executed instruction between the same `tr_mark_*` markers the QEMU
+plugin uses, with the same rule (a window's instructions are those executed after its
+begin marker returns and before its end marker runs; marker bodies are not counted).
+The counts must equal the plugin's, window by window (`tests/test_profile_unicorn.py`).
+
+Unicorn shares QEMU's translator lineage but not its plugin machinery, its block
+attribution, or this project's instruction decoder; the class histogram here comes from
+capstone (`rig.profile.isa.classify_capstone`), another independent decoder.
+
+Only the mps2-an386 board (CMSDK UART0) is modelled. No interrupts are raised (no NVIC):
+the SysTick the firmware programs never fires, which is why the QEMU plugin excludes
+interrupt handlers from its windows.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig.errors import LinkError, RigError
+from rig.profile.elf import ElfImage, read_elf
+from rig.profile.icount import RECORD_WINDOWS, marker_windows
+
+LABEL = "instructions (unicorn)"
+
+
+class UnicornError(RigError):
+    """The firmware did something the unicorn model does not cover, or faulted."""
+
+
+@dataclass(frozen=True)
+class BoardModel:
+    """Memory map and UART of one board, as far as the firmware uses them."""
+
+    name: str
+    ram: tuple[tuple[int, int], ...]  # (base, size) plain memory regions
+    uart_base: int
+    uart_size: int = 0x1000
+
+
+BOARDS: dict[str, BoardModel] = {
+    # mps2-an386 (Arm MPS2 AN386): 4 MB code SSRAM at 0, 4 MB at 0x20000000, APB peripherals
+    # from 0x40000000 (CMSDK UART0 at 0x40004000), the System Control Space at 0xE000E000.
+    "mps2-an386": BoardModel(
+        "mps2-an386",
+        ram=((0x00000000, 0x400000), (0x20000000, 0x400000), (0x40000000, 0x4000),
+             (0x40005000, 0xFB000), (0xE0000000, 0x100000)),
+        uart_base=0x40004000),
+}
+
+
+@dataclass
+class WindowTrace:
+    """Per-address execution counts of one window in one record."""
+
+    entries: int = 0
+    addr_counts: Counter[int] = field(default_factory=Counter)
+    cond_taken: int = 0  # conditional branches (addresses in `cond_branches`) that branched
+
+    @property
+    def insns(self) -> int:
+        return sum(self.addr_counts.values())
+
+
+@dataclass
+class UnicornRecord:
+    kind: str
+    seq: int
+    windows: dict[str, WindowTrace]
+
+
+class UnicornFirmware:
+    """The firmware on unicorn, usable as a rig `Transport` (write / read / close)."""
+
+    def __init__(self, elf: str | Path, board: str = "mps2-an386",
+                 cond_branches: Mapping[int, int] | None = None,
+                 max_insns_per_read: int = 200_000_000) -> None:
+        try:
+            import unicorn
+            from unicorn import arm_const
+        except ImportError as exc:  # pragma: no cover - depends on the environment
+            raise UnicornError("the unicorn cross-check needs `pip install unicorn`") from exc
+        if board not in BOARDS:
+            raise UnicornError(f"no unicorn model of board {board!r} (have {sorted(BOARDS)})")
+        self._uc_mod, self._arm = unicorn, arm_const
+        self.name = f"unicorn:{Path(elf).name}"
+        self.elf: ElfImage = read_elf(elf)
+        self.board = BOARDS[board]
+        self.max_insns_per_read = max_insns_per_read
+        self.windows = marker_windows(self.elf)
+        # address -> (window, is_end)
+        self._markers: dict[int, tuple[str, bool]] = {}
+        for w, (b, e) in self.windows.items():
+            self._markers[b] = (w, False)
+            self._markers[e] = (w, True)
+        self._marker_lo = min(self._markers)
+        self._marker_hi = max(self._markers) + 4
+        #: conditional branch address -> size (for taken counts), optional
+        self.cond_branches = dict(cond_branches or {})
+        self.records: list[UnicornRecord] = []
+        self._seq: Counter[str] = Counter()
+        self._active: set[str] = set()
+        self._cur: dict[str, WindowTrace] = {}
+        self._targets: list[WindowTrace] = []
+        self._prev: tuple[int, int] | None = None  # last counted conditional branch
+        self._prev_targets: list[WindowTrace] = []
+        self.total_insns = 0
+        self._rx = bytearray()
+        self._tx = bytearray()
+        self._idle = False
+        self._empty_polls = 0
+        self._fault: str | None = None
+        self._uc = self._boot()
+
+    # ------------------------------------------------------------------ machine
+
+    def _boot(self) -> Any:
+        uc_mod, a = self._uc_mod, self._arm
+        uc = uc_mod.Uc(uc_mod.UC_ARCH_ARM, uc_mod.UC_MODE_THUMB | uc_mod.UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(a.UC_CPU_ARM_CORTEX_M4)
+        for base, size in self.board.ram:
+            uc.mem_map(base, size)
+        uc.mmio_map(self.board.uart_base, self.board.uart_size, self._uart_read, None,
+                    self._uart_write, None)
+        for seg in self.elf.segments:  # load at the LMA, as QEMU's -kernel loader does
+            if seg.data:
+                uc.mem_write(seg.paddr, seg.data)
+        vec = self.elf.read(0, 8)
+        sp = int.from_bytes(vec[0:4], "little")
+        self._pc = int.from_bytes(vec[4:8], "little")
+        uc.reg_write(a.UC_ARM_REG_MSP, sp)
+        uc.reg_write(a.UC_ARM_REG_SP, sp)
+        text_hi = max(s.paddr + len(s.data) for s in self.elf.segments if s.paddr < 0x20000000)
+        uc.hook_add(uc_mod.UC_HOOK_CODE, self._on_insn, begin=0, end=text_hi)
+        uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(uc_mod.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        return uc
+
+    def _run(self) -> None:
+        """Run until the firmware polls an empty UART receiver (idle) or faults."""
+        self._idle = False
+        self._empty_polls = 0
+        before = self.total_insns
+        while not self._idle:
+            try:
+                self._uc.emu_start(self._pc | 1, 0xFFFFFFFF, count=1_000_000)
+            except self._uc_mod.UcError as exc:
+                pc = self._uc.reg_read(self._arm.UC_ARM_REG_PC)
+                raise UnicornError(f"{self.name}: emulation stopped at pc={pc:#x}: {exc}"
+                                   + (f" ({self._fault})" if self._fault else "")) from exc
+            self._pc = self._uc.reg_read(self._arm.UC_ARM_REG_PC)
+            if self._fault:
+                raise UnicornError(f"{self.name}: {self._fault} at pc={self._pc:#x}")
+            if self.total_insns - before > self.max_insns_per_read:
+                raise UnicornError(f"{self.name}: firmware did not return to its receive "
+                                   f"loop within {self.max_insns_per_read} instructions")
+
+    def _uart_read(self, uc: Any, offset: int, size: int, _ud: Any) -> int:
+        if offset == 0x0:  # DATA
+            self._empty_polls = 0
+            return self._rx.pop(0) if self._rx else 0
+        if offset == 0x4:  # STATE: bit0 TX full (never), bit1 RX full
+            if self._rx:
+                return 2
+            # putc reads STATE too (TX full?); the receive loop is idle when it polls an
+            # empty receiver twice with no data moved in between.
+            self._empty_polls += 1
+            if self._empty_polls >= 2:
+                self._idle = True
+                uc.emu_stop()
+            return 0
+        return 0
+
+    def _uart_write(self, uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
+        if offset == 0x0:
+            self._empty_polls = 0
+            self._tx.append(value & 0xFF)
+
+    def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
+        self._fault = f"exception/interrupt {intno} (semihosting or fault)"
+        uc.emu_stop()
+
+    def _on_unmapped(self, uc: Any, access: int, address: int, size: int, value: int,
+                     _ud: Any) -> bool:
+        self._fault = f"unmapped memory access at {address:#x}"
+        return False
+
+    # ------------------------------------------------------------------ counting
+
+    def _on_insn(self, uc: Any, address: int, size: int, _ud: Any) -> None:
+        self.total_insns += 1
+        prev = self._prev
+        if prev is not None:
+            if address != prev[0] + prev[1]:
+                for t in self._prev_targets:
+                    t.cond_taken += 1
+            self._prev = None
+        if self._marker_lo <= address < self._marker_hi:
+            marker = self._markers.get(address)
+            if marker is not None:
+                self._on_marker(*marker)
+                return
+            if any(lo <= address < lo + 4 for lo in self._markers):
+                return  # rest of a marker body
+        if self._targets:
+            for t in self._targets:
+                t.addr_counts[address] += 1
+            if address in self.cond_branches:
+                self._prev = (address, size)
+                self._prev_targets = self._targets
+
+    def _on_marker(self, window: str, end: bool) -> None:
+        if not end:
+            if window in RECORD_WINDOWS:
+                self._cur = {w: WindowTrace() for w in self.windows
+                             if w not in RECORD_WINDOWS or w == window}
+                self._active = set()
+            if window not in self._cur:
+                self._cur[window] = WindowTrace()
+            self._cur[window].entries += 1
+            self._active.add(window)
+        else:
+            self._active.discard(window)
+            if window in RECORD_WINDOWS:
+                self._seq[window] += 1
+                self.records.append(UnicornRecord(window, self._seq[window], self._cur))
+                self._active = set()
+                self._cur = {}
+        self._targets = [self._cur[w] for w in sorted(self._active)]
+
+    # ------------------------------------------------------------------ Transport
+
+    def write(self, data: bytes) -> None:
+        self._rx.extend(data)
+
+    def read(self, max_bytes: int, timeout: float) -> bytes:
+        if not self._tx:
+            self._run()
+        if not self._tx:
+            return b""
+        out = bytes(self._tx[:max_bytes])
+        del self._tx[:max_bytes]
+        return out
+
+    def close(self) -> None:
+        self._rx.clear()
+        self._tx.clear()
+
+    def take_records(self) -> list[UnicornRecord]:
+        out, self.records = self.records, []
+        return out
+
+
+def run_with_device(elf: str | Path, body: Callable[[Any, UnicornFirmware], None], *,
+                    cond_branches: Mapping[int, int] | None = None,
+                    timeout: float = 2.0) -> UnicornFirmware:
+    """Boot `elf` on unicorn, connect the rig's device client to it, run `body(device, fw)`."""
+    from rig.device import Device
+    from rig.link.link import Link
+
+    fw = UnicornFirmware(elf, cond_branches=cond_branches)
+    try:
+        device = Device(Link(fw, timeout=timeout, retries=0))
+        body(device, fw)
+    except LinkError as exc:
+        raise UnicornError(f"{fw.name}: link error: {exc}") from exc
+    return fw
