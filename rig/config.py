@@ -38,6 +38,7 @@ STRATEGIES = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget", "rando
               "static")
 
 _MISSING: Any = object()
+_MISSING_OK: Any = object()  # optional key without a default: left out of the result
 
 
 class _Bad(Exception):
@@ -66,6 +67,9 @@ class Board:
     pyocd_target: str | None = None
     power: Power | None = None
     line: int = 0
+    #: this board's overrides of the lab's `training:` section (only the keys it sets),
+    #: for boards that cannot run the main job as is (e.g. the 16 KB microbit)
+    training: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def counter_label(self) -> str:
@@ -253,6 +257,7 @@ _BOARD = {
     "qemu_machine": Field(optional(text), None),
     "pyocd_target": Field(optional(text), None),
     "power": Field(lambda v: v, None),  # nested mapping, checked by _power
+    "training": Field(lambda v: v, None),  # nested mapping: keys of training:, checked there
 }
 
 _POWER = {
@@ -293,8 +298,11 @@ TARGET_OPTIONS: dict[str, dict[str, Field]] = {
     "pyocd": {
         "probe": Field(text, "auto"),  # probe unique id, or auto
         "frequency_hz": Field(optional(integer(1000)), None),
-        "port": Field(optional(serial_url), None),  # the board's UART (VCP)
+        "port": Field(optional(serial_url), None),  # the board's UART (VCP); None: by USB serial
         "baudrate": Field(optional(integer(300)), None),
+        # auto: skip flashing when HELLO already reports the manifest's build; always; never
+        "flash": Field(choice("auto", "always", "never"), "auto"),
+        "open_timeout_s": Field(number(positive=True), 5.0),  # USB re-enumeration after reset
     },
 }
 
@@ -483,10 +491,17 @@ class _Parser:
                 pnode = self.mapping(vnode, key)["power"][1]
                 pkey = self.mapping(vnode, key)["power"][0]
                 power = Power(**self.fields(pnode, f"{key}.power", _POWER, owner=pkey))
+            training: dict[str, Any] = {}
+            if f["training"] is not None:
+                tnode = self.mapping(vnode, key)["training"][1]
+                only_given = {k: Field(spec.check, _MISSING_OK) for k, spec in _TRAINING.items()}
+                training = {k: v for k, v in self.fields(tnode, f"{key}.training",
+                                                         only_given).items()
+                            if v is not _MISSING_OK}
             out[name] = Board(name=name, cpu=f["cpu"], clock_hz=f["clock_hz"],
                               firmware=f["firmware"] or name, uart=f["uart"],
                               qemu_machine=f["qemu_machine"], pyocd_target=f["pyocd_target"],
-                              power=power, line=knode.start_mark.line + 1)
+                              power=power, line=knode.start_mark.line + 1, training=training)
         return out
 
     def targets(self, node: yaml.Node, boards: Mapping[str, Board]) -> dict[str, TargetConfig]:

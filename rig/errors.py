@@ -62,6 +62,22 @@ class TargetUnavailable(RigError):
     """The requested target cannot be reached (no board, no probe, no emulator)."""
 
 
+class ProbeNotFound(TargetUnavailable):
+    """No debug probe attached, or not the one the lab config names."""
+
+
+class WrongTarget(TargetUnavailable):
+    """The probe (or the chip behind it) is not the board type the target expects."""
+
+
+class PortBusy(TargetUnavailable):
+    """The board's serial port is open in another process (a terminal, another rig)."""
+
+
+class FlashVerifyError(FirmwareMismatch):
+    """Reading the flash back after programming gave other bytes than the image."""
+
+
 class ComparisonFailed(RigError):
     """Device and golden model disagree beyond the stated tolerance."""
 

@@ -114,6 +114,9 @@ class UnicornFirmware:
         self._prev: tuple[int, int] | None = None  # last counted conditional branch
         self._prev_targets: list[WindowTrace] = []
         self.total_insns = 0
+        self._it_addrs = it_instructions(self.elf)
+        self._it_blocks: dict[int, list[int]] = {}
+        self._it_pending: list[int] = []
         self._rx = bytearray()
         self._tx = bytearray()
         self._idle = False
@@ -196,7 +199,37 @@ class UnicornFirmware:
 
     # ------------------------------------------------------------------ counting
 
+    def _it_block(self, address: int) -> list[int]:
+        """Addresses of the instructions an IT instruction at `address` covers."""
+        block = self._it_blocks.get(address)
+        if block is None:
+            mem = bytes(self._uc.mem_read(address, 2 + 4 * 4))
+            mask = mem[0] & 0xF
+            n = 4 - (mask & -mask).bit_length() + 1
+            block, off = [], 2
+            for _ in range(n):
+                block.append(address + off)
+                hw = int.from_bytes(mem[off:off + 2], "little")
+                off += 4 if (hw >> 11) in (0x1D, 0x1E, 0x1F) else 2
+            self._it_blocks[address] = block
+        return block
+
+    def _retire_skipped(self, address: int) -> None:
+        """Instructions of an IT block whose condition failed run as NOPs (ARMv7-M ARM
+        A7.3.3): architecturally executed, counted like QEMU counts them, but unicorn's code
+        hook does not see them. Count them when the next instruction shows up."""
+        pend = self._it_pending
+        while pend and pend[0] != address:
+            skipped = pend.pop(0)
+            self.total_insns += 1
+            for t in self._targets:
+                t.addr_counts[skipped] += 1
+        if pend:
+            pend.pop(0)
+
     def _on_insn(self, uc: Any, address: int, size: int, _ud: Any) -> None:
+        if self._it_pending:
+            self._retire_skipped(address)
         self.total_insns += 1
         prev = self._prev
         if prev is not None:
@@ -211,6 +244,8 @@ class UnicornFirmware:
                 return
             if any(lo <= address < lo + 4 for lo in self._markers):
                 return  # rest of a marker body
+        if size == 2 and address in self._it_addrs:
+            self._it_pending = list(self._it_block(address))
         if self._targets:
             for t in self._targets:
                 t.addr_counts[address] += 1
@@ -258,6 +293,23 @@ class UnicornFirmware:
     def take_records(self) -> list[UnicornRecord]:
         out, self.records = self.records, []
         return out
+
+
+def it_instructions(elf: ElfImage) -> set[int]:
+    """Addresses of the IT instructions in the image's code (capstone, linear sweep over
+    each function symbol; literal pools sit between functions)."""
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    out: set[int] = set()
+    for sym in elf.functions().values():
+        if not sym.size:
+            continue
+        code = elf.read(sym.address, sym.size)
+        for insn in md.disasm(code, sym.address):
+            if insn.mnemonic.startswith("it"):
+                out.add(insn.address)
+    return out
 
 
 def run_with_device(elf: str | Path, body: Callable[[Any, UnicornFirmware], None], *,
