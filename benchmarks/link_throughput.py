@@ -1,80 +1,34 @@
 #!/usr/bin/env python3
-"""Link throughput on QEMU mps2-an386: raw ECHO round trips vs protocol goodput.
+"""Link throughput on QEMU mps2-an386: raw ECHO round trips vs protocol goodput, and the
+wall time of the default `rig run`.
 
-Starts QEMU with the training firmware, its UART on a TCP socket (free port), connects
-through pyserial's `socket://`, and measures on the same link:
+Starts the lab's QEMU target (rig.targets.qemu: UART on a loopback TCP socket, pyserial
+`socket://`), and measures on the same link:
 
 - ECHO: payload bytes per second for several payload sizes (each byte goes out and comes
   back), requests per second, and the raw wire rate in both directions;
 - goodput of the bulk messages: PARAM_WRITE / PARAM_READ (f32 values) and DATA_WRITE
-  (sample records), in payload bytes per second.
+  (sample records), in payload bytes per second;
+- the wall time of `rig run` with no arguments (a subprocess, as a user runs it).
 
-    python benchmarks/link_throughput.py [--elf PATH] [--seconds 2] [--url socket://...]
-
-`--url` measures an already running target instead (a board's serial port, say).
+    python benchmarks/link_throughput.py [--target qemu] [--seconds 2] [--no-rig-run]
 """
 
 from __future__ import annotations
 
 import argparse
-import shutil
-import socket
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
 import numpy as np
 
+from rig.config import load_config
 from rig.device import Device
 from rig.errors import RigError
-from rig.link.link import Link
-from rig.link.transport import SerialTransport
-
-ROOT = Path(__file__).resolve().parents[1]
-ELF_CANDIDATES = [
-    ROOT / "firmware/build/mps2-an386/tinyrig.elf",
-    ROOT / "firmware/prebuilt/mps2-an386/tinyrig.elf",
-    ROOT / "firmware/prebuilt/tinyrig-mps2-an386.elf",
-]
-
-
-def find_elf(explicit: str | None, build: bool) -> Path:
-    if explicit:
-        return Path(explicit)
-    for cand in ELF_CANDIDATES:
-        if cand.is_file():
-            return cand
-    if build:
-        subprocess.run(["make", "-C", str(ROOT / "firmware"), "mps2-an386"], check=True)
-        if ELF_CANDIDATES[0].is_file():
-            return ELF_CANDIDATES[0]
-    sys.exit("no mps2-an386 firmware ELF found (looked in "
-             + ", ".join(str(c.relative_to(ROOT)) for c in ELF_CANDIDATES)
-             + "); pass --elf or --build")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def start_qemu(elf: Path, port: int, log: Path, nodelay: bool = True
-               ) -> subprocess.Popen[bytes]:
-    qemu = shutil.which("qemu-system-arm")
-    if qemu is None:
-        sys.exit("qemu-system-arm is not installed (apt-get install qemu-system-arm)")
-    cmd = [qemu, "-M", "mps2-an386", "-nographic", "-monitor", "none", "-kernel", str(elf),
-           # nodelay: QEMU writes the UART byte by byte; with Nagle on its socket every
-           # response waits for the host's delayed ACK (~40 ms per request).
-           "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on{',nodelay=on' if nodelay else ''}",
-           "-semihosting-config", "enable=on,target=native", "-no-reboot"]
-    with open(log, "wb") as out:
-        return subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out,
-                                stderr=subprocess.STDOUT)
+from rig.session import connect
+from rig.targets import resolve_target
 
 
 def timed(seconds: float, fn: Callable[[], int], min_reps: int = 3) -> tuple[int, float, int]:
@@ -146,46 +100,36 @@ def measure(dev: Device, seconds: float, sizes: list[int]) -> None:
 
 def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
-    ap.add_argument("--elf", help="firmware ELF for mps2-an386 (default: build/prebuilt)")
-    ap.add_argument("--build", action="store_true", help="run make if no ELF is found")
-    ap.add_argument("--url", help="measure an already running target at this pyserial URL")
-    ap.add_argument("--nagle", action="store_true",
-                    help="leave Nagle on for QEMU's serial socket (no nodelay=on)")
+    ap.add_argument("--config", help="lab_config.yaml (default: the usual search)")
+    ap.add_argument("--target", default="qemu", help="target to measure (default: qemu)")
     ap.add_argument("--seconds", type=float, default=2.0, help="time per measurement")
     ap.add_argument("--sizes", default="16,64,256,1024,2048",
                     help="ECHO payload sizes (capped at max_payload)")
+    ap.add_argument("--no-rig-run", action="store_true", help="skip timing `rig run`")
     args = ap.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
-
-    qemu = None
-    tmp = Path(tempfile.mkdtemp(prefix="tinyrig-bench-"))
+    lab = load_config(args.config)
     try:
-        if args.url:
-            url = args.url
-        else:
-            elf = find_elf(args.elf, args.build)
-            port = free_port()
-            qemu = start_qemu(elf, port, tmp / "qemu.log", nodelay=not args.nagle)
-            url = f"socket://127.0.0.1:{port}"
-            print(f"qemu mps2-an386 with {elf} on {url}")
-        link = Link(SerialTransport(url, open_timeout=10.0), timeout=2.0, retries=2)
-        try:
-            measure(Device(link), args.seconds, sizes)
-        finally:
-            link.close()
+        target = resolve_target(lab, args.target)
+        with connect(target, timeout=2.0, retries=2) as conn:
+            print(f"target {target.describe()}: {conn.hello.board} build "
+                  f"{conn.hello.build_hash[:12]}, max_payload {conn.hello.max_payload} B")
+            measure(conn.device, args.seconds, sizes)
     except RigError as exc:
-        log = (tmp / "qemu.log").read_text(errors="replace") if qemu else ""
-        print(f"error: {exc}\n{log[-2000:]}", file=sys.stderr)
+        print(f"error: {exc}", file=sys.stderr)
+        for note in getattr(exc, "__notes__", []):
+            print(note, file=sys.stderr)
         return 1
-    finally:
-        if qemu is not None:
-            qemu.terminate()
-            try:
-                qemu.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                qemu.kill()
-                qemu.wait()
-        shutil.rmtree(tmp, ignore_errors=True)
+    if not args.no_rig_run:
+        cmd = [sys.executable, "-m", "rig.cli", *(["--config", args.config] if args.config
+                                                   else []), "run"]
+        t0 = time.perf_counter()
+        done = subprocess.run(cmd, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        tail = [line for line in done.stdout.splitlines() if "wall time" in line]
+        print(f"\n`rig run` (defaults, {lab.defaults.target} target): exit {done.returncode}, "
+              f"wall time {wall:.1f} s end to end (Python start, QEMU boot, upload, training,"
+              f" comparison){'; ' + tail[0].strip() if tail else ''}")
     return 0
 
 

@@ -3,6 +3,7 @@
     rig run            train the default model on the default target, compare with the golden model
     rig list           configured targets, whether each is available, prebuilt images
     rig hello          connect to a target and print what the firmware says about itself
+    rig profile        cost per phase and strategy: MACs, instructions (QEMU), cycles and energy
     rig experiment     every strategy on a transfer task, ≥5 seeds: table + plot in docs/results
 
 Exit status: 0 ok, 1 device and golden model disagree beyond tolerance, 2 rig error
@@ -275,6 +276,9 @@ def build_parser() -> argparse.ArgumentParser:
     hello = sub.add_parser("hello", help="print the firmware's HELLO")
     hello.add_argument("--target")
     hello.set_defaults(func=cmd_hello)
+
+    from rig import cli_profile  # `rig profile` lives in its own module
+    cli_profile.add_parser(sub)
     return p
 
 

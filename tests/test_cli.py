@@ -1,0 +1,52 @@
+"""The `rig` command line, run in-process as a user would call it."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rig import cli
+from rig.compare import Tolerance
+
+SMALL = ["--train-samples", "64", "--test-samples", "32", "--epochs", "1"]
+
+
+def test_run_native_prints_epoch_table_and_exits_0(capsys: pytest.CaptureFixture[str]) -> None:
+    code = cli.main(["run", "--target", "native", *SMALL])
+    out = capsys.readouterr().out
+    assert code == 0, out
+    for column in ("device loss", "golden loss", "max |Δparam|", "test acc device",
+                   "test acc golden", "wall s"):
+        assert column in out
+    assert "device matches the golden model" in out
+
+
+@pytest.mark.hil
+def test_run_exits_1_when_device_and_golden_disagree(monkeypatch: pytest.MonkeyPatch,
+                                                     capsys: pytest.CaptureFixture[str]) -> None:
+    """Zero tolerance: QEMU's newlib expf/logf and the golden model's correctly rounded ones
+    differ in the last bits, so the run must be reported as a disagreement."""
+    zero = Tolerance(loss_rel=0.0, param_atol=0.0, param_rtol=0.0, update_rel=0.0)
+    monkeypatch.setattr(Tolerance, "free_running", classmethod(lambda cls: zero))
+    code = cli.main(["run", "--target", "qemu", *SMALL])
+    out = capsys.readouterr().out
+    assert code == 1, out
+    assert "disagree beyond tolerance" in out
+
+
+def test_list_shows_targets_and_prebuilt_images(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["list"]) == 0
+    out = capsys.readouterr().out
+    assert "qemu" in out and "native" in out
+    assert "mps2-an386" in out
+    assert "would be used" in out
+
+
+def test_broken_config_exits_2_naming_file_line_key(tmp_path: Path,
+                                                    capsys: pytest.CaptureFixture[str]) -> None:
+    bad = tmp_path / "lab_config.yaml"
+    bad.write_text("version: 1\ntraining:\n  lr: fast\n")
+    assert cli.main(["--config", str(bad), "run"]) == 2
+    out = capsys.readouterr().out
+    assert f"{bad}:3" in out.replace("\n", "") and "training.lr" in out
