@@ -245,6 +245,18 @@ def check_equal(name: str, actual: object, expected: object) -> Check:
     return Check(name, PASS if ok else FAIL, str(actual), f"= {expected}")
 
 
+def check_bitexact(name: str, actual: np.ndarray, expected: np.ndarray) -> Check:
+    """Integer tensors (the int8 backbone's features): every element equal."""
+    a, e = np.asarray(actual), np.asarray(expected)
+    if a.shape != e.shape:
+        return Check(name, FAIL, f"shape {a.shape}", f"= {e.shape}")
+    bad = np.argwhere(a != e)
+    detail = "" if not len(bad) else (
+        f"first at {bad[0].tolist()}: device {a[tuple(bad[0])]} golden {e[tuple(bad[0])]}")
+    return Check(name, PASS if not len(bad) else FAIL, f"{len(bad)} of {a.size} differ",
+                 "= 0 (bit-exact)", detail)
+
+
 def check_k(layer: int, actual: int, golden: GoldenStep, rel_eps: float) -> Check:
     """k must match; a difference of 1 where golden's N·bpr sits within rel eps of an integer
     is a floor near-tie (TinyProp's k depends on Y/Ymax, which can differ in the last ulp)."""
@@ -261,8 +273,8 @@ def check_k(layer: int, actual: int, golden: GoldenStep, rel_eps: float) -> Chec
 
 
 def check_mask(name: str, device: np.ndarray, golden: np.ndarray, scores: np.ndarray | None,
-               rel_eps: float) -> Check:
-    agr = mask_agreement(device, golden, scores, rel_eps)
+               rel_eps: float, threshold: float | None = None) -> Check:
+    agr = mask_agreement(device, golden, scores, rel_eps, threshold)
     detail = ""
     if agr.mismatched:
         detail = f"differ at {agr.mismatched}"

@@ -29,6 +29,9 @@ from rig.compare import (
     StepObservation,
     Tolerance,
     Verdict,
+    check_bitexact,
+    check_equal,
+    check_mask,
     compare_eval,
     compare_params,
     compare_step,
@@ -40,6 +43,7 @@ from rig.device import Device
 from rig.errors import RigError
 from rig.firmware import check_hello
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
+from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.golden.model import GoldenMLP, GoldenStep
 from rig.golden.strategies import get_spec
 from rig.link.link import Link, TrafficEvent
@@ -68,6 +72,9 @@ class RunSpec:
     seed: int = _TRAINING.seed
     strategy: str = _TRAINING.strategy
     sparams: tuple[float, ...] | None = None  # None: the strategy's documented defaults
+    # Frozen int8 backbone in front of the head: "" none, "digits-cnn" the default
+    # pre-trained one (rig.golden.quant). With a backbone dims[0] = its feature count.
+    backbone: str = ""
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,7 @@ class Inspect:
     """How much of each step to read back and compare (all of it costs link time)."""
 
     masks: bool = False  # MASK_READ every layer, compare with Jaccard
+    features: int = 32  # with a backbone: FEATURES of this many stored samples, bit-exact
     updates: bool = False  # UPDATE_READ every tensor, compare applied steps
     params_every: int = 0  # read and compare all parameters every N steps (0: epoch end only)
     resync: bool = False  # golden ← device parameters after every params read + epoch end
@@ -103,6 +111,8 @@ class EpochRecord:
     golden_acc: float
     verdicts: list[Verdict]
     wall_s: float
+    #: device row masks right after this epoch's SELECT (mask strategies with Inspect.masks)
+    selected_rows: list[np.ndarray] | None = None
 
     @property
     def ok(self) -> bool:
@@ -118,6 +128,7 @@ class RunReport:
     epochs: list[EpochRecord] = field(default_factory=list)
     wall_s: float = 0.0
     link_stats: dict[str, int] = field(default_factory=dict)
+    setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
@@ -125,7 +136,8 @@ class RunReport:
 
     @property
     def all_verdicts(self) -> list[Verdict]:
-        return [s.verdict for s in self.steps] + [v for e in self.epochs for v in e.verdicts]
+        return (self.setup + [s.verdict for s in self.steps]
+                + [v for e in self.epochs for v in e.verdicts])
 
     @property
     def ok(self) -> bool:
@@ -156,10 +168,20 @@ class TrainingSession:
                  split: Split | None = None, inspect: Inspect | None = None,
                  tolerance: Tolerance | None = None,
                  initial_params: list[tuple[np.ndarray, np.ndarray]] | None = None,
-                 on_step: StepHook | None = None, on_epoch: EpochHook | None = None) -> None:
+                 on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
+                 backbone: QBackbone | None = None) -> None:
         self.device = device
         self.spec = spec or RunSpec()
         self.inspect = inspect or Inspect()
+        # The int8 backbone (given, or named by spec.backbone): the head's input is its
+        # dequantized features, bit-exact on both sides, so the golden head trains on them.
+        if backbone is None and self.spec.backbone:
+            from rig.golden.quant import backbone_by_name
+            backbone = backbone_by_name(self.spec.backbone)
+        self.backbone = backbone
+        if backbone is not None and self.spec.dims[0] != backbone.n_features:
+            self.spec = dataclasses.replace(self.spec,
+                                            dims=(backbone.n_features, *self.spec.dims[1:]))
         self.split = split or digits_split(seed=self.spec.seed, n_val=self.spec.val_samples)
         # Lockstep (parameters read and copied into the golden model after every step):
         # each step starts from the device's state, so the tight tolerance applies. Free
@@ -201,7 +223,7 @@ class TrainingSession:
         test = self._subset(self.split.test, spec.test_samples)
         val = self.split.val
         self.train, self.val, self.test = train, val, test
-        self.x_train, self.x_val, self.x_test = train.decode(), val.decode(), test.decode()
+        self.x_train, self.x_val, self.x_test = (self._inputs(part) for part in (train, val, test))
         # Stored on the device in one array: [train | val | test].
         self.val_start = len(train)
         self.test_start = len(train) + len(val)
@@ -219,6 +241,8 @@ class TrainingSession:
                 f"(data_capacity {hello.data_capacity}); a batch of {spec.batch} does not fit")
 
         self.device.reset()
+        if self.backbone is not None:
+            self.device.load_backbone(self.backbone)
         self.device.model_init(spec.dims)
         self.device.load_model(self.golden.get_params())
         self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
@@ -230,7 +254,47 @@ class TrainingSession:
                 self.device.write_samples(start, part.labels, part.q)
         self._prepared = True
         self.report = RunReport(spec, hello, hello.counter_label)
+        if self.backbone is not None and self.window is None and self.inspect.features > 0:
+            self.report.setup.append(self.compare_features(0, min(self.inspect.features,
+                                                                  n_total)))
+        if self.inspect.masks:  # the masks a strategy starts with (static, SELECT t = 0, …)
+            v = Verdict("masks after TRAIN_CONFIG")
+            self._check_masks(v, self.golden.masks(), None, None)
+            self.report.setup.append(v)
         return hello
+
+    def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
+                     scores: list[np.ndarray] | None, threshold: float | None
+                     ) -> list[np.ndarray]:
+        """MASK_READ every layer and compare with the golden masks; returns the device rows."""
+        rows = []
+        for layer in range(len(self.spec.dims) - 1):
+            m = self.device.read_mask(layer)
+            rows.append(m.row_mask)
+            score = scores[layer] if scores is not None else None
+            v.add(check_mask(f"rows[{layer}]", m.row_mask, golden[0][layer], score,
+                             self.step_tol.tie_rel_eps, threshold))
+            v.add(check_mask(f"bias[{layer}]", m.bias_mask, golden[1][layer], score,
+                             self.step_tol.tie_rel_eps, threshold))
+        return rows
+
+    def _inputs(self, part: EncodedSet) -> np.ndarray:
+        """What the head sees for these samples: decoded, or the backbone's features."""
+        if self.backbone is None:
+            return part.decode()
+        return self.backbone.features_f32(samples_to_int8(part.q, part.dtype))
+
+    def compare_features(self, start: int, count: int) -> Verdict:
+        """FEATURES of stored samples [start, start+count) against the golden int8 backbone:
+        bit-exact. Stored layout: [train | val | test]."""
+        if self.backbone is None:
+            raise RigError("compare_features: this run has no backbone")
+        q = np.concatenate([self.train.q, self.val.q, self.test.q])[start:start + count]
+        dev = self.device.features(start, count)
+        gold = self.backbone.forward(samples_to_int8(q, self.train.dtype))
+        v = Verdict(f"backbone features, samples {start}..{start + count - 1}")
+        v.add(check_bitexact("int8 features", dev, gold))
+        return v
 
     @staticmethod
     def _subset(data, n: int):  # type: ignore[no-untyped-def]
@@ -238,26 +302,25 @@ class TrainingSession:
 
     # ------------------------------------------------------------------ training
 
-    def select(self) -> Verdict:
-        """SELECT on both sides (mask strategies recompute their masks each epoch)."""
-        if self.window is None:
-            dev = self.device.select(self.val_start, len(self.val))
-        else:
-            if len(self.val) > self.window:
-                raise RigError(
-                    f"SELECT needs the {len(self.val)} validation samples on the device at "
-                    f"once, but it holds {self.window}: set val_samples <= {self.window} "
-                    "(lab_config.yaml training: or the board's training: overrides)")
-            self.device.write_samples(0, self.val.labels, self.val.q)
-            dev = self.device.select(0, len(self.val))
+    def select(self) -> tuple[Verdict, list[np.ndarray] | None]:
+        """SELECT on both sides (mask strategies recompute their masks each epoch). With
+        Inspect.masks the device's masks are read and compared too; returns the verdict and
+        the device's row masks (None when not read)."""
+        dev = self.device.select(self.val_start, len(self.val))
         gold = self.golden.select(self.x_val)
         v = Verdict("select")
-        from rig.compare import check_equal
         for layer, (kd, kg) in enumerate(zip(dev.k, gold.k, strict=True)):
             v.add(check_equal(f"k[{layer}]", int(kd), int(kg)))
         v.add(check_equal("trainable_params", int(dev.trainable_params),
                           int(gold.trainable_params)))
-        return v
+        rows = None
+        if self.inspect.masks:
+            # neq freezes at |v| ≤ ε: ε is the threshold a near-tie is measured against;
+            # velocity-budget's is the last selected key (the default).
+            threshold = float(self.golden.sparams[0]) if self.spec.strategy == "neq" else None
+            rows = self._check_masks(v, (gold.row_masks, gold.bias_masks), gold.scores,
+                                     threshold)
+        return v, rows
 
     def step(self, indices: np.ndarray, epoch: int = 0) -> StepRecord:
         if not self._prepared:
@@ -323,8 +386,10 @@ class TrainingSession:
     def run_epoch(self, epoch: int) -> EpochRecord:
         t0 = time.perf_counter()
         verdicts: list[Verdict] = []
+        selected = None
         if self.golden_uses_select:
-            verdicts.append(self.select())
+            select_verdict, selected = self.select()
+            verdicts.append(select_verdict)
         batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
         steps = [self.step(idx, epoch) for idx in batches]
         params_dev = self.device.read_model()
@@ -346,7 +411,7 @@ class TrainingSession:
             golden_loss=float(np.mean([s.golden.loss for s in steps])),
             max_param_abs=max_abs, max_param_ulp=ulp,
             device_acc=dev_eval.correct / max(dev_eval.count, 1), golden_acc=gold_acc,
-            verdicts=verdicts, wall_s=time.perf_counter() - t0)
+            verdicts=verdicts, wall_s=time.perf_counter() - t0, selected_rows=selected)
         assert self.report is not None
         self.report.epochs.append(rec)
         if self.on_epoch:

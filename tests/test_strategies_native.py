@@ -6,49 +6,37 @@ start. Per step: loss, correct, skipped, k, masks (MASK_READ, Jaccard with near-
 as `tie`), applied updates (UPDATE_READ) and parameters are compared with `rig.compare`; then
 the golden model is re-synced to the device parameters so rounding cannot accumulate.
 
-`python tests/test_strategies_native.py --qemu ELF [-s tinyprop -s neq]` runs the same
-lockstep against the mps2-an386 image in QEMU (see --help).
+The lockstep is `rig.session.TrainingSession` with `Inspect(masks, updates, params_every=1,
+resync)` — the same path `tests/test_hil_strategies.py` runs on QEMU through the fixtures.
 """
 
 from __future__ import annotations
 
-import argparse
-import os
 import shutil
-import socket
 import subprocess
-import sys
 import tempfile
-import time
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rig.compare import (
-    FAIL,
-    TIE,
-    StepObservation,
-    Tolerance,
-    compare_step,
-    mask_agreement,
-    max_abs_error,
-)
 from rig.device import Device, Timing
 from rig.errors import DeviceNak
 from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
 from rig.golden.strategies import get_spec
 from rig.link.link import Link
-from rig.link.transport import PipeTransport, SerialTransport
+from rig.link.transport import PipeTransport
 from rig.protocol import NakReason
+from rig.session import Inspect, RunReport, RunSpec, TrainingSession
 
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 DIMS = (64, 32, 10)
 N_TRAIN = 192
 SELECT_STRATEGIES = {"neq", "velocity-budget", "random-budget"}
+LOCKSTEP = Inspect(masks=True, updates=True, params_every=1, resync=True)
 ALL_STRATEGIES = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget", "random-budget",
                   "static")
 
@@ -81,32 +69,6 @@ CASES = {
 }
 
 
-@dataclass
-class Summary:
-    strategy: str
-    steps: int = 0
-    skipped: int = 0
-    selects: int = 0
-    k_seen: set[tuple[int, ...]] = field(default_factory=set)
-    selections: set[bytes] = field(default_factory=set)  # distinct row masks after SELECT
-    jaccard: list[float] = field(default_factory=list)  # every row/bias mask of every step
-    select_jaccard: list[float] = field(default_factory=list)
-    max_update_rel: float = 0.0
-    max_loss_rel: float = 0.0
-    max_param_abs: float = 0.0
-    ties: list[str] = field(default_factory=list)
-    failures: list[str] = field(default_factory=list)
-
-    def line(self) -> str:
-        j = self.jaccard + self.select_jaccard
-        return (f"{self.strategy:16s} steps {self.steps:3d} skipped {self.skipped:2d} "
-                f"selects {self.selects} k-sets {len(self.k_seen):2d} | mask J min "
-                f"{min(j):.3f} mean {np.mean(j):.4f} | max u err {self.max_update_rel:.2e} "
-                f"of max|u| | loss rel {self.max_loss_rel:.1e} | param abs "
-                f"{self.max_param_abs:.1e} | ties {len(self.ties)} | fails "
-                f"{len(self.failures)}")
-
-
 # ------------------------------------------------------------------------ the lockstep run
 
 
@@ -130,89 +92,30 @@ def initial_params(case: Case, split: Split) -> list[LayerParams]:
 
 
 def run_lockstep(dev: Device, case: Case, split: Split,
-                 params0: Sequence[LayerParams]) -> Summary:
-    train = split.train.subset(np.arange(N_TRAIN))
-    val = split.val
-    x, y, x_val = train.decode(), train.labels, val.decode()
-    n_layers = len(case.dims) - 1
-    s = Summary(case.strategy)
-    tol = Tolerance()
-
-    golden = GoldenMLP(case.dims, params=params0, lr=case.lr, momentum=case.momentum,
-                       strategy=case.strategy, sparams=case.sparams)
-    dev.reset()
-    dev.load_model(params0)
-    dev.train_config(case.lr, case.momentum, case.strategy, case.sparams)
-    dev.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
-                    len(train) + len(val))
-    dev.write_samples(0, train.labels, train.q)
-    dev.write_samples(len(train), val.labels, val.q)
-
-    # Masks right after TRAIN_CONFIG (SELECT t = 0 masks / static / zeros) must be exact.
-    rows, bias = _read_masks(dev, n_layers)
-    g_rows, g_bias = golden.masks()
-    for layer in range(n_layers):
-        for kind, d, g in (("rows", rows, g_rows), ("bias", bias, g_bias)):
-            if not np.array_equal(d[layer], g[layer]):
-                s.failures.append(f"initial {kind}[{layer}] differ")
-
-    for epoch in range(case.epochs):
-        if case.strategy in SELECT_STRATEGIES:
-            _select(dev, golden, len(train), len(val), x_val, case, s, tol)
-        for idx in epoch_batches(len(train), case.batch, 0, epoch):
-            res = dev.train_step(idx)
-            gold = golden.step(x[idx], y[idx])
-            obs = StepObservation(res.loss, res.correct, res.skipped, res.k)
-            obs.row_masks, obs.bias_masks = _read_masks(dev, n_layers)
-            obs.updates = [(dev.read_update(layer, "weight"), dev.read_update(layer, "bias"))
-                           for layer in range(n_layers)]
-            obs.params = dev.read_model()
-            verdict = compare_step(gold, obs, tol, golden.get_params(),
-                                   title=f"{case.strategy} epoch {epoch} step {s.steps}")
-            s.steps += 1
-            s.skipped += int(res.skipped)
-            s.k_seen.add(tuple(res.k))
-            s.max_loss_rel = max(s.max_loss_rel, abs(res.loss - gold.loss) / abs(gold.loss))
-            for layer in range(n_layers):
-                for d, g in ((obs.row_masks[layer], gold.row_masks[layer]),
-                             (obs.bias_masks[layer], gold.bias_masks[layer])):
-                    s.jaccard.append(mask_agreement(d, g).jaccard)
-                for (du, gu) in zip(obs.updates[layer], gold.updates[layer], strict=True):
-                    scale = float(np.abs(gu).max(initial=0.0))
-                    err = max_abs_error(du, gu)
-                    s.max_update_rel = max(s.max_update_rel, err / scale if scale else err)
-            for (dw, db), (gw, gb) in zip(obs.params, golden.get_params(), strict=True):
-                s.max_param_abs = max(s.max_param_abs, max_abs_error(dw, gw),
-                                      max_abs_error(db, gb))
-            s.ties += [f"{verdict.title}: {c.name} {c.detail}" for c in verdict.ties]
-            s.failures += [f"{verdict.title}: {c.name} {c.status} {c.value} {c.limit} "
-                           f"{c.detail}" for c in verdict.failed]
-            golden.set_params(obs.params)  # lockstep re-sync
-    return s
+                 params0: Sequence[LayerParams]) -> RunReport:
+    """The same TrainingSession a lab test uses, in lockstep: masks, updates and parameters
+    read and compared after every step, golden re-synced to the device."""
+    spec = RunSpec(dims=case.dims, lr=case.lr, momentum=case.momentum, batch=case.batch,
+                   epochs=case.epochs, train_samples=N_TRAIN, test_samples=32,
+                   val_samples=len(split.val), seed=0, strategy=case.strategy,
+                   sparams=case.sparams)
+    session = TrainingSession(dev, spec, split=split, initial_params=list(params0),
+                              inspect=LOCKSTEP)
+    session.prepare()
+    return session.run()
 
 
-def _select(dev: Device, golden: GoldenMLP, val_start: int, n_val: int, x_val: np.ndarray,
-            case: Case, s: Summary, tol: Tolerance) -> None:
-    dsel = dev.select(val_start, n_val)
-    gsel = golden.select(x_val)
-    s.selects += 1
-    tag = f"{case.strategy} select {s.selects - 1}"
-    if list(dsel.k) != gsel.k or dsel.trainable_params != gsel.trainable_params:
-        s.failures.append(f"{tag}: k {list(dsel.k)} / {dsel.trainable_params} vs golden "
-                          f"{gsel.k} / {gsel.trainable_params}")
-    rows, bias = _read_masks(dev, len(case.dims) - 1)
-    s.selections.add(b"".join(np.packbits(r).tobytes() for r in rows))
-    # neq's selection threshold is eps itself; velocity-budget's is the last selected key.
-    threshold = float(golden.sparams[0]) if case.strategy == "neq" else None
-    for layer in range(len(case.dims) - 1):
-        scores = gsel.scores[layer] if gsel.scores is not None else None
-        for kind, d, g in (("rows", rows, gsel.row_masks), ("bias", bias, gsel.bias_masks)):
-            agr = mask_agreement(d[layer], g[layer], scores, tol.tie_rel_eps, threshold)
-            s.select_jaccard.append(agr.jaccard)
-            if agr.status == TIE:
-                s.ties.append(f"{tag}: {kind}[{layer}] near-ties {agr.near_ties}")
-            elif agr.status == FAIL:
-                s.failures.append(f"{tag}: {kind}[{layer}] differ at {agr.unexplained}")
+def summary(report: RunReport) -> str:
+    jac = [float(c.value[2:]) for v in report.all_verdicts for c in v.checks
+           if c.name.startswith(("rows", "bias"))]
+    upd = [float(c.value) for s in report.steps for c in s.verdict.checks
+           if c.name.startswith("u.")]
+    ties = sum(len(v.ties) for v in report.all_verdicts)
+    return (f"{report.spec.strategy:16s} steps {len(report.steps):3d} skipped "
+            f"{sum(s.device.skipped for s in report.steps):2d} | mask J min {min(jac):.3f} "
+            f"mean {np.mean(jac):.4f} | max u err {max(upd):.2e} of max|u| | loss rel "
+            f"{report.max_loss_rel:.1e} | ties {ties} | failed verdicts "
+            f"{len(report.failed_verdicts)}")
 
 
 # ------------------------------------------------------------------------ native fixtures
@@ -265,20 +168,25 @@ def test_hello_advertises_every_strategy(dev: Device) -> None:
 def test_lockstep_with_golden(dev: Device, split: Split, pretrained: list[LayerParams],
                               name: str) -> None:
     case = CASES[name]
-    s = run_lockstep(dev, case, split, initial_params(case, split))
-    print("\n" + s.line())
-    for t in s.ties:
-        print("  tie:", t)
-    assert not s.failures, "\n".join(s.failures[:20])
+    report = run_lockstep(dev, case, split, initial_params(case, split))
+    print("\n" + summary(report))
+    for v in report.all_verdicts:
+        for c in v.ties:
+            print(f"  tie: {v.title}: {c.name} {c.detail}")
+    assert report.ok, report.failures
+    steps = report.steps
+    k_seen = {tuple(s.device.k) for s in steps}
     # The interesting paths actually ran.
     if name == "tinypropv2":
-        assert 0 < s.skipped < s.steps
+        assert 0 < sum(s.device.skipped for s in steps) < len(steps)
     if name in ("tinyprop", "tinypropv2", "neq"):
-        assert len(s.k_seen) > 1, s.k_seen
+        assert len(k_seen) > 1, k_seen
     if name in SELECT_STRATEGIES:
-        assert len(s.selections) > 1  # SELECT changed the selection at least once
+        selections = {b"".join(np.packbits(r).tobytes() for r in e.selected_rows or [])
+                      for e in report.epochs}
+        assert len(selections) > 1  # SELECT changed the selection at least once
     if name == "neq":
-        assert any(sum(k) < sum(case.dims[1:]) for k in s.k_seen)  # some neurons froze
+        assert any(sum(k) < sum(case.dims[1:]) for k in k_seen)  # some neurons froze
 
 
 def _nak(fn, *args) -> DeviceNak:  # type: ignore[no-untyped-def]
@@ -371,52 +279,3 @@ def test_select_is_a_no_op_for_other_strategies(dev: Device, split: Split,
 
 
 # ------------------------------------------------------------------------ QEMU by hand
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def main(argv: list[str] | None = None) -> int:
-    ap = argparse.ArgumentParser(description="lockstep strategy comparison against a target")
-    ap.add_argument("--qemu", help="mps2-an386 ELF to run in qemu-system-arm")
-    ap.add_argument("--native", help="native tinyrig_fw executable")
-    ap.add_argument("-s", "--strategy", action="append", choices=ALL_STRATEGIES)
-    a = ap.parse_args(argv)
-    split = digits_split(seed=0, n_val=64)
-    ok = True
-    for name in a.strategy or list(ALL_STRATEGIES):
-        proc: subprocess.Popen[bytes]
-        if a.qemu:
-            port = _free_port()
-            proc = subprocess.Popen(
-                ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
-                 "-kernel", a.qemu, "-serial", f"tcp:127.0.0.1:{port},server=on,wait=on",
-                 "-semihosting-config", "enable=on,target=native", "-no-reboot"],
-                stdin=subprocess.DEVNULL)
-            transport = SerialTransport(f"socket://127.0.0.1:{port}")
-        else:
-            exe = a.native or os.fspath(FIRMWARE / "build" / "native" / "tinyrig_fw")
-            proc = subprocess.Popen([exe], stdin=subprocess.PIPE, stdout=subprocess.PIPE)
-            transport = PipeTransport(proc, "native")
-        try:
-            dev = Device(Link(transport, timeout=10.0, retries=2), Timing(base=10.0))
-            t0 = time.monotonic()
-            case = CASES[name]
-            s = run_lockstep(dev, case, split, initial_params(case, split))
-            print(f"{dev.info.board}: {s.line()}  [{time.monotonic() - t0:.1f} s]")
-            for msg in s.ties + s.failures:
-                print("   ", msg)
-            ok &= not s.failures
-        finally:
-            transport.close()
-            if proc.poll() is None:
-                proc.kill()
-            proc.wait(timeout=5)
-    return 0 if ok else 1
-
-
-if __name__ == "__main__":
-    sys.exit(main())
