@@ -3,6 +3,8 @@
     rig run            train the default model on the default target, compare with the golden model
     rig list           configured targets, whether each is available, prebuilt images
     rig hello          connect to a target and print what the firmware says about itself
+    rig flash          flash a target's prebuilt image (pyocd probe, or QEMU's gdbstub), verify
+    rig sizes          flash / static RAM / stack of every prebuilt image (--measure: peak stack)
     rig profile        cost per phase and strategy: MACs, instructions (QEMU), cycles and energy
     rig experiment     every strategy on a transfer task, ≥5 seeds: table + plot in docs/results
 
@@ -34,6 +36,7 @@ from rig.session import (
     StepRecord,
     TrainingSession,
     connect,
+    fit_spec,
 )
 from rig.targets import build_target, resolve_target
 
@@ -42,19 +45,25 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 150)
 
 
 def _spec_from(lab: LabConfig, args: argparse.Namespace) -> RunSpec:
+    return replace(_lab_spec(lab), **_cli_overrides(args))
+
+
+def _lab_spec(lab: LabConfig) -> RunSpec:
     names = {f.name for f in fields(RunSpec)}
-    base = {f.name: getattr(lab.training, f.name) for f in fields(lab.training)
-            if f.name in names}
-    spec = RunSpec(**base)
+    return RunSpec(**{f.name: getattr(lab.training, f.name) for f in fields(lab.training)
+                      if f.name in names})
+
+
+def _cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
     overrides: dict[str, Any] = {}
     for name in ("strategy", "epochs", "batch", "lr", "momentum", "train_samples",
-                 "test_samples", "seed"):
+                 "test_samples", "seed", "backbone"):
         value = getattr(args, name, None)
         if value is not None:
             overrides[name] = value
-    if args.sparams is not None:
+    if getattr(args, "sparams", None) is not None:
         overrides["sparams"] = tuple(args.sparams)
-    return replace(spec, **overrides)
+    return overrides
 
 
 def _epoch_table(report: RunReport) -> Table:
@@ -83,6 +92,12 @@ def cmd_run(args: argparse.Namespace) -> int:
         h = conn.hello
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {h.counter_label}")
+        # A small board runs its own version of the job (lab_config boards.<b>.training)
+        board = getattr(target, "board", None)
+        spec, notes = fit_spec(_lab_spec(lab), h, getattr(board, "training", None),
+                               _cli_overrides(args))
+        for note in notes:
+            console.print(f"[yellow]{note}[/]")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -170,6 +185,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     console.print(t)
     if chosen_err:
         console.print(f"[yellow]no target would be used: {chosen_err}[/]")
+    _print_probes_and_ports(lab)
     try:
         manifest = load_manifest()
     except RigError as exc:
@@ -183,6 +199,147 @@ def cmd_list(args: argparse.Namespace) -> int:
                   img.toolchain)
     console.print(m)
     return 0
+
+
+def _print_probes_and_ports(lab: LabConfig) -> None:
+    """Attached debug probes (pyocd, non-blocking) and serial ports, and which configured
+    target each would serve."""
+    from serial.tools import list_ports
+
+    from rig.targets import pyocd as pyocd_target
+
+    pyocd_targets = [build_target(lab, tc) for tc in lab.enabled_targets("pyocd")]
+    try:
+        probes = pyocd_target.list_targets_probes()
+        probe_err = ""
+    except Exception as exc:  # a USB backend problem must not hide the rest of the listing
+        probes, probe_err = [], str(exc)
+    p = Table(title="debug probes (pyocd)")
+    for col in ("unique id", "board", "pyocd target", "serial port", "used by"):
+        p.add_column(col)
+    for probe, ports in probes:
+        users = []
+        for tgt in pyocd_targets:
+            try:
+                if tgt.choose_probe([probe]) is probe:  # the selection start() makes
+                    users.append(tgt.name)
+            except RigError:
+                pass
+        p.add_row(probe.unique_id, pyocd_target.probe_board_name(probe),
+                  pyocd_target.probe_target_type(probe) or "unknown (name its id)",
+                  ", ".join(pt.device for pt in ports) or "-", ", ".join(users) or "-")
+    if probes:
+        console.print(p)
+    else:
+        why = f" ({probe_err})" if probe_err else ""
+        console.print(f"debug probes (pyocd): none attached{why}")
+    ports = sorted(list_ports.comports(), key=lambda pt: pt.device)
+    if ports:
+        s = Table(title="serial ports")
+        for col in ("device", "USB serial number", "description"):
+            s.add_column(col)
+        for pt in ports:
+            s.add_row(pt.device, pt.serial_number or "-", pt.description or "-")
+        console.print(s)
+    else:
+        console.print("serial ports: none")
+
+
+def cmd_flash(args: argparse.Namespace) -> int:
+    """Flash the target's prebuilt image and check HELLO. pyocd: program + read-back
+    verify + reset (even when the build already runs, unless --if-needed). QEMU: the
+    gdbstub path (empty halted machine, gdb load, compare-sections, reset)."""
+    from rich.progress import DownloadColumn
+
+    lab = load_config(args.config)
+    target = resolve_target(lab, args.target)
+    if target.kind == "qemu":
+        target.flash = "gdb"  # type: ignore[attr-defined]
+    elif target.kind == "pyocd":
+        target.flash_mode = "auto" if args.if_needed else "always"  # type: ignore[attr-defined]
+    else:
+        raise RigError(f"{target.describe()}: a {target.kind} target is not flashed by the rig"
+                       " (serial: flash the board with its own tools; native: built on demand)")
+    console.print(f"[bold]rig flash[/]: {target.describe()}")
+    with Progress(TextColumn("{task.description}"), BarColumn(), DownloadColumn(),
+                  TimeElapsedColumn(), console=console, transient=True) as progress:
+        image = target.expected_firmware()
+        total = image.path.stat().st_size if image is not None else 1
+        task = progress.add_task("flashing", total=total)
+        if target.kind == "pyocd":
+            target.progress = (  # type: ignore[attr-defined]
+                lambda f: progress.update(task, completed=int(f * total)))
+        conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries)
+    with conn:
+        h = conn.hello
+        if target.kind == "qemu":
+            console.print(getattr(target, "flash_log", ""), markup=False)
+        else:
+            flashed = getattr(target, "flashed", False)
+            for event in getattr(target, "events", []):
+                console.print(f"  {event}", markup=False)
+            if not flashed:
+                console.print("already running the manifest's build: not flashed")
+        console.print(f"[green]ok[/]: {h.board} runs build {h.build_hash[:12]} "
+                      f"(protocol v{h.proto_version}, fw {h.fw_version})")
+    return 0
+
+
+def cmd_sizes(args: argparse.Namespace) -> int:
+    """Flash, static RAM and stack of every prebuilt image (from the manifest); with
+    --measure, the peak stack each QEMU machine reached training every strategy (STATS)."""
+    manifest = load_manifest()
+    measured: dict[str, int] = {}
+    if args.measure:
+        measured = _measure_stacks(load_config(args.config))
+    t = Table(title=f"prebuilt images ({manifest.path})")
+    for col in ("board", "flash B", "static RAM B", "stack B", "main RAM", "peak stack B"):
+        t.add_column(col, justify="right" if col != "board" else "left")
+    for img in sorted(manifest.images.values(), key=lambda i: i.board):
+        mem = _memory_of(img)
+        ram = (f"{mem['ram_used']} of {mem['ram'] // 1024} K "
+               f"({100 * mem['ram_used'] / mem['ram']:.0f} %)" if mem.get("ram") else "?")
+        peak = measured.get(img.board)
+        t.add_row(img.board, str(mem.get("flash", "?")), str(mem.get("static_ram", "?")),
+                  str(mem.get("stack", "?")), ram, "-" if peak is None else str(peak))
+    console.print(t)
+    return 0
+
+
+def _memory_of(img: Any) -> dict[str, Any]:
+    """The manifest's `memory` record of an image (older manifests: from text/data/bss)."""
+    import json as _json
+
+    data = _json.loads(load_manifest().path.read_text(encoding="utf-8"))
+    for entry in data.get("images", []):
+        if entry.get("board") == img.board and entry.get("memory"):
+            return dict(entry["memory"])
+    size = img.size or {}
+    return {"flash": size.get("text", 0) + size.get("data", 0),
+            "static_ram": size.get("data", 0) + size.get("bss", 0)}
+
+
+def _measure_stacks(lab: LabConfig) -> dict[str, int]:
+    """Peak stack (STATS high-water mark) per board after training every strategy the
+    firmware has for 2 short epochs on each enabled QEMU target."""
+    from rig.session import Inspect as _Inspect
+
+    out: dict[str, int] = {}
+    for tc in lab.enabled_targets("qemu"):
+        target = build_target(lab, tc)
+        board = getattr(target, "board", None)
+        with connect(target, timeout=lab.defaults.timeout_s,
+                     retries=lab.defaults.retries) as conn:
+            for strategy in conn.hello.strategy_names:
+                spec, _ = fit_spec(_lab_spec(lab), conn.hello, getattr(board, "training", None),
+                                   {"strategy": strategy, "epochs": 2, "train_samples": 64,
+                                    "test_samples": 32})
+                TrainingSession(conn.device, spec,
+                                inspect=_Inspect(masks=True, updates=True)).run()
+            used = conn.device.stats().stack_used
+        out[conn.hello.board] = max(out.get(conn.hello.board, 0), used)
+        console.print(f"{tc.name}: peak stack {used} B after every strategy")
+    return out
 
 
 def cmd_hello(args: argparse.Namespace) -> int:
@@ -249,6 +406,8 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--train-samples", type=int)
     run.add_argument("--test-samples", type=int)
     run.add_argument("--seed", type=int)
+    run.add_argument("--backbone", help="frozen int8 backbone in front of the head: "
+                                        "digits-cnn (pre-trained on the host, streamed)")
     run.add_argument("--params-every", type=int, default=0,
                      help="read and compare all parameters every N steps (default: per epoch)")
     run.add_argument("--resync", action="store_true",
@@ -276,6 +435,18 @@ def build_parser() -> argparse.ArgumentParser:
     hello = sub.add_parser("hello", help="print the firmware's HELLO")
     hello.add_argument("--target")
     hello.set_defaults(func=cmd_hello)
+
+    fl = sub.add_parser("flash", help="flash a target's prebuilt image (pyocd or QEMU gdbstub)")
+    fl.add_argument("--target", help="target name (default: the lab default)")
+    fl.add_argument("--if-needed", action="store_true",
+                    help="pyocd: skip programming when HELLO already reports the build")
+    fl.set_defaults(func=cmd_flash)
+
+    sz = sub.add_parser("sizes", help="flash / RAM / stack of every prebuilt image")
+    sz.add_argument("--measure", action="store_true",
+                    help="also train every strategy on each QEMU target and read the peak "
+                         "stack (STATS)")
+    sz.set_defaults(func=cmd_sizes)
 
     from rig import cli_profile  # `rig profile` lives in its own module
     cli_profile.add_parser(sub)

@@ -7,20 +7,31 @@ timeout that grows with the bytes it moves and the arithmetic it asks for.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from rig.errors import DeviceFault, LinkError
+
+if TYPE_CHECKING:
+    from rig.golden.int8 import QBackbone
 from rig.link.link import Link
 from rig.protocol import (
+    BackboneInfo,
+    BackboneInit,
+    BackboneInitResult,
+    BackboneLayerRecord,
+    BackboneWrite,
     DataConfig,
     DataWrite,
     Debug,
     DebugAction,
     DType,
     EvalResult,
+    FeaturesResult,
     HelloInfo,
     Mask,
     MaskRead,
@@ -68,6 +79,8 @@ class Device:
         self.timing = timing or Timing()
         self.dims: tuple[int, ...] | None = None
         self.data: DataConfig | None = None
+        self.backbone_macs = 0  # per sample, of the loaded int8 backbone (timeouts)
+        self.backbone_features = 0
 
     # -- identity and housekeeping ---------------------------------------------------------
 
@@ -97,6 +110,8 @@ class Device:
         self._call(MsgType.RESET, b"", timeout)
         self.dims = None
         self.data = None
+        self.backbone_macs = 0
+        self.backbone_features = 0
 
     def stats(self, timeout: float | None = None) -> Stats:
         """STATS: stack high-water mark, stack size and static RAM of the firmware."""
@@ -232,6 +247,64 @@ class Device:
     def read_mask(self, layer: int, timeout: float | None = None) -> Mask:
         return Mask.unpack(self._call(MsgType.MASK_READ, MaskRead(layer).pack(), timeout))
 
+    # -- int8 backbone ---------------------------------------------------------------------------
+
+    def backbone_info(self, timeout: float | None = None) -> BackboneInfo:
+        return BackboneInfo.unpack(self._call(MsgType.BACKBONE_INFO, b"", timeout))
+
+    def backbone_init(self, req: BackboneInit, timeout: float | None = None
+                      ) -> BackboneInitResult:
+        """BACKBONE_INIT: the layer list; the blob is zeroed until written."""
+        res = BackboneInitResult.unpack(self._call(MsgType.BACKBONE_INIT, req.pack(), timeout))
+        self.backbone_macs = res.macs
+        self.backbone_features = res.n_features
+        return res
+
+    def backbone_write(self, offset: int, data: bytes, timeout: float | None = None) -> None:
+        """BACKBONE_WRITE `data` at `offset` of the parameter blob, in several packets."""
+        per = self.max_payload - BackboneWrite.OVERHEAD
+        for off, n in chunks(len(data), per):
+            req = BackboneWrite(offset + off, data[off:off + n])
+            self._call(MsgType.BACKBONE_WRITE, req.pack(), timeout)
+
+    def load_backbone(self, backbone: QBackbone, timeout: float | None = None
+                      ) -> BackboneInitResult:
+        """Stream a quantized backbone (rig.golden.int8.QBackbone): layers, then the blob."""
+        blob = backbone.blob()
+        records = tuple(BackboneLayerRecord(
+            op=int(layer.op), kernel=layer.kernel, stride=layer.stride, padding=layer.padding,
+            dilation=layer.dilation, out_shape=layer.out_shape,
+            input_offset=layer.input_offset, output_offset=layer.output_offset,
+            act_min=layer.act_min, act_max=layer.act_max) for layer in backbone.layers)
+        req = BackboneInit(backbone.input_shape, float(backbone.out_scale),
+                           int(backbone.out_zero_point), len(blob), zlib.crc32(blob), records)
+        res = self.backbone_init(req, timeout)
+        if res.n_features != backbone.n_features or res.blob_size != len(blob):
+            raise LinkError(f"BACKBONE_INIT answered {res.n_features} features / "
+                            f"{res.blob_size} B, expected {backbone.n_features} / {len(blob)}")
+        self.backbone_write(0, blob, timeout)
+        return res
+
+    def remove_backbone(self, timeout: float | None = None) -> None:
+        """BACKBONE_INIT with no layers: the head reads the stored samples directly again."""
+        self._call(MsgType.BACKBONE_INIT, BackboneInit((1, 1, 1), 1.0, 0, 0, 0).pack(), timeout)
+        self.backbone_macs = 0
+        self.backbone_features = 0
+
+    def features(self, start: int, count: int, timeout: float | None = None) -> np.ndarray:
+        """FEATURES: the int8 backbone output of stored samples, [count, n_features]."""
+        nf = max(self.backbone_features, 1)
+        per = max(1, min((self.max_payload - FeaturesResult.OVERHEAD) // nf, 0xFFFF))
+        parts = []
+        for off, n in chunks(count, per):
+            payload = self._call(MsgType.FEATURES, RangeRequest(start + off, n).pack(), timeout,
+                                 rx=4 + n * nf, macs=n * self.backbone_macs)
+            part = FeaturesResult.unpack(payload).features
+            if part.shape[0] != n:
+                raise LinkError(f"FEATURES of {n} samples answered for {part.shape[0]}")
+            parts.append(part)
+        return np.concatenate(parts) if parts else np.zeros((0, nf), np.int8)
+
     # -- debugging hooks -------------------------------------------------------------------------
 
     def debug_fault(self, timeout: float | None = None) -> None:
@@ -291,7 +364,7 @@ class Device:
 
     def _macs_per_sample(self) -> int:
         if self.dims is not None:
-            return _n_params(self.dims)
+            return _n_params(self.dims) + self.backbone_macs
         info = self.link.hello
         if info is None:
             return 0

@@ -41,6 +41,10 @@ class MsgType(IntEnum):
     PARAM_WRITE = 0x11
     PARAM_READ = 0x12
     TRAIN_CONFIG = 0x13
+    BACKBONE_INIT = 0x14
+    BACKBONE_WRITE = 0x15
+    FEATURES = 0x16
+    BACKBONE_INFO = 0x17
     DATA_CONFIG = 0x20
     DATA_WRITE = 0x21
     TRAIN_STEP = 0x30
@@ -636,6 +640,180 @@ class Stats:
     def unpack(cls, payload: bytes) -> Stats:
         _need(payload, cls._S.size, "STATS response")
         return cls(*cls._S.unpack(payload))
+
+
+# --- int8 backbone (BACKBONE_INIT / _WRITE / FEATURES / BACKBONE_INFO) -------------------
+
+class BackboneOp(IntEnum):
+    CONV = 0
+    DWCONV = 1
+    FC = 2
+    AVGPOOL = 3
+    MAXPOOL = 4
+
+
+class KernelImpl(IntEnum):
+    """BACKBONE_INFO `kernels`: which int8 kernels the firmware links."""
+
+    TINYRIG_C = 0
+    TINYRIG_DSP = 1
+    CMSIS_NN = 2
+
+
+@dataclass(frozen=True)
+class BackboneLayerRecord:
+    """One 28-byte layer record of BACKBONE_INIT (input shape = previous output)."""
+
+    op: int
+    kernel: tuple[int, int] = (1, 1)  # (h, w)
+    stride: tuple[int, int] = (1, 1)
+    padding: tuple[int, int] = (0, 0)
+    dilation: tuple[int, int] = (1, 1)
+    out_shape: tuple[int, int, int] = (1, 1, 1)  # (h, w, c)
+    input_offset: int = 0
+    output_offset: int = 0
+    act_min: int = -128
+    act_max: int = 127
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<9BB3HiibbH")
+    SIZE: ClassVar[int] = 28
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.op, *self.kernel, *self.stride, *self.padding, *self.dilation,
+                            0, *self.out_shape, self.input_offset, self.output_offset,
+                            self.act_min, self.act_max, 0)
+
+    @classmethod
+    def unpack(cls, raw: bytes) -> BackboneLayerRecord:
+        _need(raw, cls.SIZE, "BACKBONE_INIT layer record")
+        v = cls._S.unpack(raw)
+        return cls(v[0], (v[1], v[2]), (v[3], v[4]), (v[5], v[6]), (v[7], v[8]),
+                   (v[10], v[11], v[12]), v[13], v[14], v[15], v[16])
+
+
+@dataclass(frozen=True)
+class BackboneInit:
+    """BACKBONE_INIT request. No layers = remove the backbone."""
+
+    in_shape: tuple[int, int, int]
+    out_scale: float
+    out_zero_point: int
+    blob_size: int
+    blob_crc32: int
+    layers: tuple[BackboneLayerRecord, ...] = ()
+
+    _HEAD: ClassVar[struct.Struct] = struct.Struct("<BB3HfiIII")
+    HEADER: ClassVar[int] = 28
+
+    def pack(self) -> bytes:
+        n = _u8(len(self.layers), "n_layers")
+        return (self._HEAD.pack(n, 0, *self.in_shape, self.out_scale, self.out_zero_point,
+                                self.blob_size, self.blob_crc32, 0)
+                + b"".join(layer.pack() for layer in self.layers))
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BackboneInit:
+        _need(payload, cls.HEADER, "BACKBONE_INIT", exact=False)
+        n, _, h, w, c, scale, zp, size, crc, _ = cls._HEAD.unpack_from(payload)
+        _need(payload, cls.HEADER + n * BackboneLayerRecord.SIZE, "BACKBONE_INIT")
+        rec = BackboneLayerRecord.SIZE
+        layers = tuple(BackboneLayerRecord.unpack(payload[cls.HEADER + i * rec:
+                                                          cls.HEADER + (i + 1) * rec])
+                       for i in range(n))
+        return cls((h, w, c), scale, zp, size, crc, layers)
+
+
+@dataclass(frozen=True)
+class BackboneInitResult:
+    blob_size: int
+    n_features: int
+    act_bytes: int  # largest activation tensor (one of two buffers)
+    scratch_bytes: int  # largest kernel scratch buffer
+    macs: int  # multiply-accumulates per sample
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IHHIII")
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.blob_size, self.n_features, 0, self.act_bytes,
+                            self.scratch_bytes, self.macs)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BackboneInitResult:
+        _need(payload, cls._S.size, "BACKBONE_INIT response")
+        size, nf, _, act, scratch, macs = cls._S.unpack(payload)
+        return cls(size, nf, act, scratch, macs)
+
+
+@dataclass(frozen=True)
+class BackboneWrite:
+    offset: int
+    data: bytes
+
+    OVERHEAD: ClassVar[int] = 4
+
+    def pack(self) -> bytes:
+        return struct.pack("<I", self.offset) + bytes(self.data)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BackboneWrite:
+        _need(payload, 4, "BACKBONE_WRITE", exact=False)
+        return cls(struct.unpack_from("<I", payload)[0], bytes(payload[4:]))
+
+
+@dataclass(frozen=True, eq=False)
+class FeaturesResult:
+    """FEATURES response: int8 backbone output [count][n_features]."""
+
+    features: np.ndarray
+
+    OVERHEAD: ClassVar[int] = 4
+
+    def pack(self) -> bytes:
+        f = np.asarray(self.features, dtype=np.int8)
+        return struct.pack("<HH", f.shape[0], f.shape[1]) + f.tobytes()
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> FeaturesResult:
+        _need(payload, 4, "FEATURES response", exact=False)
+        count, nf = struct.unpack_from("<HH", payload)
+        _need(payload, 4 + count * nf, "FEATURES response")
+        return cls(np.frombuffer(payload, np.int8, offset=4).reshape(count, nf).copy())
+
+
+@dataclass(frozen=True)
+class BackboneInfo:
+    param_capacity: int
+    act_capacity: int
+    scratch_capacity: int
+    max_layers: int
+    kernels: int  # KernelImpl
+    state: int  # 0 none, 1 loaded (blob not verified yet), 2 verified
+    n_layers: int
+    n_features: int
+    blob_size: int
+    max_sample_features: int  # DATA_CONFIG n_features limit (backbone input size)
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IIIHBBHHIHH")
+    SIZE: ClassVar[int] = 28
+
+    @property
+    def kernels_name(self) -> str:
+        try:
+            return {KernelImpl.TINYRIG_C: "tinyrig (plain C)",
+                    KernelImpl.TINYRIG_DSP: "tinyrig (Cortex-M DSP)",
+                    KernelImpl.CMSIS_NN: "CMSIS-NN"}[KernelImpl(self.kernels)]
+        except ValueError:
+            return f"kernels {self.kernels}"
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.param_capacity, self.act_capacity, self.scratch_capacity,
+                            self.max_layers, self.kernels, self.state, self.n_layers,
+                            self.n_features, self.blob_size, self.max_sample_features, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> BackboneInfo:
+        _need(payload, cls.SIZE, "BACKBONE_INFO response")
+        return cls(*cls._S.unpack(payload)[:-1])
 
 
 # --- fault frames ----------------------------------------------------------------------

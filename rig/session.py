@@ -234,7 +234,7 @@ class TrainingSession:
         # the validation set before SELECT) into slots [0, window) just before using it.
         record = 1 + train.n_features * DType.coerce(train.dtype).itemsize
         fits = n_total * record <= hello.data_capacity
-        self.window: int | None = None if fits else min(hello.data_capacity // record, 0xFFFF)
+        self.window = None if fits else min(hello.data_capacity // record, 0xFFFF)
         if self.window is not None and self.window < spec.batch:
             raise RigError(
                 f"{hello.board} stores at most {self.window} samples of {record} B "
@@ -306,7 +306,16 @@ class TrainingSession:
         """SELECT on both sides (mask strategies recompute their masks each epoch). With
         Inspect.masks the device's masks are read and compared too; returns the verdict and
         the device's row masks (None when not read)."""
-        dev = self.device.select(self.val_start, len(self.val))
+        if self.window is None:
+            dev = self.device.select(self.val_start, len(self.val))
+        else:  # the validation set goes through the sample window too
+            if len(self.val) > self.window:
+                raise RigError(
+                    f"SELECT needs the {len(self.val)} validation samples on the device at "
+                    f"once, but it holds {self.window}: set val_samples <= {self.window} "
+                    "(lab_config.yaml training: or the board's training: overrides)")
+            self.device.write_samples(0, self.val.labels, self.val.q)
+            dev = self.device.select(0, len(self.val))
         gold = self.golden.select(self.x_val)
         v = Verdict("select")
         for layer, (kd, kg) in enumerate(zip(dev.k, gold.k, strict=True)):
@@ -437,6 +446,11 @@ def _n_params(dims: tuple[int, ...]) -> int:
     return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=False))
 
 
+class DoesNotFit(RigError):
+    """The run needs more than the device stated in HELLO (layers, width, parameters,
+    batch)."""
+
+
 def check_fits(spec: RunSpec, hello: HelloInfo) -> None:
     """Raise a RigError naming the limit when the model or batch exceed what the device
     said in HELLO (instead of a bare NO_SPACE / BAD_ARG NAK halfway through prepare)."""
@@ -451,7 +465,7 @@ def check_fits(spec: RunSpec, hello: HelloInfo) -> None:
     if spec.batch > hello.max_batch:
         problems.append(f"batch {spec.batch} > max_batch {hello.max_batch}")
     if problems:
-        raise RigError(f"the run does not fit {hello.board}: {'; '.join(problems)} (dims "
+        raise DoesNotFit(f"the run does not fit {hello.board}: {'; '.join(problems)} (dims "
                        f"{'-'.join(map(str, dims))}). Give the board a smaller job in "
                        f"lab_config.yaml (boards.{hello.board}.training: dims/batch)")
 

@@ -4,8 +4,10 @@ source hash, rebuilding."""
 from __future__ import annotations
 
 import hashlib
+import importlib.util
 import json
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -180,21 +182,52 @@ def test_rebuild_needs_cross_compiler(tmp_path: Path, monkeypatch: pytest.Monkey
         firmware.rebuild("mps2-an386", tmp_path / "build")
 
 
+def makefile_boards() -> list[str]:
+    """`BOARDS` of firmware/Makefile: what `make -C firmware prebuilt` builds."""
+    mk = firmware.FIRMWARE_SRC / "Makefile"
+    if not mk.is_file():
+        return ["mps2-an386"]
+    m = re.search(r"^BOARDS\s*:=\s*(.+)$", mk.read_text(), re.M)
+    return m.group(1).split() if m else ["mps2-an386"]
+
+
 @pytest.mark.slow
 @pytest.mark.toolchain
-def test_rebuild_reproduces_prebuilt(tmp_path: Path) -> None:
+@pytest.mark.parametrize("board", makefile_boards())
+def test_rebuild_reproduces_prebuilt(tmp_path: Path, board: str) -> None:
     if shutil.which("arm-none-eabi-gcc") is None:
         pytest.skip("arm-none-eabi-gcc not installed")
     if not (firmware.FIRMWARE_SRC / "Makefile").is_file():
         pytest.skip("firmware sources not present")
-    elf = firmware.rebuild("mps2-an386", tmp_path / "build")
-    assert elf == tmp_path / "build" / "mps2-an386" / "tinyrig.elf" and elf.stat().st_size
+    elf = firmware.rebuild(board, tmp_path / "build")
+    assert elf == tmp_path / "build" / board / "tinyrig.elf" and elf.stat().st_size
     try:
-        img = image_for("mps2-an386")
+        img = image_for(board)
     except (FirmwareNotFound, FirmwareMismatch):
         return
     if firmware.stale_reason(img) is None:  # same sources: reproducible, same bytes
         assert firmware.sha256_file(elf) == img.sha256
+
+
+def test_manifest_has_every_board_with_its_memory() -> None:
+    """`make prebuilt` builds every board of the Makefile, and the manifest's memory record
+    (flash / static RAM / stack) is what tools/sizes.py reads from the image itself."""
+    pre = firmware.FIRMWARE_SRC / "prebuilt"
+    tool = firmware.FIRMWARE_SRC / "tools" / "sizes.py"
+    if not (pre / "manifest.json").is_file() or not tool.is_file():
+        pytest.skip("no prebuilt images or firmware tools in this checkout")
+    entries = {e["board"]: e for e in json.loads((pre / "manifest.json").read_text())["images"]}
+    assert set(makefile_boards()) <= set(entries)
+    spec = importlib.util.spec_from_file_location("tinyrig_sizes", tool)
+    assert spec is not None and spec.loader is not None
+    sizes = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sizes)
+    for board, entry in entries.items():
+        mem = entry.get("memory")
+        assert mem == sizes.elf_sizes(pre / entry["file"]), board
+        assert mem["ram_used"] <= mem["ram"], f"{board} does not fit its RAM"
+        # real boards have no QEMU machine but a pyocd target, and vice versa
+        assert (entry["qemu_machine"] is None) == (entry["pyocd_target"] is not None), board
 
 
 def test_native_binary() -> None:

@@ -16,5 +16,12 @@
 #define TR_MAX_LAYERS 6u
 #define TR_MAX_WIDTH 256u
 #define TR_MAX_BATCH 64u
+/* int8 backbone (src/backbone.h): parameter blob, each of two activation buffers, kernel
+ * scratch. The default digits CNN (rig/golden/quant.py) uses 1,568 + 2 x 1,024 + 48 B. */
+#define TR_BACKBONE_CAPACITY (64u * 1024u)
+#define TR_BACKBONE_ACT_CAPACITY (16u * 1024u)
+#define TR_BACKBONE_SCRATCH (4u * 1024u)
+#define TR_BACKBONE_MAX_LAYERS 8u
+#define TR_MAX_SAMPLE_FEATURES 2032u /* backbone inputs up to 2032 B (one DATA_WRITE) */
 
 #endif

@@ -17,8 +17,9 @@ int32_t tr_depthwise_conv_s8_get_buffer_size(const tr_nn_dims *input_dims,
 static inline int8_t out_ch(int32_t acc, const tr_nn_per_channel_quant_params *q, int32_t oc,
                             const tr_nn_dw_conv_params *p)
 {
-    return tr_nn_clamp_s8(tr_nn_requant(acc, q->multiplier[oc], q->shift[oc]) + p->output_offset,
-                          p->activation.min, p->activation.max);
+    return tr_nn_clamp_s8(
+        tr_nn_addw(tr_nn_requant(acc, q->multiplier[oc], q->shift[oc]), p->output_offset),
+        p->activation.min, p->activation.max);
 }
 
 tr_nn_status tr_depthwise_conv_s8(const tr_nn_context *ctx, const tr_nn_dw_conv_params *dw_params,

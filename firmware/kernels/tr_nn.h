@@ -10,6 +10,9 @@
  *   out  = clamp(y + output_offset, act.min, act.max)    int8; ReLU/ReLU6 are folded into
  *                                                         act.min/act.max by the host
  *
+ * All int32 sums (the accumulator, y + output_offset) wrap around on overflow (two's
+ * complement), as SMLAD and CMSIS-NN's C code do; only absurd parameters get there.
+ *
  * Offsets are the negated zero points, as in TFLite/CMSIS-NN: input_offset in [-127, 128],
  * output_offset in [-128, 127]. Tensors are NHWC; conv filters [C_OUT][KH][KW][C_IN];
  * depthwise filters [1][KH][KW][C_IN·ch_mult] (output channel = ic·ch_mult + m); FC

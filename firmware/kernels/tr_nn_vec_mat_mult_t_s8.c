@@ -17,7 +17,8 @@ uint8_t tr_nn_implementation(void) { return TR_NN_DSP_NATIVE ? TR_NN_IMPL_DSP : 
 static inline void finish(int8_t *dst, int32_t acc, const int32_t *mult, const int32_t *shift,
                           int32_t dst_offset, int32_t act_min, int32_t act_max)
 {
-    *dst = tr_nn_clamp_s8(tr_nn_requant(acc, *mult, *shift) + dst_offset, act_min, act_max);
+    *dst = tr_nn_clamp_s8(tr_nn_addw(tr_nn_requant(acc, *mult, *shift), dst_offset), act_min,
+                          act_max);
 }
 
 #if TR_NN_DSP

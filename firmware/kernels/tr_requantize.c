@@ -31,10 +31,11 @@ tr_nn_status tr_requantize_s32_s8(const int32_t *input, int8_t *output, int32_t 
             return TR_NN_ARG_ERROR;
     for (int32_t i = 0; i < n;) {
         for (int32_t c = 0; c < channels; c++, i++)
-            output[i] = tr_nn_clamp_s8(tr_nn_requant(input[i], quant_params->multiplier[c],
-                                                     quant_params->shift[c]) +
-                                           output_offset,
-                                       activation->min, activation->max);
+            output[i] = tr_nn_clamp_s8(
+                tr_nn_addw(tr_nn_requant(input[i], quant_params->multiplier[c],
+                                         quant_params->shift[c]),
+                           output_offset),
+                activation->min, activation->max);
     }
     return TR_NN_SUCCESS;
 }

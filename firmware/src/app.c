@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "backbone.h"
 #include "board_config.h"
 #include "dataset.h"
 #include "hal.h"
@@ -18,6 +19,7 @@ static void reset_all(void)
 {
     mlp_reset(&model);
     dataset_reset(&data);
+    backbone_reset();
 }
 
 /* ---- handlers (one per message type; validate everything, then act) ---------------- */
@@ -322,6 +324,63 @@ static tr_status_t h_mask_read(const uint8_t *req, uint16_t len, uint8_t *resp, 
     return TR_OK;
 }
 
+/* ---- int8 backbone (src/backbone.c) ---------------------------------------------------- */
+
+static tr_status_t h_backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp,
+                                   uint16_t *rl, tr_err_t *err)
+{
+    return backbone_init(req, len, resp, rl, err);
+}
+
+static tr_status_t h_backbone_write(const uint8_t *req, uint16_t len, uint8_t *resp,
+                                    uint16_t *rl, tr_err_t *err)
+{
+    (void)resp;
+    *rl = 0;
+    return backbone_write(req, len, err);
+}
+
+static tr_status_t h_backbone_info(const uint8_t *req, uint16_t len, uint8_t *resp,
+                                   uint16_t *rl, tr_err_t *err)
+{
+    (void)req;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    *rl = backbone_info(resp);
+    return TR_OK;
+}
+
+/* FEATURES: int8 backbone output of stored samples [start, start+count). */
+static tr_status_t h_features(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                              tr_err_t *err)
+{
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    const uint32_t start = rd_u32(req);
+    const uint16_t count = rd_u16(req + 4);
+    if (!backbone_active())
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no BACKBONE_INIT");
+    if (!data.configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no DATA_CONFIG");
+    const uint16_t nf = backbone_n_features();
+    if (4u + (uint32_t)count * nf > TR_MAX_PAYLOAD)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "count*n_features > max_payload-4");
+    if ((uint64_t)start + count > data.n_samples)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "sample index >= n_samples");
+    for (uint32_t i = start; i < start + count; i++)
+        if (!dataset_has(&data, i))
+            return tr_fail(err, TR_E_BAD_STATE, 0, "sample not written");
+    tr_status_t st = backbone_check(&data, err);
+    if (st != TR_OK)
+        return st;
+    wr_u16(resp, count);
+    wr_u16(resp + 2, nf);
+    for (uint16_t n = 0; n < count; n++)
+        backbone_features(&data, start + n, (int8_t *)(resp + 4 + (uint32_t)n * nf));
+    *rl = (uint16_t)(4u + (uint32_t)count * nf);
+    return TR_OK;
+}
+
 /* Dispatch table, keyed by message type. */
 static const proto_cmd_t cmds[] = {
     {MSG_HELLO, h_hello},
@@ -333,6 +392,10 @@ static const proto_cmd_t cmds[] = {
     {MSG_PARAM_WRITE, h_param_write},
     {MSG_PARAM_READ, h_param_read},
     {MSG_TRAIN_CONFIG, h_train_config},
+    {MSG_BACKBONE_INIT, h_backbone_init},
+    {MSG_BACKBONE_WRITE, h_backbone_write},
+    {MSG_FEATURES, h_features},
+    {MSG_BACKBONE_INFO, h_backbone_info},
     {MSG_DATA_CONFIG, h_data_config},
     {MSG_DATA_WRITE, h_data_write},
     {MSG_TRAIN_STEP, h_train_step},
@@ -343,6 +406,7 @@ static const proto_cmd_t cmds[] = {
 };
 
 /* Sizes the response buffers rely on. */
+_Static_assert(TR_MAX_PAYLOAD >= BB_INFO_SIZE + 4, "BACKBONE_INFO / INIT responses must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 2 + 2 * TR_MAX_WIDTH, "MASK_READ must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 24 + 2 * TR_MAX_LAYERS, "TRAIN_STEP response must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 4 + 2 * TR_MAX_BATCH, "TRAIN_STEP request must fit");

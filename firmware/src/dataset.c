@@ -22,8 +22,8 @@ tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err
     uint8_t dtype = p[2];
     float scale = rd_f32(p + 4), zp = rd_f32(p + 8);
     uint32_t ns = rd_u32(p + 12);
-    if (nf == 0 || nf > TR_MAX_WIDTH)
-        return tr_fail(err, TR_E_BAD_ARG, 0, "n_features not in 1..max_width");
+    if (nf == 0 || nf > TR_MAX_SAMPLE_FEATURES)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "n_features not in 1..max sample features");
     if (dtype > DS_S8)
         return tr_fail(err, TR_E_BAD_ARG, 2, "dtype not 0/1/2");
     if (!f32_finite(scale))
@@ -68,6 +68,11 @@ int dataset_has(const dataset_t *ds, uint32_t i)
 }
 
 uint8_t dataset_label(const dataset_t *ds, uint32_t i) { return store[(size_t)i * ds->rec_size]; }
+
+const uint8_t *dataset_raw(const dataset_t *ds, uint32_t i)
+{
+    return store + (size_t)i * ds->rec_size + 1;
+}
 
 void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
 {

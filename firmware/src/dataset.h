@@ -8,6 +8,13 @@
 #include "board_config.h"
 #include "tr_status.h"
 
+/* Features per stored sample. Without a backbone the head needs n_features = dims[0] <=
+ * max_width anyway; a backbone (backbone.h) may take bigger images. Boards may raise it
+ * (BACKBONE_INFO reports it); a sample must still fit one DATA_WRITE. */
+#ifndef TR_MAX_SAMPLE_FEATURES
+#define TR_MAX_SAMPLE_FEATURES TR_MAX_WIDTH
+#endif
+
 #define DS_F32 0u
 #define DS_U8 1u
 #define DS_S8 2u
@@ -33,5 +40,7 @@ int dataset_has(const dataset_t *ds, uint32_t i);
 uint8_t dataset_label(const dataset_t *ds, uint32_t i);
 /* Decode the features of sample i into out[n_features]. Caller checked i. */
 void dataset_decode(const dataset_t *ds, uint32_t i, float *out);
+/* The stored (encoded) feature bytes of sample i. Caller checked i. */
+const uint8_t *dataset_raw(const dataset_t *ds, uint32_t i);
 
 #endif

@@ -3,6 +3,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "backbone.h"
 #include "hal.h"
 #include "strategy.h"
 #include "tr_marker.h"
@@ -191,8 +192,11 @@ tr_status_t mlp_check_range(const mlp_t *m, const dataset_t *ds, uint32_t start,
         return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
     if (!ds->configured)
         return tr_fail(err, TR_E_BAD_STATE, 0, "no DATA_CONFIG");
-    if (ds->n_features != m->dims[0])
-        return tr_fail(err, TR_E_BAD_STATE, 0, "dims[0] != n_features");
+    tr_status_t bst = backbone_check(ds, err); /* TR_OK when there is no backbone */
+    if (bst != TR_OK)
+        return bst;
+    if (backbone_input_width(ds) != m->dims[0])
+        return tr_fail(err, TR_E_BAD_STATE, 0, "dims[0] != n_features (or backbone features)");
     if ((uint64_t)start + count > ds->n_samples)
         return tr_fail(err, TR_E_BAD_ARG, start_off, "sample index >= n_samples");
     for (uint32_t i = start; i < start + count; i++) {
@@ -207,7 +211,7 @@ tr_status_t mlp_check_range(const mlp_t *m, const dataset_t *ds, uint32_t start,
 void mlp_forward_range(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count)
 {
     for (uint16_t n = 0; n < count; n++)
-        dataset_decode(ds, start + n, m->act[0] + (size_t)n * m->dims[0]);
+        backbone_input(ds, start + n, m->act[0] + (size_t)n * m->dims[0]);
     forward(m, count);
 }
 
@@ -351,7 +355,7 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
 
     /* Forward, loss, output error. */
     for (uint16_t n = 0; n < batch; n++)
-        dataset_decode(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
+        backbone_input(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
     forward(m, batch);
     tr_mark_begin(TR_MARK_LOSS);
     float loss_sum = 0.0f;

@@ -4,7 +4,8 @@
 Usage: manifest.py --build BUILD_DIR --out PREBUILT_DIR BOARD [BOARD ...]
 
 Per image: board, file (relative to the manifest), sha256 of the ELF, size (text/data/bss
-from arm-none-eabi-size), toolchain (first line of arm-none-eabi-gcc --version),
+from arm-none-eabi-size), memory (flash / static RAM / stack / RAM, tools/sizes.py),
+toolchain (first line of arm-none-eabi-gcc --version),
 source_hash (tools/srchash.py = HELLO build_hash), protocol_version (src/proto.h),
 qemu_machine and pyocd_target (boards/<board>/board.mk; null when the board has none).
 No timestamps: the manifest is reproducible.
@@ -22,6 +23,7 @@ from pathlib import Path
 
 FW = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(FW / "tools"))
+from sizes import elf_sizes  # noqa: E402
 from srchash import source_hash  # noqa: E402
 
 
@@ -75,6 +77,7 @@ def main() -> int:
             "file": elf.name,
             "sha256": hashlib.sha256(elf.read_bytes()).hexdigest(),
             "size": elf_size(elf, a.cross),
+            "memory": elf_sizes(elf),  # flash, static_ram, stack, ram, ram_used (sizes.py)
             "toolchain": toolchain,
             "source_hash": src_hash,
             "protocol_version": protocol_version(),

@@ -8,7 +8,7 @@ docs/training.md ("int8 backbone"):
 
     acc = wrap32(bias + Σ (x + input_offset)·w)        int32 accumulator (wraps like SMLAD)
     y   = requantize(acc, multiplier[oc], shift[oc])   TFLite MultiplyByQuantizedMultiplier
-    out = clip(y + output_offset, act_min, act_max)
+    out = clip(wrap32(y + output_offset), act_min, act_max)
 
 Tensors are NHWC; conv filters [OC][KH][KW][C]; depthwise filters [1][KH][KW][C·mult];
 FC filters [OC][IN].
@@ -93,7 +93,7 @@ def requantize(acc: np.ndarray | int, multiplier: np.ndarray | int,
 
 def _finish(acc: np.ndarray, multiplier: np.ndarray, shift: np.ndarray, output_offset: int,
             act_min: int, act_max: int) -> np.ndarray:
-    y = requantize(acc, multiplier, shift) + output_offset
+    y = wrap32(requantize(acc, multiplier, shift) + output_offset)
     return np.clip(y, act_min, act_max).astype(np.int8)
 
 
@@ -331,6 +331,26 @@ class QBackbone:
     @property
     def macs(self) -> int:
         return sum(layer.macs for layer in self.layers)
+
+    def blob(self) -> bytes:
+        """The parameter blob BACKBONE_WRITE fills (docs/protocol.md): per layer with
+        parameters, int8 weights (zero-padded to 4 bytes), then int32 bias, multiplier,
+        shift per output channel, little-endian."""
+        parts: list[bytes] = []
+        for layer in self.layers:
+            if not layer.op.has_params:
+                continue
+            oc = layer.out_shape[2]
+            w = np.ascontiguousarray(layer.weights, dtype=np.int8).tobytes()
+            parts.append(w + bytes(-len(w) % 4))
+            bias = np.zeros(oc, np.int64) if layer.bias is None else layer.bias
+            for arr in (bias, layer.multiplier, layer.shift):
+                a = np.asarray(arr, dtype=np.int64).reshape(-1)
+                if a.shape != (oc,):
+                    raise ValueError(f"layer {layer.name or layer.op.name}: {a.shape} values "
+                                     f"for {oc} output channels")
+                parts.append(a.astype("<i4").tobytes())
+        return b"".join(parts)
 
     def forward(self, x: np.ndarray) -> np.ndarray:
         """int8 inputs [N, H·W·C] (or [N, H, W, C]) -> int8 features [N, n_features]."""

@@ -54,6 +54,8 @@ class ElfImage:
     entry: int
     symbols: dict[str, Symbol]
     segments: list[Segment]
+    #: ARM ELF mapping symbols, sorted: (address, "t" Thumb code | "d" data | "a" Arm code)
+    mapping: tuple[tuple[int, str], ...] = ()
 
     def symbol(self, name: str) -> Symbol:
         try:
@@ -64,6 +66,30 @@ class ElfImage:
     def functions(self, prefix: str = "") -> dict[str, Symbol]:
         return {n: s for n, s in self.symbols.items()
                 if s.kind == STT_FUNC and n.startswith(prefix)}
+
+    def code_ranges(self, sym: Symbol) -> list[tuple[int, int]]:
+        """[lo, hi) pieces of a function that are Thumb code, not literal pools (from the
+        $t / $d mapping symbols; the whole function if the image has none)."""
+        lo, hi = sym.address, sym.address + sym.size
+        if not self.mapping:
+            return [(lo, hi)]
+        state = "t"
+        for addr, kind in self.mapping:  # state in force at lo
+            if addr > lo:
+                break
+            state = kind
+        out, start = [], lo if state == "t" else None
+        for addr, kind in self.mapping:
+            if addr <= lo or addr >= hi:
+                continue
+            if kind == "t" and start is None:
+                start = addr
+            elif kind != "t" and start is not None:
+                out.append((start, addr))
+                start = None
+        if start is not None:
+            out.append((start, hi))
+        return out
 
     def read(self, address: int, size: int) -> bytes:
         """Bytes of the loaded image at `address` (from the segments' file contents)."""
@@ -100,6 +126,7 @@ def read_elf(path: str | Path) -> ElfImage:
         sections = [struct.unpack_from("<IIIIIIIIII", data, shoff + i * shentsize)
                     for i in range(shnum)]
         symbols: dict[str, Symbol] = {}
+        mapping: list[tuple[int, str]] = []
         for sh in sections:
             if sh[1] != SHT_SYMTAB:
                 continue
@@ -112,7 +139,9 @@ def read_elf(path: str | Path) -> ElfImage:
                     continue
                 end = data.index(b"\0", str_off + st_name)
                 name = data[str_off + st_name:end].decode("ascii", "replace")
-                if name.startswith("$"):  # mapping symbols $t, $d, $a
+                if name.startswith("$"):  # mapping symbols $t, $d, $a (+ ".suffix")
+                    if name[1:2] in ("t", "d", "a") and (len(name) == 2 or name[2] == "."):
+                        mapping.append((st_value & ~1, name[1]))
                     continue
                 sym = Symbol(name, st_value, st_size, st_info & 0xF, st_info >> 4)
                 # Prefer a global definition over a local one of the same name.
@@ -120,4 +149,4 @@ def read_elf(path: str | Path) -> ElfImage:
                     symbols[name] = sym
     except (struct.error, ValueError, IndexError) as exc:
         raise ElfError(f"{p}: damaged ELF ({exc})") from exc
-    return ElfImage(p, entry, symbols, segments)
+    return ElfImage(p, entry, symbols, segments, tuple(sorted(set(mapping))))

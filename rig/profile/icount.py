@@ -22,6 +22,7 @@ import json
 import os
 import shutil
 import subprocess
+import tempfile
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -108,7 +109,9 @@ def plugin_build_dir() -> Path:
 
 def build_plugin(out_dir: Path | None = None) -> Path:
     """Build (if its sources changed) and return libtrcount.so. Needs `make` and a host C
-    compiler; the result lives outside the firmware source hash (firmware/build/)."""
+    compiler; the result lives outside the firmware source hash (firmware/build/, or
+    $TINYRIG_PLUGIN_DIR). Concurrent builders (pytest-xdist) each build in a private
+    directory and move the results into place atomically."""
     out = (out_dir or plugin_build_dir()) / _plugin_source_hash()
     lib = out / "libtrcount.so"
     if lib.is_file() and (out / "libthumbclass.so").is_file():
@@ -117,11 +120,18 @@ def build_plugin(out_dir: Path | None = None) -> Path:
         if shutil.which(tool) is None:
             raise ToolMissing(f"{tool} not found: needed to build the QEMU plugin "
                               "(apt-get install -y build-essential)")
-    proc = subprocess.run(["make", "-C", str(PLUGIN_SRC), f"OUT={out}"], capture_output=True,
-                          text=True, timeout=120)
-    if proc.returncode != 0 or not lib.is_file():
-        tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
-        raise PluginError(f"building the QEMU plugin failed:\n{tail}")
+    out.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".build-", dir=out))
+    try:
+        proc = subprocess.run(["make", "-C", str(PLUGIN_SRC), f"OUT={tmp}"],
+                              capture_output=True, text=True, timeout=120)
+        if proc.returncode != 0 or not (tmp / "libtrcount.so").is_file():
+            tail = "\n".join((proc.stdout + proc.stderr).splitlines()[-20:])
+            raise PluginError(f"building the QEMU plugin failed:\n{tail}")
+        for name in ("libthumbclass.so", "libtrcount.so"):  # the plugin last: it is the flag
+            os.replace(tmp / name, out / name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
     return lib
 
 

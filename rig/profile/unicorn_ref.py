@@ -1,7 +1,8 @@
 """An independent emulator for the instruction counts: the firmware image on unicorn.
 
-`UnicornFirmware` boots the same ELF on unicorn's Cortex-M4 (with the FPU enabled, as the
-firmware's reset code does through CPACR), models the board's UART on the MMIO bus, and
+`UnicornFirmware` boots the same ELF on unicorn's Cortex-M4 with the FPU enabled (CPACR
+CP10/CP11 full access, set before the first instruction; the firmware's reset code writes
+the same value again), models the board's UART on the MMIO bus, and
 is a `Transport`: the rig's own link, device client and `TrainingSession` drive it exactly
 as they drive QEMU, so both emulators execute the same firmware on the same bytes. A code
 hook counts every executed instruction between the same `tr_mark_*` markers the QEMU
@@ -21,12 +22,12 @@ interrupt handlers from its windows.
 from __future__ import annotations
 
 from collections import Counter
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rig.errors import LinkError, RigError
+from rig.errors import RigError
 from rig.profile.elf import ElfImage, read_elf
 from rig.profile.icount import RECORD_WINDOWS, marker_windows
 
@@ -45,6 +46,8 @@ class BoardModel:
     ram: tuple[tuple[int, int], ...]  # (base, size) plain memory regions
     uart_base: int
     uart_size: int = 0x1000
+    #: the firmware function that polls the receiver (its STATE reads mean "waiting")
+    rx_poll: str = "uart_getc"
 
 
 BOARDS: dict[str, BoardModel] = {
@@ -122,6 +125,8 @@ class UnicornFirmware:
         self._idle = False
         self._empty_polls = 0
         self._fault: str | None = None
+        rx = self.elf.symbol(self.board.rx_poll)
+        self._rx_lo, self._rx_hi = rx.address, rx.address + max(rx.size, 2)
         self._uc = self._boot()
 
     # ------------------------------------------------------------------ machine
@@ -142,6 +147,10 @@ class UnicornFirmware:
         self._pc = int.from_bytes(vec[4:8], "little")
         uc.reg_write(a.UC_ARM_REG_MSP, sp)
         uc.reg_write(a.UC_ARM_REG_SP, sp)
+        # CPACR (0xE000ED88) bits 20-23: CP10/CP11 full access, as the reset code sets it.
+        # Unicorn keeps the System Control Space as plain memory here, so also tell the CPU.
+        uc.mem_write(0xE000ED88, (0xF << 20).to_bytes(4, "little"))
+        uc.reg_write(a.UC_ARM_REG_C1_C0_2, 0xF << 20)
         text_hi = max(s.paddr + len(s.data) for s in self.elf.segments if s.paddr < 0x20000000)
         uc.hook_add(uc_mod.UC_HOOK_CODE, self._on_insn, begin=0, end=text_hi)
         uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_intr)
@@ -174,12 +183,15 @@ class UnicornFirmware:
         if offset == 0x4:  # STATE: bit0 TX full (never), bit1 RX full
             if self._rx:
                 return 2
-            # putc reads STATE too (TX full?); the receive loop is idle when it polls an
-            # empty receiver twice with no data moved in between.
-            self._empty_polls += 1
-            if self._empty_polls >= 2:
-                self._idle = True
-                uc.emu_stop()
+            # putc reads STATE too (TX full?), so only the receive poll counts; the main
+            # loop polls until the receiver is empty and then handles the frame, so it is
+            # idle at the second empty poll with no data moved in between.
+            pc = uc.reg_read(self._arm.UC_ARM_REG_PC)
+            if self._rx_lo <= pc < self._rx_hi:
+                self._empty_polls += 1
+                if self._empty_polls >= 2:
+                    self._idle = True
+                    uc.emu_stop()
             return 0
         return 0
 
@@ -310,19 +322,3 @@ def it_instructions(elf: ElfImage) -> set[int]:
             if insn.mnemonic.startswith("it"):
                 out.add(insn.address)
     return out
-
-
-def run_with_device(elf: str | Path, body: Callable[[Any, UnicornFirmware], None], *,
-                    cond_branches: Mapping[int, int] | None = None,
-                    timeout: float = 2.0) -> UnicornFirmware:
-    """Boot `elf` on unicorn, connect the rig's device client to it, run `body(device, fw)`."""
-    from rig.device import Device
-    from rig.link.link import Link
-
-    fw = UnicornFirmware(elf, cond_branches=cond_branches)
-    try:
-        device = Device(Link(fw, timeout=timeout, retries=0))
-        body(device, fw)
-    except LinkError as exc:
-        raise UnicornError(f"{fw.name}: link error: {exc}") from exc
-    return fw

@@ -3,15 +3,16 @@
  * The default job's head (64-32-10 = 2410 parameters) needs 3 x 2410 x 4 = 29 KB for
  * parameters, momentum and last step alone, so the microbit trains a smaller head on the
  * same digits task: 64-8-10 (610 parameters; lab_config.yaml boards.microbit.training).
- * Budget (bytes, measured with `make sizes` and STATS):
- *   params + momentum + last step  3 x 650 x 4            7800
- *   activations (2+1) x 2 x 64 x 4, errors 2 x 2 x 64 x 4  2560
- *   model masks/scratch (mlp_t)                          ~1050
- *   samples: a window of 8 records of 65 B (the host streams each batch into it)  520
- *   protocol: RX ring 64 + RX/response/TX-COBS buffers of 172 B   ~580
- *   strategies: tinypropv2 scores 256, budget order 256     512
- *   stack                                                 2048
- * Batch at most 2; the velocity strategies are left out (board.mk). */
+ * Budget (bytes; `make sizes` and the STATS message measure it):
+ *   params + momentum + last step: 3 x 650 x 4                         7800
+ *   activations (2+1) x 2 x 64 x 4, errors 2 x 2 x 64 x 4               2560
+ *   model masks and scratch (mlp_t)                                    ~1050
+ *   samples: a window of 8 records of 65 B (the host streams each batch)  520
+ *   protocol: RX ring 64 + RX / response / TX-COBS buffers of 332 B    ~1070
+ *   strategies: tinypropv2 scores 256, budget order 256                  512
+ *   stack 1536 (peak measured with every strategy: 656; the fault report adds ~350)
+ * Batch at most 2; the velocity strategies are left out (board.mk). A payload of 320 B
+ * (not less) keeps lockstep reads of W[0] (512 floats) at 7 requests. */
 #ifndef TR_BOARD_CONFIG_H
 #define TR_BOARD_CONFIG_H
 
@@ -23,7 +24,7 @@
 #define TR_UART_TX_PIN 24u /* micro:bit v1 interface-chip UART: P0.24 TX, P0.25 RX */
 #define TR_UART_RX_PIN 25u
 
-#define TR_MAX_PAYLOAD 160u
+#define TR_MAX_PAYLOAD 320u
 #define TR_RX_RING 64u
 #define TR_PARAM_CAPACITY 650u
 #define TR_DATA_CAPACITY 520u

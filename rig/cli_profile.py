@@ -1,0 +1,167 @@
+"""`rig profile`: the command-line face of `rig.profiling` (registered by `rig.cli`).
+
+    rig profile                          full + tinyprop on the lab default target (QEMU with
+                                         the instruction-count plugin), lab training settings
+    rig profile --strategy static        ... plus static
+    rig profile --only --strategy neq    only neq
+    rig profile --steps 20 --epochs 1    a quick look
+    rig profile --monitor ppk2 --monitor-opt port=/dev/ttyACM1   + energy (measured)
+
+Writes `<out>/profile.json` (summary and every step), `<out>/report.html` and PNG charts,
+and prints the per-phase table. Exit status: 0, 1 if the device disagreed with the golden
+model during the run (the figures are still written), 2 rig error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import sys
+from pathlib import Path
+from typing import Any
+
+DEFAULT_OUT = "out/profile"
+
+
+def add_parser(sub: Any) -> None:
+    p = sub.add_parser("profile", help="cost per training phase and strategy: MACs, "
+                                       "instructions (QEMU), cycles and energy (model)")
+    p.add_argument("--target", help="auto | qemu | board | a target name (default: the lab's)")
+    p.add_argument("--strategy", action="append", default=[],
+                   help="profile this strategy too (repeatable; default set: full, tinyprop)")
+    p.add_argument("--only", action="store_true",
+                   help="only the --strategy ones, not the default set")
+    p.add_argument("--epochs", type=int)
+    p.add_argument("--steps", type=int, help="at most this many TRAIN_STEPs per strategy")
+    p.add_argument("--batch", type=int)
+    p.add_argument("--lr", type=float)
+    p.add_argument("--train-samples", type=int)
+    p.add_argument("--test-samples", type=int)
+    p.add_argument("--seed", type=int)
+    p.add_argument("--out", default=DEFAULT_OUT, help=f"output directory ({DEFAULT_OUT})")
+    p.add_argument("--no-icount", action="store_true",
+                   help="do not load the QEMU instruction-count plugin (device counters only)")
+    p.add_argument("--threshold", type=float, default=None,
+                   help="instr/MAC deviation from full that flags a phase (default 0.10)")
+    p.add_argument("--monitor", help="power monitor kind (ppk2, joulescope, lpm01a, ...)")
+    p.add_argument("--monitor-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="option for the monitor (repeatable), e.g. port=/dev/ttyACM1")
+    p.add_argument("--monitor-rate", type=float, default=100_000.0, help="samples per second")
+    p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
+    p.set_defaults(func=cmd_profile)
+
+
+def _monitor(args: argparse.Namespace) -> Any:
+    if not args.monitor:
+        return None
+    from rig.errors import ConfigError
+    from rig.profile.monitors import create_monitor
+
+    opts: dict[str, Any] = {}
+    for item in args.monitor_opt:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise ConfigError(f"--monitor-opt {item!r}: expected KEY=VALUE")
+        try:
+            opts[key] = int(value)
+        except ValueError:
+            try:
+                opts[key] = float(value)
+            except ValueError:
+                opts[key] = value
+    return create_monitor(args.monitor, **opts)
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
+    from rich.table import Table
+
+    from rig.cli import console
+    from rig.config import load_config
+    from rig.profile.report import (
+        SCALING_THRESHOLD,
+        TABLE_HEAD,
+        phase_rows,
+        summarize,
+        write_report,
+    )
+    from rig.profiling import DEFAULT_STRATEGIES, profile_target, spec_for
+    from rig.targets import resolve_target
+
+    lab = load_config(args.config)
+    target = resolve_target(lab, args.target)
+    strategies = list(dict.fromkeys(([] if args.only else list(DEFAULT_STRATEGIES))
+                                    + list(args.strategy)))
+    if not strategies:
+        console.print("[red]--only needs at least one --strategy[/]")
+        return 2
+    spec = spec_for(lab)
+    overrides = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr,
+                 "train_samples": args.train_samples, "test_samples": args.test_samples,
+                 "seed": args.seed}
+    out = Path(args.out)
+    command = "rig " + " ".join(shlex.quote(a) for a in sys.argv[1:]) if sys.argv[1:] else \
+        "rig profile"
+    console.print(f"[bold]rig profile[/]: {', '.join(strategies)} on {target.describe()}"
+                  + (f", ≤{args.steps} steps per strategy" if args.steps else ""))
+    done = {"n": 0}
+
+    def on_step(strategy: str, step: Any) -> None:
+        done["n"] += 1
+        if step.index % 25 == 0:
+            ic = f", {step.icount.total.insns:,} instructions" if step.icount else ""
+            console.print(f"  {strategy}: step {step.index}{ic}")
+
+    monitor = _monitor(args)
+    try:
+        if monitor is not None:
+            monitor.open()
+        run = profile_target(target, lab, strategies, spec, out, overrides=overrides,
+                             icount=not args.no_icount,
+                             max_steps=args.steps, monitor=monitor,
+                             monitor_rate_hz=args.monitor_rate, on_step=on_step)
+    finally:
+        if monitor is not None:
+            monitor.close()
+    threshold = SCALING_THRESHOLD if args.threshold is None else args.threshold
+    summary = summarize(run, threshold=threshold, command=command)
+    sp = summary["spec"]
+    console.print(f"run: dims {'-'.join(map(str, sp.get('dims', [])))}, batch {sp.get('batch')}, "
+                  f"{sp.get('epochs')} epoch(s), lr {sp.get('lr')}"
+                  + "".join(f"; {n}" for n in run.notes))
+    paths = write_report(run, summary, out, charts=not args.no_charts)
+
+    t = Table(title=f"{summary['board']} ({summary['cpu']}, {summary['clock_hz'] / 1e6:g} MHz)"
+                    f" — per TRAIN_STEP, mean over the run")
+    band = TABLE_HEAD.index("cycles band")  # in the HTML report; too wide for a terminal
+    for h in TABLE_HEAD[:band] + TABLE_HEAD[band + 1:]:
+        t.add_column(h, justify="right")
+    for row in phase_rows(summary, ratio_digits=2):
+        t.add_row(*(row[:band] + row[band + 1:]),
+                  style="red" if row[-2].endswith("FLAG") else None)
+    console.print(t)
+    lab_ = summary["labels"]
+    console.print(f"labels: {lab_['insns']}; {lab_['cycles']}; {lab_['latency']}; "
+                  f"{lab_['energy']} ({summary['power_model']['basis']}); device counters: "
+                  f"{lab_['counters']}")
+    for name, st in summary["strategies"].items():
+        r = st.get("step_ratio_vs_full")
+        if r:
+            console.print(f"{name} / full per step: MACs ×{r['macs']:.3f}, instructions "
+                          f"×{r['insns']:.3f}, cycles ×{r['cycles']:.3f}")
+        sel = st.get("select")
+        if sel and sel.get("insns") is not None:
+            console.print(f"{name}: SELECT ×{sel['count']}: {sel['macs']:,.0f} MACs, "
+                          f"{sel['insns']:,.0f} instructions each")
+        em = st.get("energy_measured")
+        if em:
+            console.print(f"{name}: {em['label']} {em['per_step_j'] * 1e6:.2f} µJ/step "
+                          f"({em['windows']} windows, {em['detail']})")
+    for f in summary["flags"]:
+        console.print(f"[yellow]flag[/] {f['strategy']}/{f['phase']} [{f['kind']}]: "
+                      f"{f['message']}")
+    console.print(f"report: {paths['html']}  data: {paths['json']}")
+    bad = [n for n, st in summary["strategies"].items() if not st["ok"]]
+    if bad:
+        console.print(f"[red bold]device and golden model disagreed for {', '.join(bad)}[/]")
+        return 1
+    return 0

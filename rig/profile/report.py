@@ -1,0 +1,608 @@
+"""Profile summary and report: predicted MACs vs measured instructions and model cycles,
+per phase and per strategy, with energy; written as JSON, HTML and PNG.
+
+Labels (DESIGN.md §3, every figure says where it came from):
+`MACs (golden model)`, `instructions (QEMU)`, `cycles (model, <core>)`,
+`latency (model)` = model cycles / the board's clock, `energy (model)` (rig.profile.energy,
+E = V·I(f)·t), `energy (measured)` (a power monitor, windows marked per TRAIN_STEP),
+and the device's own counters under the label HELLO gives them.
+
+Scaling check. The golden model predicts each phase's MACs; if a phase's cost scaled with
+its MACs, its instructions per MAC would be the same for every strategy. For each phase
+with MACs in both runs we compare a strategy's instructions/MAC with the `full` strategy's
+(the dense reference, same data, same code path for the dense parts):
+
+    deviation = (instr/MAC)_strategy / (instr/MAC)_full - 1,  flagged when |deviation| > X
+
+X = 10 % (`SCALING_THRESHOLD`). Why 10 %: the forward pass runs the same code for every
+strategy and differs only through data-dependent branches (ReLU, expf/logf paths); that
+moves its instr/MAC by at most 1.3 % between strategies (measured on the reference task,
+all seven strategies: -1.3 % .. 0.0 %, docs/profiling.md), so 10 % is almost an order of
+magnitude above the noise of identical code. Per-row and per-neuron work that does not
+shrink with k (mask tests over all N rows, bias sums over the full error, clearing the
+previous step's record) shows up as +4 % .. +120 % in sparse backward and update phases.
+A flagged phase spends more than a tenth of its cost on work the MAC count does not
+predict (deviation > 0: saves less than promised; < 0: more).
+
+Also reported per phase when the per-step MACs vary (sparse strategies): a least-squares
+fit instructions = a·MACs + b over the steps: `a` the marginal instructions per MAC, `b`
+the per-step cost that no MAC count predicts.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import io
+import json
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from rig.profile.cycles import CortexM0Model, CortexM4Model, NotApplicable, model_for
+from rig.profile.energy import MEASURED, MODELLED, BoardPowerModel, EnergyResult, PhaseWork
+from rig.profile.icount import LABEL as ICOUNT_LABEL
+from rig.profile.icount import PHASES, StepCounts, WindowCounts
+
+SCALING_THRESHOLD = 0.10
+
+
+# ------------------------------------------------------------------ what a run recorded
+
+
+@dataclass
+class StepProfile:
+    strategy: str
+    epoch: int
+    index: int  # step number within the strategy's run, from 1
+    skipped: bool
+    k: list[int]
+    golden_k: list[int]
+    counters: dict[str, int]  # the device's phase counters (HELLO counter kind)
+    macs: dict[str, int]  # predicted by the golden model for this step
+    icount: StepCounts | None
+    wall_s: float
+    ok: bool
+
+    @property
+    def tie(self) -> bool:
+        """Device and golden chose different k (near-ties in top-k): the MAC prediction
+        follows the golden model's choice for this step."""
+        return self.k != self.golden_k
+
+
+@dataclass
+class SelectProfile:
+    strategy: str
+    epoch: int
+    macs: int
+    icount: StepCounts | None
+
+
+@dataclass
+class StrategyRun:
+    strategy: str
+    spec: dict[str, Any]  # the RunSpec, as a mapping
+    steps: list[StepProfile] = field(default_factory=list)
+    selects: list[SelectProfile] = field(default_factory=list)
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+    ok: bool = True
+    failures: str = ""
+    measured: list[EnergyResult] = field(default_factory=list)  # per step, if a monitor ran
+    measured_dropped: int = 0  # step windows the monitor's trace did not cover
+    wall_s: float = 0.0
+
+
+@dataclass
+class ProfileRun:
+    board: str
+    cpu: str
+    clock_hz: float
+    target: str
+    hello: Any  # rig.protocol.HelloInfo
+    counter_label: str
+    power: BoardPowerModel
+    icount: bool  # instruction counts (QEMU plugin) recorded
+    runs: list[StrategyRun] = field(default_factory=list)
+    monitor: str | None = None
+    notes: list[str] = field(default_factory=list)  # how the run was adapted to the board
+
+    def run_of(self, strategy: str) -> StrategyRun:
+        for r in self.runs:
+            if r.strategy == strategy:
+                return r
+        raise KeyError(strategy)
+
+
+def as_jsonable(obj: Any) -> Any:
+    """Dataclasses, numpy scalars and paths as plain JSON values."""
+    if hasattr(obj, "as_dict"):
+        return as_jsonable(obj.as_dict())
+    if hasattr(obj, "__dataclass_fields__"):
+        return {k: as_jsonable(v) for k, v in asdict(obj).items()}
+    if isinstance(obj, dict):
+        return {str(k): as_jsonable(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [as_jsonable(v) for v in obj]
+    if isinstance(obj, np.generic):
+        return obj.item()
+    if isinstance(obj, Path):
+        return str(obj)
+    return obj
+
+
+MACS_LABEL = "MACs (golden model)"
+#: windows reported besides the four phases: loss is inside forward; other = in the step,
+#: in no phase; step = the whole TRAIN_STEP
+EXTRA_WINDOWS = ("loss", "other", "step")
+
+
+@dataclass(frozen=True)
+class Flag:
+    strategy: str
+    phase: str
+    kind: str  # "scaling", "no-reference", "unmodelled", "tie", "verdict"
+    message: str
+
+    def as_dict(self) -> dict[str, str]:
+        return {"strategy": self.strategy, "phase": self.phase, "kind": self.kind,
+                "message": self.message}
+
+
+def _sum_counts(items: Sequence[WindowCounts]) -> WindowCounts:
+    total = WindowCounts.zero()
+    for w in items:
+        total = total + w
+    return total
+
+
+def _window(step: Any, name: str) -> WindowCounts:
+    ic = step.icount
+    if ic is None:
+        return WindowCounts.zero()
+    if name == "other":
+        return ic.other
+    if name == "step":
+        return ic.total
+    return ic.phase(name)
+
+
+def cycle_models(cpu: str) -> list[CortexM4Model | CortexM0Model]:
+    try:
+        return [model_for(cpu)]
+    except NotApplicable:
+        return [CortexM4Model()]
+
+
+def _fit(macs: np.ndarray, insns: np.ndarray) -> dict[str, float] | None:
+    if len(macs) < 3 or float(np.ptp(macs)) == 0.0:
+        return None
+    a, b = np.polyfit(macs.astype(float), insns.astype(float), 1)
+    pred = a * macs + b
+    ss_res = float(np.sum((insns - pred) ** 2))
+    ss_tot = float(np.sum((insns - insns.mean()) ** 2))
+    return {"insns_per_mac": float(a), "fixed_insns": float(b),
+            "r2": 1.0 - ss_res / ss_tot if ss_tot > 0 else 1.0}
+
+
+def summarize_strategy(run: ProfileRun, sr: StrategyRun) -> dict[str, Any]:
+    n = max(len(sr.steps), 1)
+    models = cycle_models(run.cpu)
+    out: dict[str, Any] = {"steps": len(sr.steps), "skipped": sum(s.skipped for s in sr.steps),
+                           "ties": sum(s.tie for s in sr.steps), "ok": sr.ok,
+                           "failures": sr.failures.strip()[:2000], "epochs": sr.epochs,
+                           "wall_s": sr.wall_s, "phases": {}}
+    for name in (*PHASES, *EXTRA_WINDOWS):
+        macs_steps = np.array([s.macs.get(name, 0) if name in PHASES else
+                               (sum(s.macs.values()) if name == "step" else 0)
+                               for s in sr.steps], dtype=np.int64)
+        wins = [_window(s, name) for s in sr.steps]
+        total = _sum_counts(wins)
+        insn_steps = np.array([w.insns for w in wins], dtype=np.int64)
+        ph: dict[str, Any] = {
+            "macs": float(macs_steps.sum()) / n,
+            "macs_total": int(macs_steps.sum()),
+            "insns": total.insns / n if run.icount else None,
+            "insns_total": total.insns if run.icount else None,
+            "insns_per_mac": (total.insns / float(macs_steps.sum())
+                              if run.icount and macs_steps.sum() else None),
+            "classes": {k: v / n for k, v in total.classes.items()},
+            "extra": {k: v / n for k, v in total.extra.items()},
+            "cycles": {},
+        }
+        if run.icount:
+            for m in models:
+                try:
+                    est = m.estimate(total.classes, total.extra)
+                except NotApplicable as exc:
+                    ph["cycles"][m.core] = {"label": f"cycles (model, {m.core})",
+                                            "not_applicable": str(exc)}
+                    continue
+                ph["cycles"][m.core] = {"label": est.label, "nominal": est.nominal / n,
+                                        "low": est.low / n, "high": est.high / n,
+                                        "by_class": {k: v / n for k, v in
+                                                     est.by_class.items()}}
+            main = next((c for c in ph["cycles"].values() if "nominal" in c), None)
+            if main is not None and run.clock_hz:
+                ph["latency_s"] = main["nominal"] / run.clock_hz
+                e = run.power.phase(name, PhaseWork(cycles=main["nominal"],
+                                                    origin=main["label"]))
+                ph["energy_j"] = e.energy_j
+                ph["energy_label"] = MODELLED
+            fit = _fit(macs_steps, insn_steps) if name in PHASES else None
+            if fit is not None:
+                ph["fit"] = fit
+        if name in (*PHASES, "step"):
+            cnt = np.array([sum(s.counters.get(p, 0) for p in PHASES) if name == "step"
+                            else s.counters.get(name, 0) for s in sr.steps], dtype=np.float64)
+            ph["device_counter"] = float(cnt.mean()) if len(cnt) else 0.0
+            if not run.icount and "DWT" in run.counter_label and run.clock_hz:
+                # a board's cycle counter is the measurement: latency and energy from it
+                ph["latency_s"] = ph["device_counter"] / run.clock_hz
+                e = run.power.phase(name, PhaseWork(cycles=ph["device_counter"],
+                                                    origin=run.counter_label))
+                ph["energy_j"] = e.energy_j
+                ph["energy_label"] = MODELLED
+        out["phases"][name] = ph
+    if sr.selects:
+        sel = [s.icount.total for s in sr.selects if s.icount is not None]
+        out["select"] = {"count": len(sr.selects),
+                         "macs": float(np.mean([s.macs for s in sr.selects])),
+                         "insns": (_sum_counts(sel).insns / len(sel)) if sel else None}
+    if sr.measured:
+        per_step = [e.energy_j for e in sr.measured]
+        out["energy_measured"] = {"label": MEASURED, "windows": len(per_step),
+                                  "dropped_windows": sr.measured_dropped,
+                                  "per_step_j": float(np.mean(per_step)),
+                                  "detail": sr.measured[0].detail,
+                                  "mean_duration_s": float(np.mean([e.duration_s for e in
+                                                                    sr.measured]))}
+    return out
+
+
+def summarize(run: ProfileRun, threshold: float = SCALING_THRESHOLD,
+              command: str = "") -> dict[str, Any]:
+    models = cycle_models(run.cpu)
+    main_core = models[0].core
+    summary: dict[str, Any] = {
+        "command": command,
+        "board": run.board, "cpu": run.cpu, "clock_hz": run.clock_hz, "target": run.target,
+        "build_hash": run.hello.build_hash, "counter_label": run.counter_label,
+        "power_model": {"board": run.power.board, "voltage_v": run.power.voltage_v,
+                        "current_ma_per_mhz": run.power.current_ma_per_mhz,
+                        "clock_hz": run.power.clock_hz, "basis": run.power.basis},
+        "labels": {"macs": MACS_LABEL, "insns": ICOUNT_LABEL,
+                   "cycles": f"cycles (model, {main_core})",
+                   "latency": f"latency (model) at {run.clock_hz / 1e6:g} MHz",
+                   "energy": MODELLED, "energy_measured": MEASURED,
+                   "counters": run.counter_label},
+        "scaling_threshold": threshold,
+        "spec": as_jsonable(run.runs[0].spec) if run.runs else {},
+        "strategies": {sr.strategy: summarize_strategy(run, sr) for sr in run.runs},
+        "monitor": run.monitor,
+        "notes": list(run.notes),
+    }
+    flags: list[Flag] = []
+    strategies = summary["strategies"]
+    ref = strategies.get("full")
+    for name, st in strategies.items():
+        if not st["ok"]:
+            flags.append(Flag(name, "-", "verdict", "device and golden model disagree: "
+                              + st["failures"].splitlines()[0] if st["failures"] else ""))
+        if st["ties"]:
+            flags.append(Flag(name, "-", "tie", f"{st['ties']} step(s) where device and golden "
+                              "chose different k (near-ties); MACs follow the golden choice"))
+        for ph in PHASES:
+            cur = st["phases"][ph]
+            cyc = cur["cycles"].get(main_core, {}).get("nominal")
+            if ref is not None:
+                rp = ref["phases"][ph]
+                cur["ratio_vs_full"] = {
+                    "macs": cur["macs"] / rp["macs"] if rp["macs"] else None,
+                    "counter": (cur["device_counter"] / rp["device_counter"])
+                    if rp.get("device_counter") else None,
+                    "insns": (cur["insns"] / rp["insns"]) if run.icount and rp["insns"]
+                    else None,
+                    "cycles": (cyc / rp["cycles"][main_core]["nominal"])
+                    if cyc is not None and rp["cycles"].get(main_core, {}).get("nominal")
+                    else None,
+                }
+            if not run.icount:
+                continue
+            ipm = cur["insns_per_mac"]
+            if ipm is None:
+                if cur["insns"]:
+                    flags.append(Flag(name, ph, "unmodelled",
+                                      f"{cur['insns']:.0f} instructions/step with no predicted "
+                                      "MACs"))
+                continue
+            if ref is None or name == "full":
+                continue
+            ref_ipm = ref["phases"][ph]["insns_per_mac"]
+            if ref_ipm is None:
+                fwd = st["phases"]["forward"]["insns_per_mac"]
+                flags.append(Flag(name, ph, "no-reference",
+                                  f"{ipm:.2f} instr/MAC (its forward: {fwd or 0:.2f}); full "
+                                  f"has no {ph} phase to compare with"))
+                continue
+            dev = ipm / ref_ipm - 1.0
+            cur["ipm_deviation"] = dev
+            cur["flag"] = abs(dev) > threshold
+            if cur["flag"]:
+                flags.append(Flag(name, ph, "scaling",
+                                  f"{ipm:.2f} instr/MAC vs {ref_ipm:.2f} for full "
+                                  f"({dev:+.0%}, threshold ±{threshold:.0%}): cost does "
+                                  f"not scale with the predicted MACs"))
+        if ref is not None and name != "full" and run.icount:
+            s_tot = st["phases"]["step"]
+            r_tot = ref["phases"]["step"]
+            st["step_ratio_vs_full"] = {
+                "macs": s_tot["macs"] / r_tot["macs"] if r_tot["macs"] else None,
+                "insns": s_tot["insns"] / r_tot["insns"] if r_tot["insns"] else None,
+                "cycles": (s_tot["cycles"][main_core]["nominal"] /
+                           r_tot["cycles"][main_core]["nominal"])
+                if "nominal" in s_tot["cycles"].get(main_core, {}) else None,
+            }
+    summary["flags"] = [f.as_dict() for f in flags]
+    return summary
+
+
+# ------------------------------------------------------------------ rendering
+
+
+def _png(fig: Any) -> bytes:
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=110, bbox_inches="tight")
+    return buf.getvalue()
+
+
+def figures(summary: Mapping[str, Any], run: ProfileRun | None = None) -> dict[str, bytes]:
+    """PNG charts: per-phase bars per strategy, sparse/full ratios, energy, class mix,
+    and (with the run) instructions per step."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    strategies = list(summary["strategies"])
+    core = summary["labels"]["cycles"]
+    main_core = core.split(", ", 1)[1].rstrip(")")
+    out: dict[str, bytes] = {}
+    x = np.arange(len(PHASES))
+    width = 0.8 / max(len(strategies), 1)
+
+    fig, axes = plt.subplots(1, 3, figsize=(15, 4))
+    for i, s in enumerate(strategies):
+        ph = summary["strategies"][s]["phases"]
+        macs = [ph[p]["macs"] for p in PHASES]
+        insns = [ph[p]["insns"] or 0 for p in PHASES]
+        cyc = [ph[p]["cycles"].get(main_core, {}).get("nominal", 0) for p in PHASES]
+        for ax, vals in zip(axes, (macs, insns, cyc), strict=True):
+            ax.bar(x + i * width, vals, width, label=s)
+    for ax, title in zip(axes, (summary["labels"]["macs"], summary["labels"]["insns"], core),
+                         strict=True):
+        ax.set_xticks(x + width * (len(strategies) - 1) / 2, PHASES)
+        ax.set_title(f"{title} per step")
+        ax.legend()
+    fig.suptitle(f"{summary['board']}: per-phase cost per TRAIN_STEP")
+    out["phases.png"] = _png(fig)
+    plt.close(fig)
+
+    others = [s for s in strategies if s != "full"]
+    if "full" in strategies and others:
+        fig, ax = plt.subplots(figsize=(10, 4))
+        kinds = ("macs", "insns", "cycles")
+        bw = 0.8 / (len(kinds) * len(others))
+        for j, s in enumerate(others):
+            ph = summary["strategies"][s]["phases"]
+            for i, kind in enumerate(kinds):
+                vals = [(ph[p].get("ratio_vs_full") or {}).get(kind) or 0 for p in PHASES]
+                ax.bar(x + (j * len(kinds) + i) * bw, vals, bw,
+                       label=f"{s}: {kind}")
+        ax.axhline(1.0, color="k", lw=0.5)
+        ax.set_xticks(x + bw * (len(kinds) * len(others) - 1) / 2, PHASES)
+        ax.set_ylabel("sparse / full")
+        ax.set_title("Predicted MAC ratio vs measured instruction and model-cycle ratio")
+        ax.legend(fontsize=8)
+        out["ratios.png"] = _png(fig)
+        plt.close(fig)
+
+    fig, ax = plt.subplots(figsize=(8, 4))
+    bottom = np.zeros(len(strategies))
+    for p in PHASES:
+        vals = np.array([(summary["strategies"][s]["phases"][p].get("energy_j") or 0) * 1e6
+                         for s in strategies])
+        ax.bar(strategies, vals, bottom=bottom, label=p)
+        bottom += vals
+    ax.set_ylabel("µJ per step")
+    ax.set_title(f"{summary['labels']['energy']} per step ({summary['power_model']['basis']})",
+                 fontsize=9)
+    ax.legend()
+    out["energy.png"] = _png(fig)
+    plt.close(fig)
+
+    colors = plt.get_cmap("tab20").colors
+    fig, axes = plt.subplots(1, len(strategies), figsize=(6 * len(strategies), 4),
+                             squeeze=False)
+    for ax, s in zip(axes[0], strategies, strict=True):
+        ph = summary["strategies"][s]["phases"]
+        classes = sorted({c for p in PHASES for c in ph[p]["classes"]},
+                         key=lambda c: -sum(ph[p]["classes"].get(c, 0) for p in PHASES))
+        bottom = np.zeros(len(PHASES))
+        for i, c in enumerate(classes[:12]):
+            vals = np.array([ph[p]["classes"].get(c, 0) for p in PHASES])
+            ax.bar(PHASES, vals, bottom=bottom, label=c, color=colors[i % len(colors)])
+            bottom += vals
+        rest = np.array([sum(v for c, v in ph[p]["classes"].items() if c not in classes[:12])
+                         for p in PHASES])
+        ax.bar(PHASES, rest, bottom=bottom, label="other classes", color="0.6")
+        ax.set_title(f"{s}: instruction classes per step")
+        ax.legend(fontsize=7)
+    out["classes.png"] = _png(fig)
+    plt.close(fig)
+
+    if run is not None and run.icount:
+        fig, ax = plt.subplots(figsize=(10, 4))
+        for sr in run.runs:
+            ax.plot([s.index for s in sr.steps],
+                    [s.icount.total.insns if s.icount else 0 for s in sr.steps], label=sr.strategy)
+        ax.set_xlabel("step")
+        ax.set_ylabel(ICOUNT_LABEL)
+        ax.set_title("Instructions per TRAIN_STEP")
+        ax.legend()
+        out["steps.png"] = _png(fig)
+        plt.close(fig)
+    return out
+
+
+def _fmt(v: Any, digits: int = 0) -> str:
+    if v is None:
+        return "–"
+    if isinstance(v, float):
+        return f"{v:,.{digits}f}"
+    return str(v)
+
+
+def phase_rows(summary: Mapping[str, Any], ratio_digits: int = 3) -> list[list[str]]:
+    """Rows of the main table (columns: `TABLE_HEAD`), per TRAIN_STEP, mean over the run."""
+    core = summary["labels"]["cycles"].split(", ", 1)[1].rstrip(")")
+    rows = []
+    for s, st in summary["strategies"].items():
+        for p in (*PHASES, *EXTRA_WINDOWS):
+            ph = st["phases"][p]
+            cyc = ph["cycles"].get(core, {})
+            ratio = ph.get("ratio_vs_full") or {}
+            rows.append([
+                s, p, _fmt(ph["macs"]), _fmt(ph["insns"]), _fmt(ph["insns_per_mac"], 2),
+                _fmt(cyc.get("nominal")) if "nominal" in cyc else
+                ("n/a" if "not_applicable" in cyc else "–"),
+                (f"{cyc['low']:,.0f}–{cyc['high']:,.0f}" if "nominal" in cyc else "–"),
+                (f"{ph['latency_s'] * 1e3:.3f}" if ph.get("latency_s") is not None else "–"),
+                (f"{ph['energy_j'] * 1e6:.2f}" if ph.get("energy_j") is not None else "–"),
+                "/".join(f"{ratio[k]:.{ratio_digits}f}" if ratio.get(k) is not None else "–"
+                         for k in ("macs", "insns", "cycles")) if ratio else "",
+                (f"{ph['ipm_deviation']:+.1%}{' FLAG' if ph.get('flag') else ''}"
+                 if "ipm_deviation" in ph else ""),
+                _fmt(ph.get("device_counter")),
+            ])
+    return rows
+
+
+TABLE_HEAD = ["strategy", "phase", "MACs (golden)", "instr (QEMU)", "instr/MAC",
+              "cycles (model)", "cycles band", "latency ms", "energy µJ (model)",
+              "/full: MACs / instr / cycles", "instr/MAC vs full", "device counter"]
+
+
+def render_html(summary: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
+    esc = html.escape
+    lab = summary["labels"]
+    parts = [
+        "<!doctype html><html><head><meta charset='utf-8'><title>tinyrig profile</title>",
+        "<style>body{font-family:sans-serif;margin:2em}table{border-collapse:collapse;"
+        "font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}"
+        "th{background:#eee}td:first-child,td:nth-child(2){text-align:left}"
+        ".flag{color:#b00}.note{color:#555;font-size:12px}</style></head><body>",
+        f"<h1>tinyrig profile: {esc(summary['board'])} ({esc(summary['cpu'])}, "
+        f"{summary['clock_hz'] / 1e6:g} MHz)</h1>",
+        f"<p class='note'>command: <code>{esc(summary.get('command') or '')}</code><br>"
+        f"target {esc(summary['target'])}, firmware build {esc(summary['build_hash'][:12])}; "
+        f"device counters: {esc(summary['counter_label'])}<br>"
+        f"spec: {esc(json.dumps(summary.get('spec', {})))}"
+        + "".join(f"<br>{esc(n)}" for n in summary.get("notes", [])) + "</p>",
+        "<h2>Headline</h2><ul>",
+    ]
+    core = lab["cycles"].split(", ", 1)[1].rstrip(")")
+    for s, st in summary["strategies"].items():
+        step = st["phases"]["step"]
+        cyc = step["cycles"].get(core, {})
+        line = (f"<b>{esc(s)}</b>: {st['steps']} steps ({st['skipped']} skipped), "
+                f"{_fmt(step['macs'])} MACs/step, {_fmt(step['insns'])} {esc(lab['insns'])}"
+                f"/step, {_fmt(cyc.get('nominal'))} {esc(lab['cycles'])}/step → "
+                f"{(step.get('latency_s') or 0) * 1e3:.2f} ms, "
+                f"{(step.get('energy_j') or 0) * 1e6:.1f} µJ {esc(lab['energy'])}")
+        r = st.get("step_ratio_vs_full")
+        if r:
+            line += (f"; vs full: MACs ×{r['macs']:.3f}, instructions ×{r['insns']:.3f}, "
+                     f"cycles ×{(r['cycles'] or 0):.3f}")
+        sel = st.get("select")
+        if sel:
+            line += (f"; SELECT (×{sel['count']}): {_fmt(sel['macs'])} MACs, "
+                     f"{_fmt(sel['insns'])} instructions each")
+        em = st.get("energy_measured")
+        if em:
+            line += f"; {esc(em['label'])} {em['per_step_j'] * 1e6:.1f} µJ/step"
+        final = st["epochs"][-1] if st["epochs"] else None
+        if final:
+            line += f"; test acc device {final['device_acc']:.4f}"
+        line += "" if st["ok"] else " <span class='flag'>(device ≠ golden!)</span>"
+        parts.append(f"<li>{line}</li>")
+    parts.append("</ul><h2>Per phase</h2><table><tr>")
+    parts += [f"<th>{esc(h)}</th>" for h in TABLE_HEAD]
+    parts.append("</tr>")
+    for row in phase_rows(summary):
+        cls = " class='flag'" if row[-2].endswith("FLAG") else ""
+        parts.append(f"<tr{cls}>" + "".join(f"<td>{esc(c)}</td>" for c in row) + "</tr>")
+    parts.append("</table>")
+    parts.append(
+        f"<p class='note'>loss ⊂ forward (softmax, loss and output error; the protocol's four "
+        f"counters include it in forward). other = inside the TRAIN_STEP but in no phase. "
+        f"Flag: instructions/MAC differs from full's by more than "
+        f"±{summary['scaling_threshold']:.0%} (see docs/profiling.md). Device counter: "
+        f"{esc(lab['counters'])}. Cycles are "
+        f"{esc(lab['cycles'])}: Arm TRM timings, zero wait states, band = what the model "
+        f"cannot know. Energy: {esc(lab['energy'])}, "
+        f"{esc(summary['power_model']['basis'])}.</p>")
+    fits = [(s, p, st["phases"][p]["fit"]) for s, st in summary["strategies"].items()
+            for p in PHASES if st["phases"][p].get("fit")]
+    if fits:
+        parts.append("<h2>Per-step fit: instructions = a·MACs + b</h2><table><tr><th>strategy"
+                     "</th><th>phase</th><th>a (instr/MAC, marginal)</th><th>b (instr/step, "
+                     "fixed)</th><th>r²</th></tr>")
+        for s, p, f in fits:
+            parts.append(f"<tr><td>{esc(s)}</td><td>{p}</td><td>{f['insns_per_mac']:.3f}</td>"
+                         f"<td>{f['fixed_insns']:,.0f}</td><td>{f['r2']:.4f}</td></tr>")
+        parts.append("</table>")
+    if summary["flags"]:
+        parts.append("<h2>Flags</h2><ul>")
+        parts += [f"<li class='flag'>{esc(f['strategy'])} / {esc(f['phase'])} "
+                  f"[{esc(f['kind'])}]: {esc(f['message'])}</li>" for f in summary["flags"]]
+        parts.append("</ul>")
+    for name, data in pngs.items():
+        parts.append(f"<h3>{esc(name)}</h3><img src='data:image/png;base64,"
+                     f"{base64.b64encode(data).decode()}'>")
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(run: ProfileRun, summary: Mapping[str, Any], out_dir: Path,
+                 charts: bool = True) -> dict[str, Path]:
+    """summary.json, profile.json (summary + every step), report.html, PNG charts."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    paths: dict[str, Path] = {}
+    detail = dict(summary)
+    detail["runs"] = [{"strategy": sr.strategy,
+                       "steps": [{"epoch": s.epoch, "index": s.index, "skipped": s.skipped,
+                                  "k": s.k, "golden_k": s.golden_k, "counters": s.counters,
+                                  "macs": s.macs, "ok": s.ok,
+                                  "icount": s.icount.as_dict() if s.icount else None}
+                                 for s in sr.steps],
+                       "selects": [{"epoch": x.epoch, "macs": x.macs,
+                                    "icount": x.icount.as_dict() if x.icount else None}
+                                   for x in sr.selects],
+                       "measured": [as_jsonable(e) for e in sr.measured]}
+                      for sr in run.runs]
+    paths["summary"] = out_dir / "summary.json"
+    paths["summary"].write_text(json.dumps(as_jsonable(summary), indent=1), encoding="utf-8")
+    paths["json"] = out_dir / "profile.json"
+    paths["json"].write_text(json.dumps(as_jsonable(detail), indent=1), encoding="utf-8")
+    pngs = figures(summary, run) if charts else {}
+    for name, data in pngs.items():
+        p = out_dir / name
+        p.write_bytes(data)
+        paths[name] = p
+    paths["html"] = out_dir / "report.html"
+    paths["html"].write_text(render_html(summary, pngs), encoding="utf-8")
+    return paths
