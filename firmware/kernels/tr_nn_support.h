@@ -188,10 +188,12 @@ static inline int32_t tr_nn_vec_mat_ext_bytes(int32_t cols)
     return TR_NN_DSP ? (cols / 4) * 8 : 0;
 }
 
-/* ctx provides at least `need` bytes (need 0: anything goes). */
+/* ctx provides at least `need` bytes, 4-aligned (LDRD of the extended input faults on an
+ * unaligned address); need 0: anything goes. */
 static inline int tr_nn_ctx_ok(const tr_nn_context *ctx, int32_t need)
 {
-    return need <= 0 || (ctx && ctx->buf && ctx->size >= need);
+    return need <= 0 ||
+           (ctx && ctx->buf && ((uintptr_t)ctx->buf & 3u) == 0 && ctx->size >= need);
 }
 
 #endif
