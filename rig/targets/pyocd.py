@@ -435,14 +435,13 @@ class PyocdTarget(Target):
                     transport = SerialTransport(url, baudrate=self.baudrate, open_timeout=0)
                 except LinkError as exc:
                     last = str(exc)
-                    if _is_busy(exc):
+                    if _is_busy(exc) and time.monotonic() >= deadline:
                         holders = port_holders(url) if "://" not in url else []
-                        if time.monotonic() >= deadline:
-                            held = f" (held by {', '.join(holders)})" if holders else ""
-                            raise PortBusy(
-                                f"{self.name}: serial port {url} is in use by another "
-                                f"process{held}; close the terminal (minicom, screen, "
-                                "another rig) that has it open") from exc
+                        held = f" (held by {', '.join(holders)})" if holders else ""
+                        raise PortBusy(
+                            f"{self.name}: serial port {url} is in use by another "
+                            f"process{held}; close the terminal (minicom, screen, another "
+                            "rig) that has it open") from exc
                 else:
                     self._port_url = url
                     self._note(f"port {url} open")

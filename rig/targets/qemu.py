@@ -24,6 +24,8 @@ import time
 from pathlib import Path
 from typing import Any
 
+import serial
+
 from rig.config import Board
 from rig.errors import (
     ConfigError,
@@ -143,6 +145,7 @@ class QemuTarget(Target):
                                         f"{_PORT_ATTEMPTS} attempts")
             if gdb is not None:
                 self._gdb(gdb, ["load", "compare-sections", "monitor system_reset"])
+            self._await_boot(transport)
         except BaseException:
             self.close()
             raise
@@ -151,6 +154,7 @@ class QemuTarget(Target):
     def reset(self) -> Transport:
         if self.flash == "gdb" and self._alive() and self._transport is not None:
             self._gdb(find_gdb(), ["monitor system_reset"])
+            self._await_boot(self._transport)
             return self._transport
         self.close()
         return self.start()
@@ -269,6 +273,24 @@ class QemuTarget(Target):
                         f"QEMU did not listen on {url} within {self.start_timeout_s:g} s "
                         f"({exc}): {self.diagnostics()}") from exc
             time.sleep(0.005)
+
+    def _await_boot(self, transport: Transport, limit_s: float = 1.0) -> None:
+        """Wait, without reading, until the guest sends its first byte (the firmware's boot
+        line, sent once its UART is on). QEMU's STM32 USART (netduinoplus2) drops input
+        while CR1.UE/RE are still clear, so a request sent the moment the socket connects
+        is lost and costs a retransmission timeout; the CMSDK and nRF51 UARTs hold it.
+        An image that prints nothing at boot only costs `limit_s`."""
+        port = getattr(transport, "_port", None)
+        deadline = time.monotonic() + limit_s
+        while port is not None and time.monotonic() < deadline:
+            try:
+                if port.in_waiting:
+                    return
+            except (OSError, ValueError, serial.SerialException):
+                return
+            if self._child is None or self._child.poll() is not None:
+                return
+            time.sleep(0.002)
 
     def _alive(self) -> bool:
         return self._child is not None and self._child.poll() is None
