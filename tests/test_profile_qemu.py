@@ -55,20 +55,26 @@ def drive(device: Any, after_step: Callable[[], Any]) -> list[Any]:
     return out
 
 
+def record_results(dev: Any) -> list[Any]:
+    """Wrap dev.train_step so every result is also appended to the returned list."""
+    results: list[Any] = []
+    orig = dev.train_step
+
+    def train_step(*a: Any, **kw: Any) -> Any:
+        r = orig(*a, **kw)
+        results.append(r)
+        return r
+    dev.train_step = train_step  # type: ignore[method-assign]
+    return results
+
+
 def qemu_records(elf: Path, tmp: Path, **options: Any) -> tuple[list[StepCounts], list[Any]]:
     target = QemuTarget("profile-test", {"board": BOARD, "elf": str(elf), **options})
     counter = InstructionCounter(elf, tmp / "icount.jsonl")
     counter.attach(target)
-    results: list[Any] = []
     with connect(target, check_firmware=False) as conn:
         dev = conn.device
-        orig = dev.train_step
-
-        def train_step(*a: Any, **kw: Any) -> Any:
-            r = orig(*a, **kw)
-            results.append(r)
-            return r
-        dev.train_step = train_step  # type: ignore[method-assign]
+        results = record_results(dev)
         recs = drive(dev, counter.take_step)
     return recs, results
 
@@ -147,16 +153,9 @@ def test_device_counters_follow_instructions_under_icount(elf: Path, tmp_path: P
     inside the counter window and one tick of quantisation. (No plugin in this run: under
     -icount QEMU may re-execute the start of a block at an MMIO access.)"""
     target = QemuTarget("profile-icount", {"board": BOARD, "elf": str(elf), "icount": 0})
-    results: list[Any] = []
     with connect(target, check_firmware=False) as conn:
         dev = conn.device
-        orig = dev.train_step
-
-        def train_step(*a: Any, **kw: Any) -> Any:
-            r = orig(*a, **kw)
-            results.append(r)
-            return r
-        dev.train_step = train_step  # type: ignore[method-assign]
+        results = record_results(dev)
         drive(dev, lambda: None)
     assert conn.hello.counter_kind == 2  # SysTick: QEMU has no DWT
     for rec, res in zip(first_run, results, strict=True):

@@ -274,15 +274,22 @@ def test_missing_image(tmp_path: Path) -> None:
         QemuTarget("t", {"elf": str(tmp_path / "none.elf"), "machine": "mps2-an386"}).start()
 
 
-def test_corrupt_prebuilt_refused_before_start(tmp_path: Path, elf: Path,
-                                               monkeypatch: pytest.MonkeyPatch) -> None:
+def use_prebuilt_dir(tmp_path: Path, elf: Path, sha256: str,
+                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """A prebuilt directory holding elf as mps2-an386.elf, listed in its manifest with the
+    given sha256; made the firmware directory for the test."""
     d = tmp_path / "pre"
     d.mkdir()
     shutil.copy(elf, d / "mps2-an386.elf")
     (d / "manifest.json").write_text(
         '{"images": [{"board": "mps2-an386", "file": "mps2-an386.elf", "sha256": "'
-        + "0" * 64 + '", "source_hash": "", "qemu_machine": "mps2-an386"}]}')
+        + sha256 + '", "source_hash": "", "qemu_machine": "mps2-an386"}]}')
     monkeypatch.setenv(firmware.ENV_DIR, str(d))
+
+
+def test_corrupt_prebuilt_refused_before_start(tmp_path: Path, elf: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    use_prebuilt_dir(tmp_path, elf, "0" * 64, monkeypatch)
     target = QemuTarget("t", {"board": BOARD})
     with pytest.raises(FirmwareMismatch, match="corrupt or was replaced"):
         target.start()
@@ -291,13 +298,7 @@ def test_corrupt_prebuilt_refused_before_start(tmp_path: Path, elf: Path,
 
 def test_machine_mismatch_with_manifest(tmp_path: Path, elf: Path,
                                         monkeypatch: pytest.MonkeyPatch) -> None:
-    d = tmp_path / "pre"
-    d.mkdir()
-    shutil.copy(elf, d / "mps2-an386.elf")
-    (d / "manifest.json").write_text(
-        '{"images": [{"board": "mps2-an386", "file": "mps2-an386.elf", "sha256": "'
-        + firmware.sha256_file(elf) + '", "source_hash": "", "qemu_machine": "mps2-an386"}]}')
-    monkeypatch.setenv(firmware.ENV_DIR, str(d))
+    use_prebuilt_dir(tmp_path, elf, firmware.sha256_file(elf), monkeypatch)
     with pytest.raises(FirmwareMismatch, match="for QEMU machine 'mps2-an386'"):
         QemuTarget("t", {"board": BOARD, "machine": "netduinoplus2"}).start()
 

@@ -37,14 +37,6 @@ void hal_uart_write(const uint8_t *data, size_t n)
 }
 
 void hal_log(const char *text) { (void)text; }
-uint32_t hal_counter_read(void) { return 0; }
-uint8_t hal_counter_kind(void) { return HAL_COUNTER_NONE; }
-uint32_t hal_clock_hz(void) { return TR_CLOCK_HZ; }
-void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram)
-{
-    *stack_used = *stack_size = *static_ram = 0; /* a host process: not measured */
-}
-
 void hal_debug_fault(void)
 {
     uint8_t buf[256];

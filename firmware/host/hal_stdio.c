@@ -7,7 +7,6 @@
 #include <string.h>
 #include <unistd.h>
 
-#include "board_config.h"
 #include "fault_sim.h"
 #include "hal.h"
 
@@ -63,14 +62,6 @@ void hal_log(const char *text)
 {
     ssize_t r = write(STDERR_FILENO, text, strlen(text));
     (void)r;
-}
-
-uint32_t hal_counter_read(void) { return 0; }
-uint8_t hal_counter_kind(void) { return HAL_COUNTER_NONE; }
-uint32_t hal_clock_hz(void) { return TR_CLOCK_HZ; }
-void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram)
-{
-    *stack_used = *stack_size = *static_ram = 0; /* a host process: not measured */
 }
 
 void hal_debug_fault(void)

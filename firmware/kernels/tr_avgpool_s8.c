@@ -1,6 +1,7 @@
 /* Average pooling, int8 (CMSIS-NN: arm_avgpool_s8; TFLite reference arithmetic).
  * Each output = (sum of the window's valid inputs) / (their count), rounded half away from
- * zero, then clamped to the activation range. Input and output share one quantization. */
+ * zero, then clamped to the activation range. Input and output share one quantization.
+ * Checks and window loops: tr_nn_pool_s8 (tr_nn_support.h). */
 #include "tr_nn_support.h"
 
 int32_t tr_avgpool_s8_get_buffer_size(int32_t dim_dst_width, int32_t ch_src)
@@ -9,10 +10,15 @@ int32_t tr_avgpool_s8_get_buffer_size(int32_t dim_dst_width, int32_t ch_src)
     return 0;
 }
 
-/* 1 if some window along one axis would hold no input element. */
-static int empty_window(int32_t in, int32_t out, int32_t k, int32_t stride, int32_t pad)
+static int32_t window_avg(const int8_t *in, int32_t w, int32_t n_ch, int32_t c, int32_t ya,
+                          int32_t yb, int32_t xa, int32_t xb)
 {
-    return pad >= k || (out - 1) * stride - pad > in - 1;
+    const int32_t count = (yb - ya) * (xb - xa);
+    int32_t sum = 0;
+    for (int32_t y = ya; y < yb; y++)
+        for (int32_t x = xa; x < xb; x++)
+            sum += in[(y * w + x) * n_ch + c];
+    return sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
 }
 
 tr_nn_status tr_avgpool_s8(const tr_nn_context *ctx, const tr_nn_pool_params *pool_params,
@@ -21,37 +27,6 @@ tr_nn_status tr_avgpool_s8(const tr_nn_context *ctx, const tr_nn_pool_params *po
                            int8_t *output_data)
 {
     (void)ctx;
-    const tr_nn_pool_params *p = pool_params;
-    const int32_t N = input_dims->n, H = input_dims->h, W = input_dims->w, C = input_dims->c;
-    const int32_t KH = filter_dims->h, KW = filter_dims->w, OH = output_dims->h,
-                  OW = output_dims->w;
-    const int32_t sh = p->stride.h, sw = p->stride.w, ph = p->padding.h, pw = p->padding.w;
-    if (N <= 0 || H <= 0 || W <= 0 || C <= 0 || KH <= 0 || KW <= 0 || OH <= 0 || OW <= 0 ||
-        output_dims->c != C || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 ||
-        tr_nn_bad_act(&p->activation) || empty_window(H, OH, KH, sh, ph) ||
-        empty_window(W, OW, KW, sw, pw))
-        return TR_NN_ARG_ERROR;
-
-    for (int32_t n = 0; n < N; n++) {
-        const int8_t *in = input_data + (uint32_t)n * (uint32_t)(H * W * C);
-        for (int32_t oy = 0; oy < OH; oy++) {
-            const int32_t y0 = oy * sh - ph;
-            const int32_t ya = y0 < 0 ? 0 : y0, yb = y0 + KH > H ? H : y0 + KH;
-            for (int32_t ox = 0; ox < OW; ox++) {
-                const int32_t x0 = ox * sw - pw;
-                const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + KW > W ? W : x0 + KW;
-                const int32_t count = (yb - ya) * (xb - xa);
-                for (int32_t c = 0; c < C; c++) {
-                    int32_t sum = 0;
-                    for (int32_t y = ya; y < yb; y++)
-                        for (int32_t x = xa; x < xb; x++)
-                            sum += in[(y * W + x) * C + c];
-                    const int32_t avg =
-                        sum > 0 ? (sum + count / 2) / count : (sum - count / 2) / count;
-                    *output_data++ = tr_nn_clamp_s8(avg, p->activation.min, p->activation.max);
-                }
-            }
-        }
-    }
-    return TR_NN_SUCCESS;
+    return tr_nn_pool_s8(pool_params, input_dims, input_data, filter_dims, output_dims,
+                         output_data, window_avg);
 }

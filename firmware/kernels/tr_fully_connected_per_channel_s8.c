@@ -1,5 +1,5 @@
 /* Fully connected, int8, one multiplier/shift per output (CMSIS-NN:
- * arm_fully_connected_per_channel_s8). */
+ * arm_fully_connected_per_channel_s8). Checks and batch loop: tr_nn_fc_s8 (tr_nn_support.h). */
 #include "tr_nn_support.h"
 
 int32_t tr_fully_connected_per_channel_s8_get_buffer_size(const tr_nn_dims *filter_dims)
@@ -15,26 +15,7 @@ tr_nn_status tr_fully_connected_per_channel_s8(
     int8_t *output_data)
 {
     (void)bias_dims;
-    const int32_t cols = filter_dims->n;
-    const int32_t rows = output_dims->c;
-    const int32_t batches = input_dims->n;
-    if (cols <= 0 || rows <= 0 || batches <= 0 || filter_dims->c != rows ||
-        fc_params->filter_offset != 0 || tr_nn_bad_offset_in(fc_params->input_offset) ||
-        tr_nn_bad_offset_out(fc_params->output_offset) || tr_nn_bad_act(&fc_params->activation))
-        return TR_NN_ARG_ERROR;
-    if (!tr_nn_ctx_ok(ctx, tr_nn_vec_mat_ext_bytes(cols)))
-        return TR_NN_ARG_ERROR;
-    for (int32_t r = 0; r < rows; r++)
-        if (quant_params->shift[r] < -31 || quant_params->shift[r] > 30)
-            return TR_NN_ARG_ERROR;
-    uint32_t *ext = ctx ? (uint32_t *)ctx->buf : NULL;
-    for (int32_t b = 0; b < batches; b++) {
-        tr_nn_vec_mat_mult_t_s8(input_data, filter_data, bias_data, output_data,
-                                fc_params->input_offset, fc_params->output_offset,
-                                quant_params->multiplier, quant_params->shift, 1, cols, rows,
-                                fc_params->activation.min, fc_params->activation.max, ext);
-        input_data += cols;
-        output_data += rows;
-    }
-    return TR_NN_SUCCESS;
+    return tr_nn_fc_s8(ctx, fc_params, quant_params->multiplier, quant_params->shift, 1,
+                       input_dims, input_data, filter_dims, filter_data, bias_data, output_dims,
+                       output_data);
 }

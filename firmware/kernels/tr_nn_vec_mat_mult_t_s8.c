@@ -23,6 +23,14 @@ static inline void finish(int8_t *dst, int32_t acc, const int32_t *mult, const i
 
 #if TR_NN_DSP
 
+/* acc + the dot product of four weights (one word, w0..w3) with the extended input pair
+ * x02 = [x0+o, x2+o], x13 = [x1+o, x3+o]: SXTB16, SXTB16 ROR 8, two SMLAD. */
+static inline int32_t mac4(uint32_t w, uint32_t x02, uint32_t x13, int32_t acc)
+{
+    acc = tr_nn_smlad(tr_nn_sxtb16(w), x02, acc);
+    return tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, acc);
+}
+
 /* GCC's pre-register-allocation scheduler hoists the four weight loads and then spills
  * two row pointers and the loop bound inside the 4-row loop (29 instead of 24
  * instructions per 16 MACs, measured); without it the loop keeps all 14 values in
@@ -68,22 +76,14 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         }
         for (const uint32_t *e = ext; e < ext_end; e += 2) {
             const uint32_t x02 = e[0], x13 = e[1];
-            uint32_t w = tr_nn_read_s8x4(w0);
+            a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
             w0 += 4;
-            a0 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a0);
-            a0 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a0);
-            w = tr_nn_read_s8x4(w1);
+            a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
             w1 += 4;
-            a1 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a1);
-            a1 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a1);
-            w = tr_nn_read_s8x4(w2);
+            a2 = mac4(tr_nn_read_s8x4(w2), x02, x13, a2);
             w2 += 4;
-            a2 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a2);
-            a2 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a2);
-            w = tr_nn_read_s8x4(w3);
+            a3 = mac4(tr_nn_read_s8x4(w3), x02, x13, a3);
             w3 += 4;
-            a3 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a3);
-            a3 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a3);
         }
         for (int32_t c = cols4; c < cols; c++) {
             const int32_t xc = lhs[c] + lhs_offset;
@@ -109,14 +109,10 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         int32_t a1 = bias ? bias[r + 1] : 0;
         for (const uint32_t *e = ext; e < ext_end; e += 2) {
             const uint32_t x02 = e[0], x13 = e[1];
-            uint32_t w = tr_nn_read_s8x4(w0);
+            a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
             w0 += 4;
-            a0 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a0);
-            a0 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a0);
-            w = tr_nn_read_s8x4(w1);
+            a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
             w1 += 4;
-            a1 = tr_nn_smlad(tr_nn_sxtb16(w), x02, a1);
-            a1 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, a1);
         }
         for (int32_t c = cols4; c < cols; c++) {
             const int32_t xc = lhs[c] + lhs_offset;
@@ -133,10 +129,8 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         const int8_t *w0 = rhs + (uint32_t)r * (uint32_t)cols;
         int32_t a0 = bias ? bias[r] : 0;
         for (const uint32_t *e = ext; e < ext_end; e += 2) {
-            const uint32_t w = tr_nn_read_s8x4(w0);
+            a0 = mac4(tr_nn_read_s8x4(w0), e[0], e[1], a0);
             w0 += 4;
-            a0 = tr_nn_smlad(tr_nn_sxtb16(w), e[0], a0);
-            a0 = tr_nn_smlad(tr_nn_sxtb16_ror8(w), e[1], a0);
         }
         for (int32_t c = cols4; c < cols; c++)
             a0 = tr_nn_addw(a0, (lhs[c] + lhs_offset) * *w0++);

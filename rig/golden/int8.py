@@ -194,14 +194,21 @@ def _pool_check(in_hw: Sequence[int], kernel: tuple[int, int], stride: tuple[int
             raise ValueError("a pooling window lies entirely in the padding")
 
 
+def _pool_patches(x: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                  padding: tuple[int, int],
+                  out_hw: tuple[int, int] | None) -> tuple[np.ndarray, np.ndarray]:
+    """The checked pooling windows of x (int64) and their validity mask, as _patches."""
+    if out_hw is None:
+        out_hw = conv_out_hw(x.shape[1:3], kernel, stride, padding, (1, 1))
+    _pool_check(x.shape[1:3], kernel, stride, padding, out_hw)
+    return _patches(x.astype(I64), kernel[0], kernel[1], stride, padding, (1, 1), out_hw)
+
+
 def avgpool_s8(x: np.ndarray, kernel: tuple[int, int], *, stride: tuple[int, int],
                padding: tuple[int, int] = (0, 0), out_hw: tuple[int, int] | None = None,
                act_min: int = -128, act_max: int = 127) -> np.ndarray:
     """tr_avgpool_s8: mean of the valid elements, rounded half away from zero (C division)."""
-    if out_hw is None:
-        out_hw = conv_out_hw(x.shape[1:3], kernel, stride, padding, (1, 1))
-    _pool_check(x.shape[1:3], kernel, stride, padding, out_hw)
-    p, valid = _patches(x.astype(I64), kernel[0], kernel[1], stride, padding, (1, 1), out_hw)
+    p, valid = _pool_patches(x, kernel, stride, padding, out_hw)
     v = valid[None, :, :, :, :, None]
     total = (p * v).sum(axis=(3, 4))
     count = np.broadcast_to(v.sum(axis=(3, 4)), total.shape).astype(I64)
@@ -214,10 +221,7 @@ def maxpool_s8(x: np.ndarray, kernel: tuple[int, int], *, stride: tuple[int, int
                padding: tuple[int, int] = (0, 0), out_hw: tuple[int, int] | None = None,
                act_min: int = -128, act_max: int = 127) -> np.ndarray:
     """tr_maxpool_s8: maximum of the valid elements."""
-    if out_hw is None:
-        out_hw = conv_out_hw(x.shape[1:3], kernel, stride, padding, (1, 1))
-    _pool_check(x.shape[1:3], kernel, stride, padding, out_hw)
-    p, valid = _patches(x.astype(I64), kernel[0], kernel[1], stride, padding, (1, 1), out_hw)
+    p, valid = _pool_patches(x, kernel, stride, padding, out_hw)
     p = np.where(valid[None, :, :, :, :, None], p, -1000)
     return np.clip(p.max(axis=(3, 4)), act_min, act_max).astype(np.int8)
 

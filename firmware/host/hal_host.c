@@ -1,0 +1,12 @@
+/* The HAL parts both host builds share (hal_stdio.c: tinyrig_fw, hal_lib.c:
+ * libtinyrig_core.so): a host process has no cycle counter and no measured stack/RAM. */
+#include "board_config.h"
+#include "hal.h"
+
+uint32_t hal_counter_read(void) { return 0; }
+uint8_t hal_counter_kind(void) { return HAL_COUNTER_NONE; }
+uint32_t hal_clock_hz(void) { return TR_CLOCK_HZ; }
+void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram)
+{
+    *stack_used = *stack_size = *static_ram = 0; /* a host process: not measured */
+}
