@@ -84,8 +84,9 @@ def cmd_run(args: argparse.Namespace) -> int:
     lab = load_config(args.config)
     spec = _spec_from(lab, args)
     target = resolve_target(lab, args.target)
-    inspect = Inspect(masks=args.inspect, updates=args.inspect, params_every=args.params_every,
-                      resync=args.resync)
+    inspect = Inspect(masks=args.inspect, updates=args.inspect,
+                      params_every=1 if args.lockstep else args.params_every,
+                      resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {spec.strategy}, {spec.epochs} epoch(s), "
                   f"target {target.describe()}")
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
@@ -411,7 +412,10 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--params-every", type=int, default=0,
                      help="read and compare all parameters every N steps (default: per epoch)")
     run.add_argument("--resync", action="store_true",
-                     help="lockstep: copy device parameters into the golden model when read")
+                     help="copy device parameters into the golden model when read")
+    run.add_argument("--lockstep", action="store_true",
+                     help="read parameters after every step and re-sync the golden model "
+                          "(= --params-every 1 --resync): per-step tolerance 1e-5")
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
     run.add_argument("--json", help="write the full report as JSON here")
