@@ -27,7 +27,7 @@ import numpy as np
 from rig.config import load_config
 from rig.device import Device
 from rig.errors import RigError
-from rig.session import connect
+from rig.connection import connect
 from rig.targets import resolve_target
 
 

@@ -16,7 +16,6 @@ file is loaded. This module imports nothing from `rig.targets` (dependency direc
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Mapping
@@ -26,7 +25,10 @@ from typing import Any
 
 import yaml
 
+from rig import strategies
 from rig.errors import ConfigError
+from rig.strategies import NAMES as STRATEGIES
+from rig.suggest import suggest
 
 ENV_VAR = "TINYRIG_LAB_CONFIG"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
@@ -34,8 +36,6 @@ REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
 CPUS = ("cortex-m4f", "cortex-m0", "host")
 #: `defaults.target` values that are not a target name: categories resolved by rig.targets
 TARGET_CATEGORIES = ("auto", "board")
-STRATEGIES = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget", "random-budget",
-              "static")
 
 _MISSING: Any = object()
 _MISSING_OK: Any = object()  # optional key without a default: left out of the result
@@ -545,6 +545,12 @@ class _Parser:
 
     def training(self, node: yaml.Node) -> Training:
         f = self.fields(node, "training", _TRAINING)
+        if f["sparams"] is not None:  # count and ranges from the strategy catalogue
+            try:
+                strategies.get(f["strategy"]).resolve(f["sparams"])
+            except ConfigError as exc:
+                vnode = self.mapping(node, "training")["sparams"][1]
+                raise self.error(vnode, "training.sparams", str(exc)) from None
         return Training(**f)
 
     def check_default_target(self, node: yaml.Node, defaults: Defaults,
@@ -560,8 +566,3 @@ class _Parser:
 
 def _join(prefix: str, key: str) -> str:
     return f"{prefix}.{key}" if prefix else key
-
-
-def suggest(word: str, known: Any) -> str:
-    close = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
-    return f" (did you mean {close[0]!r}?)" if close else ""

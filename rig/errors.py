@@ -54,12 +54,22 @@ class DeviceFault(RigError):
         self.registers = regs
 
 
+class DoesNotFit(RigError):
+    """The run needs more than the device stated in HELLO (layers, width, parameters,
+    batch)."""
+
+
 class FirmwareMismatch(RigError):
     """The running firmware is not the one the manifest describes."""
 
 
 class TargetUnavailable(RigError):
     """The requested target cannot be reached (no board, no probe, no emulator)."""
+
+
+class TargetStartFailed(RigError):
+    """A target failed to start earlier in this test session; the pytest plugin does not
+    try it again (the message names the first failure and the test that saw it)."""
 
 
 class ProbeNotFound(TargetUnavailable):

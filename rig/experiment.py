@@ -28,10 +28,11 @@ from pathlib import Path
 
 import numpy as np
 
+from rig import strategies
 from rig.golden.data import Split, TransferSplit, digits_split, domain_transfer, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams
-from rig.golden.strategies import SPECS
-from rig.session import SELECT_STRATEGIES, Inspect, RunSpec, TrainingSession
+from rig.session import Inspect, RunSpec, TrainingSession
+from rig.strategies import StrategyId
 
 DIMS = (64, 64, 32, 10)
 
@@ -55,7 +56,7 @@ class Phase:
 PRETRAIN = Phase(epochs=15, lr=0.1, momentum=0.9)
 FINETUNE = Phase(epochs=5, lr=0.05, momentum=0.9)
 SHIFT = (1, 0)  # (dx, dy) of the target domain
-STRATEGIES = tuple(s.name for s in SPECS)
+STRATEGIES = strategies.NAMES
 
 
 @dataclass
@@ -124,7 +125,7 @@ def _train(g: GoldenMLP, split: Split, phase: Phase, seed: int, strategy: str
     steps = skipped = macs_total = macs_back = 0
     trained = 0.0
     for epoch in range(phase.epochs):
-        if strategy in SELECT_STRATEGIES:
+        if strategies.get(strategy).uses_select:
             macs_total += g.select(x_val).macs.total
         for idx in epoch_batches(len(y), phase.batch, seed, epoch):
             st = g.step(x[idx], y[idx])
@@ -315,9 +316,11 @@ def claims(result: ExperimentResult) -> list[str]:
             f"Here `tinyprop` drops {r.drop_pp[0]:.2f} ± {r.drop_pp[1]:.2f} pp at "
             f"{r.backward_ratio[0]:.1%} of the backward + update MACs "
             f"({1 / max(r.compute_ratio[0], 1e-9):.2f}x fewer MACs in total).")
-    if "velocity-budget" in rows and "random-budget" in rows:
-        vel = {x.seed: x.accuracy for x in result.by_strategy("velocity-budget")}
-        rnd = {x.seed: x.accuracy for x in result.by_strategy("random-budget")}
+    velocity = strategies.get(StrategyId.VELOCITY_BUDGET).name
+    random = strategies.get(StrategyId.RANDOM_BUDGET).name
+    if velocity in rows and random in rows:
+        vel = {x.seed: x.accuracy for x in result.by_strategy(velocity)}
+        rnd = {x.seed: x.accuracy for x in result.by_strategy(random)}
         seeds = [k for k in vel if k in rnd]
         d = np.array([vel[k] - rnd[k] for k in seeds])
         wins = int((d > 0).sum())

@@ -25,43 +25,27 @@ from dataclasses import fields, replace
 from pathlib import Path
 from typing import Any
 
+from rig import strategies
 from rig.config import Board, LabConfig
+from rig.connection import Connection, connect
 from rig.device import Device
 from rig.errors import LinkError, RigError
+from rig.fit import fit_spec
 from rig.golden.macs import select_macs
 from rig.link.link import Link
 from rig.profile.energy import PRESETS, BoardPowerModel
 from rig.profile.icount import PHASES, InstructionCounter, StepCounts
 from rig.profile.report import ProfileRun, SelectProfile, StepProfile, StrategyRun
 from rig.profile.unicorn_ref import UnicornError, UnicornFirmware
-from rig.session import (
-    Connection,
-    EpochRecord,
-    Inspect,
-    RunSpec,
-    StepRecord,
-    TrainingSession,
-    connect,
-    fit_spec,
-)
+from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
 from rig.targets.base import Target
 
 DEFAULT_STRATEGIES = ("full", "tinyprop")
-#: SELECT computes velocities (forward over the subset + 3 sums per neuron)
-VELOCITY_STRATEGIES = frozenset({"neq", "velocity-budget"})
 #: seconds a power monitor keeps sampling after the last step of a strategy
 MONITOR_TAIL_S = 0.2
 
 
 # ------------------------------------------------------------------ configuration
-
-
-def spec_for(lab: LabConfig) -> RunSpec:
-    """The lab's `training:` section as a RunSpec (the board's overrides and the caller's
-    are applied after HELLO by `rig.session.fit_spec`, as the fixtures do)."""
-    names = {f.name for f in fields(RunSpec)}
-    return RunSpec(**{f.name: getattr(lab.training, f.name) for f in fields(lab.training)
-                      if f.name in names})
 
 
 def power_model(board: Board | None, board_name: str, clock_hz: float) -> BoardPowerModel:
@@ -122,7 +106,7 @@ def profile_session(conn: Connection, counter: InstructionCounter | None, strate
     if monitor is not None:
         device = _MarkingDevice(conn.device, monitor, lambda: current["label"])
     select_macs_each = select_macs(spec.dims, spec.val_samples,
-                                   velocity=strategy in VELOCITY_STRATEGIES).selection
+                                   velocity=strategies.get(strategy).velocity).selection
 
     def take_records() -> StepCounts | None:
         if counter is None:
@@ -190,7 +174,7 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
     board's `training:` overrides, then `overrides` (None values ignored), then the device's
     max_batch shape the run actually done (`ProfileRun.notes` says what changed)."""
     out_dir.mkdir(parents=True, exist_ok=True)
-    board: Board | None = getattr(target, "board", None)
+    board = target.board
     counter = None
     if icount and hasattr(target, "set_plugin"):
         counter = InstructionCounter(target.firmware_path(), out_dir / "icount.jsonl")
@@ -198,7 +182,7 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
     d = lab.defaults
     with connect(target, timeout=d.timeout_s, retries=d.retries) as conn:
         hello = conn.hello
-        spec, notes = fit_spec(spec, hello, getattr(board, "training", None),
+        spec, notes = fit_spec(spec, hello, board.training if board is not None else None,
                                {k: v for k, v in (overrides or {}).items() if v is not None})
         if max_steps is not None:  # one epoch over just enough samples
             n = max_steps * spec.batch
@@ -210,7 +194,7 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
                       hello.clock_hz or 0)
         run = ProfileRun(board=board_name, cpu=board.cpu if board is not None else "unknown",
                          clock_hz=clock, target=target.describe(), hello=hello,
-                         counter_label=getattr(target, "counter_label", hello.counter_label),
+                         counter_label=target.counter_label,
                          power=power_model(board, board_name, clock), icount=counter is not None,
                          monitor=monitor.describe() if monitor is not None else None,
                          notes=notes)

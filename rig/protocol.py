@@ -15,7 +15,9 @@ from typing import ClassVar
 
 import numpy as np
 
-from rig.errors import LinkError
+from rig import strategies
+from rig.errors import ConfigError, LinkError
+from rig.faults import CFSR_BITS, HFSR_BITS, exception_name
 
 PROTO_VERSION = 1
 HEADER_SIZE = 8
@@ -151,24 +153,21 @@ class DebugAction(IntEnum):
     HANG = 2   # stop answering forever (lets the host test its timeouts)
 
 
-STRATEGIES: tuple[str, ...] = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget",
-                               "random-budget", "static")
-
-
 def strategy_id(strategy: str | int) -> int:
+    """The TRAIN_CONFIG byte for a strategy name (ConfigError with a suggestion if unknown);
+    an int passes through (tests send ids the firmware does not know)."""
     if isinstance(strategy, int) and not isinstance(strategy, bool):
         if not 0 <= strategy <= 0xFF:
             raise ValueError(f"strategy id {strategy} out of range")
         return strategy
-    try:
-        return STRATEGIES.index(str(strategy))
-    except ValueError:
-        raise ValueError(f"unknown strategy {strategy!r}; known: {', '.join(STRATEGIES)}"
-                         ) from None
+    return int(strategies.get(str(strategy)).id)
 
 
 def strategy_name(sid: int) -> str:
-    return STRATEGIES[sid] if 0 <= sid < len(STRATEGIES) else f"strategy {sid}"
+    try:
+        return strategies.get(sid).name
+    except ConfigError:
+        return f"strategy {sid}"
 
 
 # --- helpers ---------------------------------------------------------------------------
@@ -273,10 +272,6 @@ class ModelInit:
         return cls(struct.unpack_from(f"<{n + 1}H", payload, 2))
 
 
-def pack_u32(value: int) -> bytes:
-    return struct.pack("<I", value)
-
-
 def unpack_u32(payload: bytes, what: str) -> int:
     _need(payload, 4, what)
     return struct.unpack("<I", payload)[0]
@@ -320,10 +315,6 @@ class TensorRead:
     def unpack(cls, payload: bytes) -> TensorRead:
         _need(payload, cls._S.size, "PARAM_READ/UPDATE_READ")
         return cls(*cls._S.unpack(payload))
-
-
-def pack_f32(values: np.ndarray | Sequence[float]) -> bytes:
-    return _f32(values).tobytes()
 
 
 def unpack_f32(payload: bytes, count: int, what: str) -> np.ndarray:
@@ -645,11 +636,18 @@ class Stats:
 # --- int8 backbone (BACKBONE_INIT / _WRITE / FEATURES / BACKBONE_INFO) -------------------
 
 class BackboneOp(IntEnum):
+    """Layer op codes of BACKBONE_INIT (docs/protocol.md)."""
+
     CONV = 0
     DWCONV = 1
     FC = 2
     AVGPOOL = 3
     MAXPOOL = 4
+
+    @property
+    def has_params(self) -> bool:
+        """Ops whose weights and biases travel in the BACKBONE_WRITE blob."""
+        return self in (BackboneOp.CONV, BackboneOp.DWCONV, BackboneOp.FC)
 
 
 class KernelImpl(IntEnum):
@@ -818,39 +816,6 @@ class BackboneInfo:
 
 # --- fault frames ----------------------------------------------------------------------
 
-EXCEPTION_NAMES = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault",
-                   11: "SVCall", 14: "PendSV", 15: "SysTick"}
-
-#: CFSR bit -> (name, meaning). MMFSR bits 0-7, BFSR 8-15, UFSR 16-31 (ARMv7-M ARM B3.2.15).
-CFSR_BITS: dict[int, tuple[str, str]] = {
-    0: ("IACCVIOL", "instruction fetch from a no-execute / protected region"),
-    1: ("DACCVIOL", "data access violates the MPU"),
-    3: ("MUNSTKERR", "MemManage fault on exception return unstacking"),
-    4: ("MSTKERR", "MemManage fault on exception entry stacking"),
-    5: ("MLSPERR", "MemManage fault during lazy FP state preservation"),
-    7: ("MMARVALID", "MMFAR holds the faulting address"),
-    8: ("IBUSERR", "bus error on instruction fetch"),
-    9: ("PRECISERR", "precise data bus error (BFAR valid if BFARVALID)"),
-    10: ("IMPRECISERR", "imprecise data bus error (the PC is not the culprit)"),
-    11: ("UNSTKERR", "bus fault on exception return unstacking"),
-    12: ("STKERR", "bus fault on exception entry stacking (stack overflow?)"),
-    13: ("LSPERR", "bus fault during lazy FP state preservation"),
-    15: ("BFARVALID", "BFAR holds the faulting address"),
-    16: ("UNDEFINSTR", "undefined instruction"),
-    17: ("INVSTATE", "invalid EPSR state (Thumb bit clear? bad function pointer)"),
-    18: ("INVPC", "invalid EXC_RETURN / PC on exception return"),
-    19: ("NOCP", "coprocessor disabled (FPU used before CPACR enabled it)"),
-    24: ("UNALIGNED", "unaligned access with UNALIGN_TRP set"),
-    25: ("DIVBYZERO", "divide by zero with DIV_0_TRP set"),
-}
-
-HFSR_BITS: dict[int, tuple[str, str]] = {
-    1: ("VECTTBL", "bus fault reading the vector table"),
-    30: ("FORCED", "escalated from a configurable fault (see CFSR)"),
-    31: ("DEBUGEVT", "debug event"),
-}
-
-
 @dataclass(frozen=True)
 class FaultInfo:
     exception: int
@@ -875,7 +840,7 @@ class FaultInfo:
 
     @property
     def exception_name(self) -> str:
-        return EXCEPTION_NAMES.get(self.exception, f"exception {self.exception}")
+        return exception_name(self.exception)
 
     @property
     def cfsr_flags(self) -> list[str]:

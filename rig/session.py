@@ -19,12 +19,12 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 
+from rig import strategies
 from rig.compare import (
     StepObservation,
     Tolerance,
@@ -41,19 +41,15 @@ from rig.compare import (
 from rig.config import Training
 from rig.device import Device
 from rig.errors import RigError
-from rig.firmware import check_hello
+from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.golden.model import GoldenMLP, GoldenStep
-from rig.golden.strategies import get_spec
-from rig.link.link import Link, TrafficEvent
 from rig.protocol import DType, EvalResult, HelloInfo, StepResult
-from rig.targets.base import Target
+from rig.strategies import StrategyId
 
 _TRAINING = Training()
 
-#: strategies whose masks are recomputed by SELECT once per epoch (docs/training.md)
-SELECT_STRATEGIES = frozenset({"neq", "velocity-budget", "random-budget"})
 
 
 @dataclass(frozen=True)
@@ -75,6 +71,13 @@ class RunSpec:
     # Frozen int8 backbone in front of the head: "" none, "digits-cnn" the default
     # pre-trained one (rig.golden.quant). With a backbone dims[0] = its feature count.
     backbone: str = ""
+
+    @classmethod
+    def from_training(cls, training: Training) -> RunSpec:
+        """The lab's `training:` section as a RunSpec (the fields they share)."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        return cls(**{f.name: getattr(training, f.name) for f in dataclasses.fields(training)
+                      if f.name in names})
 
 
 @dataclass(frozen=True)
@@ -206,11 +209,11 @@ class TrainingSession:
     def sparams(self) -> tuple[float, ...]:
         if self.spec.sparams is not None:
             return tuple(self.spec.sparams)
-        return tuple(get_spec(self.spec.strategy).defaults)
+        return strategies.get(self.spec.strategy).defaults
 
     @property
     def golden_uses_select(self) -> bool:
-        return self.spec.strategy in SELECT_STRATEGIES
+        return strategies.get(self.spec.strategy).uses_select
 
     def prepare(self) -> HelloInfo:
         """Send model, initial parameters, optimiser/strategy and data to the device."""
@@ -326,7 +329,8 @@ class TrainingSession:
         if self.inspect.masks:
             # neq freezes at |v| ≤ ε: ε is the threshold a near-tie is measured against;
             # velocity-budget's is the last selected key (the default).
-            threshold = float(self.golden.sparams[0]) if self.spec.strategy == "neq" else None
+            neq = strategies.get(self.spec.strategy).id == StrategyId.NEQ
+            threshold = float(self.golden.sparams[0]) if neq else None
             rows = self._check_masks(v, (gold.row_masks, gold.bias_masks), gold.scores,
                                      threshold)
         return v, rows
@@ -437,102 +441,3 @@ class TrainingSession:
         self.report.wall_s += time.perf_counter() - t0
         self.report.link_stats = dataclasses.asdict(self.device.link.stats)
         return self.report
-
-
-# ---------------------------------------------------------------------- device limits
-
-
-def _n_params(dims: tuple[int, ...]) -> int:
-    return sum(a * b + b for a, b in zip(dims[:-1], dims[1:], strict=False))
-
-
-class DoesNotFit(RigError):
-    """The run needs more than the device stated in HELLO (layers, width, parameters,
-    batch)."""
-
-
-def check_fits(spec: RunSpec, hello: HelloInfo) -> None:
-    """Raise a RigError naming the limit when the model or batch exceed what the device
-    said in HELLO (instead of a bare NO_SPACE / BAD_ARG NAK halfway through prepare)."""
-    dims = tuple(spec.dims)
-    problems = []
-    if len(dims) - 1 > hello.max_layers:
-        problems.append(f"{len(dims) - 1} layers > max_layers {hello.max_layers}")
-    if max(dims) > hello.max_width:
-        problems.append(f"width {max(dims)} > max_width {hello.max_width}")
-    if _n_params(dims) > hello.param_capacity:
-        problems.append(f"{_n_params(dims)} parameters > param_capacity {hello.param_capacity}")
-    if spec.batch > hello.max_batch:
-        problems.append(f"batch {spec.batch} > max_batch {hello.max_batch}")
-    if problems:
-        raise DoesNotFit(f"the run does not fit {hello.board}: {'; '.join(problems)} (dims "
-                       f"{'-'.join(map(str, dims))}). Give the board a smaller job in "
-                       f"lab_config.yaml (boards.{hello.board}.training: dims/batch)")
-
-
-def fit_spec(spec: RunSpec, hello: HelloInfo, board_training: Mapping[str, Any] | None = None,
-             overrides: Mapping[str, Any] | None = None) -> tuple[RunSpec, list[str]]:
-    """The run to do on this device: `spec` (the lab's training:) <- the board's
-    `training:` overrides (what a small board can do, e.g. the microbit's 64-8-10 head)
-    <- `overrides` (a test's or the command line's), then the batch clamped to the
-    device's max_batch. Returns the spec and notes saying what was adapted."""
-    notes: list[str] = []
-    board = dict(board_training or {})
-    if board:
-        spec = dataclasses.replace(spec, **board)
-        notes.append(f"{hello.board}: board overrides "
-                     + ", ".join(f"{k}={v}" for k, v in board.items()))
-    if overrides:
-        spec = dataclasses.replace(spec, **overrides)
-    if spec.batch > hello.max_batch:
-        notes.append(f"{hello.board}: batch {spec.batch} -> {hello.max_batch} (max_batch)")
-        spec = dataclasses.replace(spec, batch=hello.max_batch)
-    return spec, notes
-
-
-# ---------------------------------------------------------------------- connecting
-
-
-@dataclass
-class Connection:
-    """A started target, its link and the device client after a checked HELLO."""
-
-    target: Target
-    device: Device
-    hello: HelloInfo
-
-    def close(self) -> None:
-        try:
-            self.device.link.transport.close()
-        finally:
-            self.target.close()
-
-    def __enter__(self) -> Connection:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
-
-def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
-            log: Callable[[TrafficEvent], None] | None = None,
-            check_firmware: bool = True) -> Connection:
-    """Start `target`, say HELLO and check that it runs the firmware the manifest names.
-
-    On any failure the target is closed again and the error carries the target's
-    diagnostics (emulator exit status, stderr tail)."""
-    try:
-        transport = target.start()
-        device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
-        hello = device.hello()
-        image = target.expected_firmware()
-        if check_firmware and image is not None:
-            check_hello(hello, image, where=target.describe())
-    except BaseException as exc:
-        diag = target.diagnostics()
-        target.close()
-        if diag and isinstance(exc, RigError):
-            exc.add_note(f"{target.describe()}: {diag}")
-        raise
-    return Connection(target, device, hello)
-

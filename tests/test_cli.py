@@ -50,3 +50,46 @@ def test_broken_config_exits_2_naming_file_line_key(tmp_path: Path,
     assert cli.main(["--config", str(bad), "run"]) == 2
     out = capsys.readouterr().out
     assert f"{bad}:3" in out.replace("\n", "") and "training.lr" in out
+
+
+@pytest.mark.parametrize(("argv", "line"), [
+    (["run", "--strategy", "tinyprp"],
+     "rig run: --strategy 'tinyprp': unknown strategy; did you mean 'tinyprop'?"),
+    (["run", "--strategy", "tinyprop", "--sparams", "1", "2", "3", "4", "5", "6"],
+     "rig run: --sparams: strategy 'tinyprop' takes 3 sparams (S_min, S_max, zeta), got 6"),
+    (["run", "--strategy", "tinyprop", "--sparams", "0.9", "0.1"],
+     "rig run: --sparams: strategy 'tinyprop': need 0 ≤ S_min ≤ S_max ≤ 1 "
+     "(sparams S_min=0.9, S_max=0.1, zeta=0.5)"),
+    (["experiment", "--strategy", "full", "--strategy", "nq"],
+     "rig experiment: --strategy 'nq': unknown strategy; did you mean 'neq'?"),
+    (["profile", "--strategy", "statc"],
+     "rig profile: --strategy 'statc': unknown strategy; did you mean 'static'?"),
+    (["run", "--epochs", "many"], "rig run: argument --epochs: invalid int value: 'many'"),
+])
+def test_bad_values_exit_2_with_one_line_before_any_target(
+        argv: list[str], line: str, monkeypatch: pytest.MonkeyPatch,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    import rig.targets
+
+    def no_target(*a: object, **k: object) -> None:
+        raise AssertionError("a target was resolved")
+
+    monkeypatch.setattr(rig.targets, "resolve_target", no_target)
+    assert cli.main(argv) == 2
+    captured = capsys.readouterr()
+    assert captured.out.splitlines() == [line] and captured.err == ""
+
+
+def test_cli_and_help_import_neither_torch_nor_sklearn() -> None:
+    """`rig --help`, and importing the config, the wire contract and the CLI, stay free of the
+    training stack (torch takes seconds to import)."""
+    import subprocess
+    import sys
+
+    probe = ("import sys, rig.config, rig.protocol, rig.strategies, rig.cli\n"
+             "try:\n    rig.cli.main(['--help'])\nexcept SystemExit:\n    pass\n"
+             "print(sorted(m for m in ('torch', 'sklearn', 'rig.golden', 'rig.session')"
+             " if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True,
+                         check=True, timeout=60).stdout
+    assert out.strip().splitlines()[-1] == "[]"

@@ -9,7 +9,8 @@ import pytest
 
 from rig import experiment as exp
 from rig.config import load_config
-from rig.session import TrainingSession, connect
+from rig.connection import connect
+from rig.session import TrainingSession
 from rig.targets import resolve_target
 
 

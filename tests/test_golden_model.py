@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 import torch
 
+from rig.errors import ConfigError
 from rig.golden.data import digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
 
@@ -184,9 +185,9 @@ def test_configure_resets_momentum_and_validates(digits) -> None:
     gold.configure(0.1, 0.9, "tinyprop", [0.2])
     assert np.abs(gold.get_momentum()[0].weight).sum() == 0
     assert gold.sparams.tolist() == pytest.approx([0.2, 0.9, 0.5])
-    with pytest.raises(ValueError, match="unknown strategy"):
+    with pytest.raises(ConfigError, match="unknown strategy"):
         gold.configure(0.1, 0.0, "sparse-magic")
-    with pytest.raises(ValueError, match="takes 3 sparams"):
+    with pytest.raises(ConfigError, match="takes 3 sparams"):
         gold.configure(0.1, 0.0, 1, [0.1, 0.9, 0.5, 0.1])
-    with pytest.raises(ValueError, match="S_min"):
+    with pytest.raises(ConfigError, match="S_min"):
         gold.configure(0.1, 0.0, "tinyprop", [0.9, 0.1])

@@ -7,18 +7,13 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from rig import strategies
 from rig.golden.macs import full_step_macs
 from rig.golden.model import GoldenMLP
-from rig.golden.strategies import (
-    REGISTRY,
-    SPECS,
-    make_strategy,
-    random_permutation,
-    xorshift32,
-)
+from rig.golden.strategies import make_strategy, random_permutation, xorshift32
 
 F32 = np.float32
-NAMES = [s.name for s in SPECS]
+NAMES = list(strategies.NAMES)
 SETTINGS = settings(max_examples=25, deadline=None,
                     suppress_health_check=[HealthCheck.too_slow])
 
@@ -29,7 +24,7 @@ def runs(draw, names=tuple(NAMES)):
     dims = draw(st.lists(st.integers(1, 9), min_size=2, max_size=4))
     dims[-1] = max(dims[-1], 2)  # at least two classes
     name = draw(st.sampled_from(names))
-    spec = REGISTRY[name]
+    spec = strategies.get(name)
     if name in ("tinyprop", "tinypropv2"):
         s_min = draw(st.floats(0.0, 1.0))
         s_max = draw(st.floats(s_min, 1.0))
@@ -269,7 +264,7 @@ def test_velocity_budget_ranks_by_velocity_per_param() -> None:
 
 @pytest.mark.parametrize("name", NAMES)
 def test_registry_ids_and_defaults(name: str) -> None:
-    spec = REGISTRY[name]
-    assert spec.resolve(None).dtype == np.float32
+    spec = strategies.get(name)
+    assert make_strategy(spec.id, [3, 2]).params.dtype == np.float32
     assert len(spec.resolve(None)) == len(spec.param_names)
     assert make_strategy(spec.id, [3, 2]).name == name

@@ -19,7 +19,8 @@ from rig.config import LabConfig
 from rig.errors import TargetUnavailable
 from rig.profile.icount import PHASES
 from rig.profile.report import summarize
-from rig.profiling import profile_target, spec_for
+from rig.profiling import profile_target
+from rig.session import RunSpec
 from rig.targets import resolve_target
 
 pytestmark = pytest.mark.hil
@@ -42,7 +43,8 @@ def test_profile_full_vs_tinyprop(lab: LabConfig, target_name: str, tmp_path: Pa
     qemu = hasattr(target, "set_plugin")
     if qemu:
         need_plugin()
-    run = profile_target(target, lab, ["full", "tinyprop"], spec_for(lab), tmp_path,
+    spec = RunSpec.from_training(lab.training)
+    run = profile_target(target, lab, ["full", "tinyprop"], spec, tmp_path,
                          overrides={"epochs": 1, "train_samples": 64, "test_samples": 16},
                          max_steps=STEPS)
     summary = summarize(run, command=f"pytest tests/test_hil_profile.py --target {target_name}")

@@ -10,8 +10,8 @@ import re
 
 import pytest
 
-from rig.golden.strategies import SPECS
 from rig.session import Inspect, RunReport
+from rig.strategies import NAMES
 
 pytestmark = pytest.mark.hil
 
@@ -31,7 +31,7 @@ def agreement(report: RunReport) -> dict[str, float]:
             "loss_rel_max": report.max_loss_rel}
 
 
-@pytest.mark.parametrize("strategy", [s.name for s in SPECS])
+@pytest.mark.parametrize("strategy", list(NAMES))
 def test_strategy_matches_golden(train_session, record_property, strategy: str) -> None:
     # Two epochs so the velocity strategies run a SELECT with a velocity (t = 1).
     session = train_session(strategy=strategy, train_samples=96, test_samples=64, epochs=2,

@@ -19,13 +19,14 @@ import pytest
 from _profile_util import marked_image, need_plugin, need_qemu
 
 from rig.config import Board
+from rig.connection import connect
 from rig.device import Device
 from rig.profile.elf import read_elf
 from rig.profile.icount import InstructionCounter, StepCounts, marker_windows, plugin_args
 from rig.profile.isa import REG_EXTRA, classify_capstone
 from rig.profile.unicorn_ref import UnicornRecord
 from rig.profiling import run_on_unicorn
-from rig.session import RunSpec, TrainingSession, connect
+from rig.session import RunSpec, TrainingSession
 from rig.targets.qemu import QemuTarget
 
 BOARD = Board(name="mps2-an386", cpu="cortex-m4f", clock_hz=25_000_000,

@@ -22,11 +22,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from rig import strategies
 from rig.device import Device, Timing
-from rig.errors import DeviceNak
+from rig.errors import ConfigError, DeviceNak
 from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
-from rig.golden.strategies import get_spec
 from rig.link.link import Link
 from rig.link.transport import PipeTransport
 from rig.protocol import NakReason
@@ -35,10 +35,9 @@ from rig.session import Inspect, RunReport, RunSpec, TrainingSession
 FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 DIMS = (64, 32, 10)
 N_TRAIN = 192
-SELECT_STRATEGIES = {"neq", "velocity-budget", "random-budget"}
+SELECT_STRATEGIES = {s.name for s in strategies.STRATEGIES if s.uses_select}
 LOCKSTEP = Inspect(masks=True, updates=True, params_every=1, resync=True)
-ALL_STRATEGIES = ("full", "tinyprop", "tinypropv2", "neq", "velocity-budget", "random-budget",
-                  "static")
+ALL_STRATEGIES = strategies.NAMES
 
 
 @dataclass(frozen=True)
@@ -210,7 +209,7 @@ BAD_SPARAMS = [  # (strategy, sparams, index of the bad one)
 def test_sparams_validation(dev: Device) -> None:
     dev.model_init(DIMS)
     for name in ALL_STRATEGIES:
-        n = len(get_spec(name).defaults)
+        n = len(strategies.get(name).defaults)
         nak = _nak(dev.train_config, 0.1, 0.0, name, (0.5,) * (n + 1))
         assert (nak.reason, nak.detail) == (NakReason.BAD_ARG, 9), name
         dev.train_config(0.1, 0.0, name, ())  # no sparams: all defaults
@@ -218,8 +217,8 @@ def test_sparams_validation(dev: Device) -> None:
         nak = _nak(dev.train_config, 0.1, 0.0, name, sp)
         assert (nak.reason, nak.detail) == (NakReason.BAD_ARG, 12 + 4 * index), (name, sp)
         if (name, sp) != ("static", (2.0**24,)):  # golden accepts it (see report)
-            with pytest.raises(ValueError):
-                get_spec(name).resolve(sp)
+            with pytest.raises(ConfigError):
+                strategies.get(name).resolve(sp)
 
 
 def test_select_limits_and_nak_changes_nothing(dev: Device, split: Split) -> None:

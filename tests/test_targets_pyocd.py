@@ -29,6 +29,7 @@ from elftools.elf.elffile import ELFFile
 
 from rig import firmware
 from rig.config import Board, parse_config
+from rig.connection import connect
 from rig.errors import (
     FirmwareMismatch,
     FlashVerifyError,
@@ -39,7 +40,6 @@ from rig.errors import (
 )
 from rig.link.frame import FrameDecoder, Packet, encode_frame
 from rig.protocol import HelloInfo, MsgType
-from rig.session import connect
 from rig.targets import pyocd as pyocd_target
 from rig.targets import resolve_target
 from rig.targets.pyocd import PyocdTarget

@@ -14,11 +14,10 @@ from rig.golden.model import (
     SelectResult,
     init_params,
 )
-from rig.golden.strategies import BY_ID, REGISTRY, SPECS, StrategySpec, get_spec
+from rig.golden.strategies import CLASSES, make_strategy
 
 __all__ = [
-    "BY_ID", "REGISTRY", "SPECS", "EncodedSet", "EvalResult", "GoldenMLP", "GoldenStep",
-    "LayerParams", "PhaseMacs", "SelectResult", "Split", "StrategySpec", "TransferSplit",
-    "digits_split", "epoch_batches", "full_step_macs", "get_spec", "init_params",
-    "select_macs", "step_macs",
+    "CLASSES", "EncodedSet", "EvalResult", "GoldenMLP", "GoldenStep", "LayerParams",
+    "PhaseMacs", "SelectResult", "Split", "TransferSplit", "digits_split", "epoch_batches",
+    "full_step_macs", "init_params", "make_strategy", "select_macs", "step_macs",
 ]

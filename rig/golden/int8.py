@@ -18,27 +18,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from enum import IntEnum
 
 import numpy as np
+
+from rig.protocol import BackboneOp as Op  # the layer op codes of BACKBONE_INIT
 
 INT32_MIN = -(1 << 31)
 INT32_MAX = (1 << 31) - 1
 I64 = np.int64
-
-
-class Op(IntEnum):
-    """Layer op codes of BACKBONE_INIT (docs/protocol.md)."""
-
-    CONV = 0
-    DWCONV = 1
-    FC = 2
-    AVGPOOL = 3
-    MAXPOOL = 4
-
-    @property
-    def has_params(self) -> bool:
-        return self in (Op.CONV, Op.DWCONV, Op.FC)
 
 
 # ---------------------------------------------------------------------------- arithmetic

@@ -16,7 +16,7 @@ import torch
 
 from rig.golden.f32 import F32, expf, f32, logf, seq_matmul, seq_sum
 from rig.golden.macs import PhaseMacs, select_macs, step_macs
-from rig.golden.strategies import Strategy, get_spec, make_strategy
+from rig.golden.strategies import Strategy, make_strategy
 
 
 class LayerParams(NamedTuple):
@@ -108,8 +108,8 @@ class GoldenMLP:
         if lr < 0 or momentum < 0:
             raise ValueError(f"lr and momentum must be ≥ 0, got {lr}, {momentum}")
         self.lr, self.momentum = f32(lr), f32(momentum)
-        self.spec = get_spec(strategy)
-        self.strategy: Strategy = make_strategy(self.spec.name, self.dims, sparams)
+        self.strategy: Strategy = make_strategy(strategy, self.dims, sparams)
+        self.spec = self.strategy.spec
         self.sparams = self.strategy.params
         self.v_weights = [torch.zeros_like(w) for w in self.weights]
         self.v_biases = [torch.zeros_like(b) for b in self.biases]

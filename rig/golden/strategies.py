@@ -14,13 +14,14 @@ round exactly like the C firmware's `float` code.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
 import numpy as np
 
 from rig.golden.f32 import F32, f32, seq_sum
+from rig.strategies import STRATEGIES, StrategyId, StrategySpec, resolve
 
 Masks = list[np.ndarray]
 
@@ -38,13 +39,25 @@ class LayerDecision:
 class Strategy:
     """Base: state of one strategy for one model shape. TRAIN_CONFIG = a new instance."""
 
-    name: ClassVar[str] = ""
     # True: unkept δ is zeroed before propagation (k'_l = k_l in the MAC count), else N_l.
     sparse_propagation: ClassVar[bool] = False
-    # True: SELECT recomputes the masks; False: SELECT changes nothing.
-    uses_select: ClassVar[bool] = False
-    # True: SELECT needs the per-neuron outputs over the validation subset (a forward pass).
-    needs_outputs: ClassVar[bool] = False
+    #: the catalogue entry (name, id, whether SELECT recomputes masks, velocity-based), set
+    #: by `make_strategy` through `CLASSES`
+    spec: ClassVar[StrategySpec]
+
+    @property
+    def name(self) -> str:
+        return self.spec.name
+
+    @property
+    def uses_select(self) -> bool:
+        """SELECT recomputes the masks (False: SELECT changes nothing)."""
+        return self.spec.uses_select
+
+    @property
+    def needs_outputs(self) -> bool:
+        """SELECT needs the per-neuron outputs over the validation subset (a forward pass)."""
+        return self.spec.velocity
 
     def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
         self.dims = [int(d) for d in dims]
@@ -88,7 +101,6 @@ class Strategy:
 class MaskStrategy(Strategy):
     """Masks fixed between SELECTs; gradient rows/biases outside them are simply not applied."""
 
-    uses_select = True
 
     def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
         super().__init__(dims, params)
@@ -110,8 +122,6 @@ class MaskStrategy(Strategy):
 class Full(MaskStrategy):
     """Dense backprop: the reference every sparse strategy is measured against."""
 
-    name = "full"
-    uses_select = False
 
     def initial_masks(self) -> tuple[Masks, Masks]:
         ones = [np.ones(n, dtype=bool) for n in self.widths()]
@@ -124,8 +134,6 @@ class Static(MaskStrategy):
     floor(channel_ratio·N_l + 0.5) weight rows of the last `weight_layers` layers (rounded,
     not ceil: 0.3f·100 is 30.000002 in float32, and ceil would make it 31)."""
 
-    name = "static"
-    uses_select = False
 
     def initial_masks(self) -> tuple[Masks, Masks]:
         bias_layers, weight_layers, ratio = int(self.params[0]), int(self.params[1]), self.params[2]
@@ -174,7 +182,6 @@ class _Velocity(MaskStrategy):
     """
 
     mu_index: ClassVar[int] = 1
-    needs_outputs = True
 
     def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
         Strategy.__init__(self, dims, params)
@@ -214,7 +221,6 @@ class Neq(_Velocity):
     equilibrium in deep models"): a neuron is frozen (row and bias) until the next SELECT iff
     |v| ≤ ε. At t = 0 every neuron is trainable."""
 
-    name = "neq"
 
     def _select(self, first: bool) -> Masks:
         self.scores = [np.abs(v) for v in self.velocity]
@@ -228,7 +234,6 @@ class VelocityBudget(_Velocity):
     budget of trainable parameters, rank neurons by |v| / params(c) (params = in_l + 1),
     largest first, ties by layer descending then index ascending, and fill greedily."""
 
-    name = "velocity-budget"
 
     def _select(self, first: bool) -> Masks:
         neurons = _NeuronList(self.dims)
@@ -262,7 +267,6 @@ class RandomBudget(MaskStrategy):
     """The control of Quelennec et al.: a random set of neurons filling the same budget,
     redrawn at every SELECT."""
 
-    name = "random-budget"
 
     def initial_masks(self) -> tuple[Masks, Masks]:
         rows = self._draw(0)
@@ -288,7 +292,6 @@ class TinyProp(Strategy):
     k_l neurons with the largest Σ_n|δ|, k_l from the layer's error relative to its running
     maximum. Unlike the reference PyTorch code, k ≥ 1 always. All biases are updated."""
 
-    name = "tinyprop"
     sparse_propagation = True
     gamma_index: ClassVar[int | None] = None  # index of γ in sparams (decaying Ymax), if any
 
@@ -349,7 +352,6 @@ class TinyPropV2(TinyProp):
     reference Ymax ← max(γ·Ymax, Y), and the whole backward pass and update skipped when the
     output layer's ratio r_out < τ (its Ymax is still updated)."""
 
-    name = "tinypropv2"
     gamma_index = 4
 
     def begin_step(self, delta_out: np.ndarray) -> bool:
@@ -361,88 +363,32 @@ class TinyPropV2(TinyProp):
 
 
 # ---------------------------------------------------------------------------- registry
+# Names, ids, parameters and their checks are in the catalogue (rig.strategies); this
+# module only maps each id to the class holding its arithmetic.
 
+_CLASS_BY_ID: dict[StrategyId, type[Strategy]] = {
+    StrategyId.FULL: Full,
+    StrategyId.TINYPROP: TinyProp,
+    StrategyId.TINYPROPV2: TinyPropV2,
+    StrategyId.NEQ: Neq,
+    StrategyId.VELOCITY_BUDGET: VelocityBudget,
+    StrategyId.RANDOM_BUDGET: RandomBudget,
+    StrategyId.STATIC: Static,
+}
+for _spec in STRATEGIES:
+    _CLASS_BY_ID[_spec.id].spec = _spec
 
-@dataclass(frozen=True)
-class StrategySpec:
-    id: int
-    name: str
-    param_names: tuple[str, ...]
-    defaults: tuple[float, ...]
-    factory: Callable[[Sequence[int], np.ndarray], Strategy]
-    validate: Callable[[np.ndarray], str | None] = lambda p: None
-
-    def resolve(self, sparams: Sequence[float] | None) -> np.ndarray:
-        """sparams as float32 (wire precision); missing trailing values take the defaults."""
-        given = [] if sparams is None else [float(s) for s in sparams]
-        if len(given) > len(self.defaults):
-            raise ValueError(f"strategy {self.name!r} takes {len(self.defaults)} sparams "
-                             f"{self.param_names}, got {len(given)}")
-        values = np.array(given + list(self.defaults[len(given):]), dtype=F32)
-        problem = self.validate(values)
-        if problem:
-            raise ValueError(f"strategy {self.name!r}: {problem} (sparams {values.tolist()})")
-        return values
-
-
-def _check_tinyprop(p: np.ndarray) -> str | None:
-    if not (0 <= p[0] <= p[1] <= 1):
-        return "need 0 ≤ S_min ≤ S_max ≤ 1"
-    if not 0 < p[2] <= 1:
-        return "need 0 < ζ ≤ 1"
-    if len(p) > 4 and not 0 < p[4] <= 1:
-        return "need 0 < γ ≤ 1"
-    return None
-
-
-def _check_budget(p: np.ndarray) -> str | None:
-    return None if 0 <= p[0] <= 1 else "need 0 ≤ budget ≤ 1"
-
-
-def _check_random(p: np.ndarray) -> str | None:
-    if not 0 <= p[1] < 2**24 or p[1] != np.floor(p[1]):
-        return "seed must be an integer in [0, 2^24) (it travels as f32)"
-    return _check_budget(p)
-
-
-def _check_static(p: np.ndarray) -> str | None:
-    if p[0] < 0 or p[1] < 0 or p[0] != np.floor(p[0]) or p[1] != np.floor(p[1]):
-        return "bias_layers and weight_layers must be non-negative integers"
-    return None if 0 <= p[2] <= 1 else "need 0 ≤ channel_ratio ≤ 1"
-
-
-SPECS: tuple[StrategySpec, ...] = (
-    StrategySpec(0, "full", (), (), Full),
-    StrategySpec(1, "tinyprop", ("S_min", "S_max", "zeta"), (0.1, 0.9, 0.5), TinyProp,
-                 _check_tinyprop),
-    StrategySpec(2, "tinypropv2", ("S_min", "S_max", "zeta", "tau", "gamma"),
-                 (0.1, 0.9, 0.5, 0.5, 0.995), TinyPropV2, _check_tinyprop),
-    StrategySpec(3, "neq", ("eps", "mu"), (0.001, 0.5), Neq),
-    StrategySpec(4, "velocity-budget", ("budget", "mu"), (0.25, 0.5), VelocityBudget,
-                 _check_budget),
-    StrategySpec(5, "random-budget", ("budget", "seed"), (0.25, 1.0), RandomBudget,
-                 _check_random),
-    StrategySpec(6, "static", ("bias_layers", "weight_layers", "channel_ratio"),
-                 (2.0, 1.0, 0.5), Static, _check_static),
-)
-REGISTRY: dict[str, StrategySpec] = {s.name: s for s in SPECS}
-BY_ID: dict[int, StrategySpec] = {s.id: s for s in SPECS}
-
-
-def get_spec(strategy: str | int) -> StrategySpec:
-    table: dict = BY_ID if isinstance(strategy, int) else REGISTRY
-    try:
-        return table[strategy]
-    except KeyError:
-        raise ValueError(f"unknown strategy {strategy!r}; known: "
-                         f"{', '.join(f'{s.id} {s.name}' for s in SPECS)}") from None
+#: strategy name -> the class with its arithmetic
+CLASSES: dict[str, type[Strategy]] = {s.name: _CLASS_BY_ID[s.id] for s in STRATEGIES}
 
 
 def make_strategy(strategy: str | int, dims: Sequence[int],
                   sparams: Sequence[float] | None = None) -> Strategy:
-    spec = get_spec(strategy)
-    return spec.factory(dims, spec.resolve(sparams))
+    """A fresh strategy state (what TRAIN_CONFIG does); ConfigError for an unknown name or
+    bad parameters (`rig.strategies`)."""
+    spec, values = resolve(strategy, sparams)
+    return CLASSES[spec.name](dims, np.array(values, dtype=F32))
 
 
-__all__ = ["BY_ID", "REGISTRY", "SPECS", "LayerDecision", "Strategy", "StrategySpec",
-           "get_spec", "make_strategy", "random_permutation", "xorshift32"]
+__all__ = ["CLASSES", "LayerDecision", "Strategy", "make_strategy", "random_permutation",
+           "xorshift32"]

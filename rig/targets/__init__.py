@@ -13,10 +13,17 @@ from __future__ import annotations
 from rig.config import TARGET_CATEGORIES, LabConfig, TargetConfig, suggest
 from rig.errors import ConfigError, TargetUnavailable
 from rig.targets import native, pyocd, qemu, serial  # noqa: F401 - registers the built-in kinds
-from rig.targets.base import Target, make_target, register_target, target_kinds
+from rig.targets.base import (
+    Flashable,
+    FlashReport,
+    Target,
+    make_target,
+    register_target,
+    target_kinds,
+)
 
-__all__ = ["Target", "build_target", "make_target", "register_target", "resolve_target",
-           "target_kinds"]
+__all__ = ["FlashReport", "Flashable", "Target", "build_target", "make_target",
+           "register_target", "resolve_target", "target_kinds"]
 
 
 def build_target(config: LabConfig, target: TargetConfig | str) -> Target:

@@ -20,13 +20,16 @@ import threading
 import weakref
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 
 from rig.errors import ConfigError
+from rig.faults import exception_name
 from rig.link.transport import Transport
 
 if TYPE_CHECKING:
+    from rig.config import Board
     from rig.firmware import FirmwareImage
 
 
@@ -46,6 +49,8 @@ class Target(ABC):
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         self.name = name
         self.options = options
+        #: the lab's board this target reaches (None: a bare target built in a test)
+        self.board: Board | None = options.get("board")
 
     @abstractmethod
     def start(self) -> Transport:
@@ -84,8 +89,28 @@ class Target(ABC):
         self.close()
 
 
-#: exception numbers of the Cortex-M fault handlers (firmware exits with 0x80 + number)
-EXCEPTIONS = {2: "NMI", 3: "HardFault", 4: "MemManage", 5: "BusFault", 6: "UsageFault"}
+@dataclass(frozen=True)
+class FlashReport:
+    """What `Flashable.flash` did. The target is left started: `transport` reaches the
+    freshly flashed (or already matching) firmware."""
+
+    flashed: bool  # False: the device already ran the image (pyocd `if_needed`)
+    log: tuple[str, ...]  # what was done, line by line (gdb's output, pyocd's steps)
+    transport: Transport
+
+
+@runtime_checkable
+class Flashable(Protocol):
+    """A target the rig can program (`rig flash`): QEMU through its gdbstub, a board through
+    a pyocd probe."""
+
+    def flash(self, image: FirmwareImage | None = None,
+              progress: Callable[[float], None] | None = None, *,
+              if_needed: bool = False) -> FlashReport:
+        """Program `image` (None: the target's own prebuilt image), verify it, reset the
+        core and start the target. `progress` gets the fraction done; `if_needed` skips
+        programming when the device already runs the image (where the kind can tell)."""
+        ...
 
 
 def describe_exit(code: int | None, log_text: str = "", stopped_by_rig: bool = False) -> str:
@@ -99,7 +124,7 @@ def describe_exit(code: int | None, log_text: str = "", stopped_by_rig: bool = F
                 " SIGABRT)")
     if 0x80 < code < 0x90:
         n = code - 0x80
-        return (f"firmware fault, exception {n} ({EXCEPTIONS.get(n, 'exception')}): exit code "
+        return (f"firmware fault, exception {n} ({exception_name(n)}): exit code "
                 f"0x{code:02x} = 0x80 + exception number")
     if code == 0:
         return "exited normally (code 0)"
@@ -128,9 +153,6 @@ def make_target(name: str, kind: str, options: dict[str, Any]) -> Target:
         raise ConfigError(f"target {name!r}: unknown kind {kind!r}; known kinds: "
                           f"{', '.join(target_kinds())}") from None
     return cls(name, options)
-
-
-TargetFactory = Callable[[str, dict[str, Any]], Target]
 
 
 # --- processes a target owns (QEMU, the native firmware) ---------------------------------

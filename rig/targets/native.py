@@ -8,7 +8,6 @@ import re
 from pathlib import Path
 from typing import Any
 
-from rig.config import Board
 from rig.errors import LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, native_binary, source_hash
 from rig.link.transport import PipeTransport, Transport
@@ -27,7 +26,6 @@ class NativeTarget(Target):
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         super().__init__(name, options)
-        self.board: Board | None = options.get("board")
         self.binary: Path | None = Path(options["binary"]) if options.get("binary") else None
         self._child: ChildProcess | None = None
         self._last_child: ChildProcess | None = None

@@ -13,7 +13,7 @@
 5. otherwise pyocd programs the ELF (with progress), the flashed ranges are read back and
    compared (CRC-32 per segment, first differing address on failure), the core is reset,
    and the port is reopened, waiting up to `open_timeout_s` for a USB re-enumeration.
-The caller (`rig.session.connect`) then checks HELLO against the manifest, so a board that
+The caller (`rig.connection.connect`) then checks HELLO against the manifest, so a board that
 runs something else after all this fails with a precise FirmwareMismatch.
 
 pyocd is imported lazily (0.5 s) and only probed with `blocking=False`, so a lab config
@@ -51,7 +51,7 @@ from rig.firmware import FirmwareImage, FirmwareNotFound, check_hello, image_for
 from rig.link.link import Link
 from rig.link.transport import SerialTransport, Transport
 from rig.protocol import MsgType
-from rig.targets.base import Target, register_target
+from rig.targets.base import FlashReport, Target, register_target
 
 log = logging.getLogger(__name__)
 
@@ -175,7 +175,7 @@ class PyocdTarget(Target):
     `probe` (unique id or `auto`), `frequency_hz` (SWD clock), `port` (the board's UART;
     default: found by the probe's USB serial number), `baudrate`, `flash` (auto: skip
     when HELLO reports the manifest's build; always; never), `open_timeout_s` (how long
-    the port may take to come back after a reset), `progress` (callable(fraction))."""
+    the port may take to come back after a reset)."""
 
     kind = "pyocd"
     hardware = True
@@ -199,7 +199,8 @@ class PyocdTarget(Target):
                               f"{self.flash_mode!r}")
         self.open_timeout_s = float(options.get("open_timeout_s") or 5.0)
         self.hello_timeout_s = float(options.get("hello_timeout_s") or 1.0)
-        self.progress: Callable[[float], None] | None = options.get("progress")
+        self.progress: Callable[[float], None] | None = None  # set by flash()
+        self._image_override: FirmwareImage | None = None
         self.image: FirmwareImage | None = None
         self.probe: Any = None
         self.flashed = False  # did the last start() program the flash?
@@ -214,7 +215,7 @@ class PyocdTarget(Target):
             raise RigError(f"{self.describe()}: already started; close() it first")
         self.events = []
         self.flashed = False
-        self.image = image_for(self.board.firmware)
+        self.image = self._image_override or image_for(self.board.firmware)
         self.probe = self._find_probe()
         if self.flash_mode != "always":
             transport = self._running_matches()
@@ -227,6 +228,21 @@ class PyocdTarget(Target):
             self.flash_image(self.image.path)
         self._transport = self._open_port(self.open_timeout_s)
         return self._transport
+
+    def flash(self, image: FirmwareImage | None = None,
+              progress: Callable[[float], None] | None = None, *,
+              if_needed: bool = False) -> FlashReport:
+        """`Flashable`: program `image` (None: the manifest's image for the board), read it
+        back, reset, open the port. `if_needed`: skip programming when HELLO already
+        reports the build (the `flash: auto` path)."""
+        saved = self.flash_mode, self.progress, self._image_override
+        self.flash_mode = "auto" if if_needed else "always"
+        self.progress, self._image_override = progress, image
+        try:
+            transport = self.start()
+        finally:
+            self.flash_mode, self.progress, self._image_override = saved
+        return FlashReport(self.flashed, tuple(self.events), transport)
 
     def reset(self) -> Transport:
         """Reset the core through the probe (no re-flash) and reopen the port."""

@@ -21,12 +21,12 @@ import shutil
 import socket
 import subprocess
 import time
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import serial
 
-from rig.config import Board
 from rig.errors import (
     ConfigError,
     FirmwareMismatch,
@@ -37,7 +37,13 @@ from rig.errors import (
 )
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
-from rig.targets.base import ChildProcess, Target, default_log_dir, register_target
+from rig.targets.base import (
+    ChildProcess,
+    FlashReport,
+    Target,
+    default_log_dir,
+    register_target,
+)
 
 QEMU = "qemu-system-arm"
 APT_QEMU = "apt-get install -y qemu-system-arm"
@@ -98,15 +104,15 @@ class QemuTarget(Target):
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         super().__init__(name, options)
-        self.board: Board | None = options.get("board")
         machine = options.get("machine") or (self.board.qemu_machine if self.board else None)
         if not machine:
             raise ConfigError(f"target {name!r}: no QEMU machine (set machine:, or a board "
                               "with qemu_machine:)")
         self.machine: str = machine
-        self.flash: str = options.get("flash") or "kernel"
-        if self.flash not in ("kernel", "gdb"):
-            raise ConfigError(f"target {name!r}: flash must be kernel or gdb, got {self.flash!r}")
+        self.flash_mode: str = options.get("flash") or "kernel"
+        if self.flash_mode not in ("kernel", "gdb"):
+            raise ConfigError(f"target {name!r}: flash must be kernel or gdb, got "
+                              f"{self.flash_mode!r}")
         self.icount: int | None = options.get("icount")
         self.start_timeout_s = float(options.get("start_timeout_s") or 10.0)
         self.counter_label = (
@@ -119,6 +125,7 @@ class QemuTarget(Target):
         self.port: int | None = None
         self.gdb_port: int | None = None
         self.flash_log = ""
+        self._image_override: FirmwareImage | None = None
         self._child: ChildProcess | None = None
         self._last_child: ChildProcess | None = None  # kept for diagnostics() after close()
         self._last_log: Path | None = None
@@ -130,7 +137,7 @@ class QemuTarget(Target):
         if self._child is not None:
             raise RigError(f"{self.describe()}: already started; close() it first")
         qemu = find_qemu()
-        gdb = find_gdb() if self.flash == "gdb" else None
+        gdb = find_gdb() if self.flash_mode == "gdb" else None
         self._resolve_image()
         try:
             for _ in range(_PORT_ATTEMPTS):
@@ -152,7 +159,7 @@ class QemuTarget(Target):
         return transport
 
     def reset(self) -> Transport:
-        if self.flash == "gdb" and self._alive() and self._transport is not None:
+        if self.flash_mode == "gdb" and self._alive() and self._transport is not None:
             self._gdb(find_gdb(), ["monitor system_reset"])
             self._await_boot(self._transport)
             return self._transport
@@ -168,6 +175,22 @@ class QemuTarget(Target):
 
     def expected_firmware(self) -> FirmwareImage | None:
         return self.image
+
+    def flash(self, image: FirmwareImage | None = None,
+              progress: Callable[[float], None] | None = None, *,
+              if_needed: bool = False) -> FlashReport:
+        """`Flashable`: start an empty, halted machine, load `image` (None: the board's
+        prebuilt one) through the gdbstub, compare-sections, reset. From now on this target
+        uses the gdb path (`reset()` keeps the flashed image). QEMU has no persistent flash,
+        so `if_needed` changes nothing; `progress` only hears 1.0 at the end."""
+        self.close()
+        self.flash_mode = "gdb"
+        if image is not None:
+            self._image_override = image
+        transport = self.start()
+        if progress is not None:
+            progress(1.0)
+        return FlashReport(True, tuple(self.flash_log.splitlines()), transport)
 
     def firmware_path(self) -> Path:
         """The ELF this target boots (resolved now if it has not started yet)."""
@@ -213,6 +236,9 @@ class QemuTarget(Target):
     # -- internals ------------------------------------------------------------------------
 
     def _resolve_image(self) -> None:
+        if self._image_override is not None:
+            self.image, self.elf = self._image_override, self._image_override.path
+            return
         explicit = self.options.get("elf")
         if explicit:
             self.elf = Path(explicit)
@@ -235,7 +261,7 @@ class QemuTarget(Target):
         cmd = [qemu, "-M", self.machine, "-nographic", "-monitor", "none",
                "-serial", f"tcp:127.0.0.1:{self.port},server=on,wait=on,nodelay=on",
                "-semihosting-config", "enable=on,target=native"]
-        if self.flash == "gdb":
+        if self.flash_mode == "gdb":
             cmd += ["-S", "-gdb", f"tcp:127.0.0.1:{self.gdb_port}"]
         else:
             cmd += ["-kernel", str(self.elf), "-no-reboot"]
@@ -253,7 +279,7 @@ class QemuTarget(Target):
 
     def _launch(self, qemu: str) -> Transport:
         self.port = free_port()
-        self.gdb_port = free_port() if self.flash == "gdb" else None
+        self.gdb_port = free_port() if self.flash_mode == "gdb" else None
         cmd = self._command(qemu)
         self._child = ChildProcess(cmd, self._log_file())
         self._last_child, self._last_log = self._child, self._child.log_path

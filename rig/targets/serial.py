@@ -11,7 +11,6 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from rig.config import Board
 from rig.errors import ConfigError, FirmwareMismatch, LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
@@ -36,7 +35,6 @@ class SerialTarget(Target):
         defaults = options.get("defaults")
         self.baudrate = int(options.get("baudrate") or getattr(defaults, "baudrate", 115200))
         self.open_timeout_s = float(options.get("open_timeout_s") or 5.0)
-        self.board: Board | None = options.get("board")
         if self.board is not None:
             self.counter_label = self.board.counter_label
         self._transport: Transport | None = None

@@ -1,4 +1,4 @@
-"""`rig profile`: the command-line face of `rig.profiling` (registered by `rig.cli`).
+"""`rig profile`: the command-line face of `rig.profiling`.
 
     rig profile                          full + tinyprop on the lab default target (QEMU with
                                          the instruction-count plugin), lab training settings
@@ -20,6 +20,9 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from rig.cli.checks import add_strategy, check_strategy
+from rig.cli.console import console
+
 DEFAULT_OUT = "out/profile"
 
 
@@ -27,8 +30,8 @@ def add_parser(sub: Any) -> None:
     p = sub.add_parser("profile", help="cost per training phase and strategy: MACs, "
                                        "instructions (QEMU), cycles and energy (model)")
     p.add_argument("--target", help="auto | qemu | board | a target name (default: the lab's)")
-    p.add_argument("--strategy", action="append", default=[],
-                   help="profile this strategy too (repeatable; default set: full, tinyprop)")
+    add_strategy(p, "profile this strategy too (repeatable; default set: full, tinyprop)",
+                 repeat=True)
     p.add_argument("--only", action="store_true",
                    help="only the --strategy ones, not the default set")
     p.add_argument("--epochs", type=int)
@@ -48,7 +51,12 @@ def add_parser(sub: Any) -> None:
                    help="option for the monitor (repeatable), e.g. port=/dev/ttyACM1")
     p.add_argument("--monitor-rate", type=float, default=100_000.0, help="samples per second")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
-    p.set_defaults(func=cmd_profile)
+    p.set_defaults(func=cmd_profile, check=check_profile)
+
+
+def check_profile(args: argparse.Namespace) -> None:
+    for name in args.strategy:
+        check_strategy(name)
 
 
 def _monitor(args: argparse.Namespace) -> Any:
@@ -75,7 +83,6 @@ def _monitor(args: argparse.Namespace) -> Any:
 def cmd_profile(args: argparse.Namespace) -> int:
     from rich.table import Table
 
-    from rig.cli import console
     from rig.config import load_config
     from rig.profile.report import (
         SCALING_THRESHOLD,
@@ -84,7 +91,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
         summarize,
         write_report,
     )
-    from rig.profiling import DEFAULT_STRATEGIES, profile_target, spec_for
+    from rig.profiling import DEFAULT_STRATEGIES, profile_target
+    from rig.session import RunSpec
     from rig.targets import resolve_target
 
     lab = load_config(args.config)
@@ -94,7 +102,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
     if not strategies:
         console.print("[red]--only needs at least one --strategy[/]")
         return 2
-    spec = spec_for(lab)
+    spec = RunSpec.from_training(lab.training)
     overrides = {"epochs": args.epochs, "batch": args.batch, "lr": args.lr,
                  "train_samples": args.train_samples, "test_samples": args.test_samples,
                  "seed": args.seed}

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rig import protocol as P
+from rig.errors import ConfigError
 
 f32s = st.floats(width=32, allow_nan=False)
 u8 = st.integers(0, 255)
@@ -168,7 +169,7 @@ def test_fault_summary() -> None:
 def test_names_and_ids() -> None:
     assert P.strategy_id("velocity-budget") == 4 and P.strategy_id(6) == 6
     assert P.strategy_name(2) == "tinypropv2"
-    with pytest.raises(ValueError):
+    with pytest.raises(ConfigError, match="unknown strategy"):
         P.strategy_id("dense")
     assert P.type_name(0x82) == "ECHO+resp" and P.type_name(0x45) == "0x45"
     assert P.CounterKind(1).label == "cycles (DWT)" and P.counter_label(0) == "none"
