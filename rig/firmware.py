@@ -243,14 +243,23 @@ def rebuild(board: str, build_dir: Path | None = None) -> Path:
     return elf
 
 
+def make_native(goal: str = "native", build_dir: Path | None = None) -> Path:
+    """`make -C firmware <goal> BUILD=<build_dir>` with the host gcc (`native`: the firmware
+    and libtinyrig_core.so; `kernels-native`: the kernel libraries). Returns the directory
+    the host outputs land in, `<build_dir>/native`. make decides what is out of date."""
+    root = Path(build_dir).resolve() if build_dir is not None else FIRMWARE_SRC / "build"
+    _need_tool(os.environ.get("HOSTCC", "gcc"), "apt-get install -y gcc")
+    _make([f"BUILD={root}", goal], f"the host build `{goal}`")
+    return root / "native"
+
+
 def native_binary(build_dir: Path | None = None, build: bool = True) -> Path:
     """The host-native firmware (`firmware/build/native/tinyrig_fw`), built on demand with
     the host gcc. make decides whether it is out of date, so calling this is cheap."""
     root = Path(build_dir).resolve() if build_dir is not None else FIRMWARE_SRC / "build"
     exe = root / "native" / "tinyrig_fw"
     if build and (FIRMWARE_SRC / "Makefile").is_file():
-        _need_tool(os.environ.get("HOSTCC", "gcc"), "apt-get install -y gcc")
-        _make([f"BUILD={root}", "native"], "the native firmware")
+        make_native("native", root)
     if not exe.is_file():
         raise FirmwareNotFound(f"{exe}: no native firmware; build it with "
                                "`make -C firmware native`")

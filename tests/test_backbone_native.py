@@ -8,7 +8,7 @@ from __future__ import annotations
 import dataclasses
 import subprocess
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -16,7 +16,6 @@ import pytest
 
 from rig.device import Device, Timing
 from rig.errors import DeviceNak
-from rig.firmware import native_binary
 from rig.golden.data import digits_split
 from rig.golden.int8 import Op, QBackbone, QLayer, samples_to_int8
 from rig.golden.quant import default_backbone
@@ -38,11 +37,8 @@ R = NakReason
 
 
 @pytest.fixture(scope="module")
-def exe() -> Path:
-    try:
-        return native_binary()
-    except Exception as exc:  # no host compiler
-        pytest.skip(f"native firmware unavailable: {exc}")
+def exe(native_build: Callable[[str], Path]) -> Path:
+    return native_build("native") / "tinyrig_fw"
 
 
 @pytest.fixture

@@ -10,14 +10,11 @@ from __future__ import annotations
 
 import dataclasses
 import math
-import os
-import shutil
 import struct
 import subprocess
-import tempfile
 import time
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
@@ -37,22 +34,8 @@ FIRMWARE = Path(__file__).resolve().parents[1] / "firmware"
 
 
 @pytest.fixture(scope="session")
-def native_fw() -> Iterator[Path]:
-    if not (FIRMWARE / "Makefile").is_file():
-        pytest.skip("firmware sources not there yet (firmware/Makefile missing)")
-    if shutil.which("make") is None or shutil.which("cc") is None:
-        pytest.skip("no host C compiler / make")
-    build = Path(tempfile.mkdtemp(prefix="tinyrig-native-"))
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "native", f"BUILD={build}"],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(f"native firmware build failed (exit {proc.returncode}):\n"
-                    f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    found = sorted(p for p in build.rglob("tinyrig_fw") if os.access(p, os.X_OK))
-    if not found:
-        pytest.fail(f"`make native BUILD={build}` produced no tinyrig_fw executable")
-    yield found[0]
-    shutil.rmtree(build, ignore_errors=True)
+def native_fw(native_build: Callable[[str], Path]) -> Path:
+    return native_build("native") / "tinyrig_fw"
 
 
 class NativeFw:

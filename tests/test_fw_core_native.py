@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import ctypes
 import random
-import shutil
 import struct
-import subprocess
-import tempfile
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -59,15 +56,8 @@ def ref_cobs_decode(data: bytes) -> bytes:
 
 # ---- build + load ------------------------------------------------------------------
 @pytest.fixture(scope="session")
-def core() -> Iterator[ctypes.CDLL]:
-    if shutil.which("make") is None or shutil.which("gcc") is None:
-        pytest.skip("no host gcc / make")
-    build = Path(tempfile.mkdtemp(prefix="tinyrig-core-"))
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "native", f"BUILD={build}"],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(f"make native failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    lib = ctypes.CDLL(str(build / "native" / "libtinyrig_core.so"))
+def core(native_build: Callable[[str], Path]) -> Iterator[ctypes.CDLL]:
+    lib = ctypes.CDLL(str(native_build("native") / "libtinyrig_core.so"))
     sz, u8p = ctypes.c_size_t, ctypes.c_char_p
     for name in ("cobs_encode", "cobs_decode"):
         fn = getattr(lib, name)
@@ -81,7 +71,6 @@ def core() -> Iterator[ctypes.CDLL]:
     lib.tr_lib_feed.restype = ctypes.c_long
     lib.tr_lib_halted.restype = ctypes.c_int
     yield lib
-    shutil.rmtree(build, ignore_errors=True)
 
 
 def c_encode(lib: ctypes.CDLL, data: bytes, cap: int | None = None) -> tuple[int, bytes]:

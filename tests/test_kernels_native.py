@@ -13,10 +13,7 @@ from __future__ import annotations
 
 import ctypes
 import os
-import shutil
-import subprocess
-import tempfile
-from collections.abc import Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,17 +118,9 @@ class Kernels:
 
 
 @pytest.fixture(scope="session")
-def libs() -> Iterator[list[Kernels]]:
-    if shutil.which("make") is None or shutil.which("gcc") is None:
-        pytest.skip("no host gcc / make")
-    build = Path(tempfile.mkdtemp(prefix="tinyrig-kernels-"))
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "kernels-native", f"BUILD={build}"],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(f"make kernels-native failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    yield [Kernels(build / "native" / "libtr_nn.so"),
-           Kernels(build / "native" / "libtr_nn_dspemu.so")]
-    shutil.rmtree(build, ignore_errors=True)
+def libs(native_build: Callable[[str], Path]) -> list[Kernels]:
+    out = native_build("kernels-native")
+    return [Kernels(out / "libtr_nn.so"), Kernels(out / "libtr_nn_dspemu.so")]
 
 
 #: TINYRIG_KERNEL_EXAMPLES=10 runs ten times as many random cases (a deeper, slower check).

@@ -12,10 +12,8 @@ resync)` — the same path `tests/test_hil_strategies.py` runs on QEMU through t
 
 from __future__ import annotations
 
-import shutil
 import subprocess
-import tempfile
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -121,16 +119,8 @@ def summary(report: RunReport) -> str:
 
 
 @pytest.fixture(scope="module")
-def native_fw() -> Iterator[Path]:
-    if shutil.which("make") is None or shutil.which("cc") is None:
-        pytest.skip("no host C compiler / make")
-    build = Path(tempfile.mkdtemp(prefix="tinyrig-strat-"))
-    proc = subprocess.run(["make", "-C", str(FIRMWARE), "native", f"BUILD={build}"],
-                          capture_output=True, text=True, timeout=300)
-    if proc.returncode != 0:
-        pytest.fail(f"native build failed:\n{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
-    yield build / "native" / "tinyrig_fw"
-    shutil.rmtree(build, ignore_errors=True)
+def native_fw(native_build: Callable[[str], Path]) -> Path:
+    return native_build("native") / "tinyrig_fw"
 
 
 @pytest.fixture

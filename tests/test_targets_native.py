@@ -6,6 +6,7 @@ import gc
 import os
 import shutil
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 import pytest
@@ -30,11 +31,8 @@ def gone(pid: int, timeout: float = 5.0) -> bool:
 
 
 @pytest.fixture(scope="module")
-def binary() -> Path:
-    try:
-        return firmware.native_binary()
-    except Exception as exc:  # no gcc, no sources, build broken: say which
-        pytest.skip(f"native firmware unavailable: {exc}")
+def binary(native_build: Callable[[str], Path]) -> Path:
+    return native_build("native") / "tinyrig_fw"
 
 
 def test_hello_and_close(binary: Path) -> None:
@@ -57,7 +55,7 @@ def test_hello_and_close(binary: Path) -> None:
 def test_builds_on_demand_by_default(binary: Path) -> None:
     with NativeTarget("n", {}) as target:
         assert Device(Link(target.start(), timeout=2.0)).hello().board == "native"
-        assert target.binary == binary
+        assert target.binary == firmware.native_binary(build=False)  # the checkout's build
 
 
 def test_reset_restarts_process(binary: Path) -> None:
