@@ -3,7 +3,7 @@
 Float results are compared with max-ulp and rtol/atol; masks with Jaccard, where mismatches
 explained by near-ties in the ranking score are reported as `tie`, never hidden and never
 counted as agreement. Everything returns plain data (`Check`, `Verdict`) that prints as a
-table; the session decides whether a failed verdict raises `ComparisonFailed`.
+table; the faces decide what a failed verdict means (exit status 1, a failed test).
 """
 
 from __future__ import annotations
@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from rig.golden.model import EvalResult, GoldenStep, LayerParams
+from rig.golden.model import GoldenStep, LayerParams
+from rig.protocol import EvalResult
 
 PASS, TIE, FAIL, INFO = "pass", "tie", "fail", "info"
 

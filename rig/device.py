@@ -8,7 +8,7 @@ timeout that grows with the bytes it moves and the arithmetic it asks for.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -46,7 +46,6 @@ from rig.protocol import (
     TrainConfig,
     TrainStep,
     Which,
-    chunks,
     encode_records,
     strategy_id,
     unpack_f32,
@@ -380,6 +379,14 @@ def _which(which: int | str) -> Which:
         return {"w": Which.WEIGHT, "weight": Which.WEIGHT, "b": Which.BIAS,
                 "bias": Which.BIAS}[which.lower()]
     return Which(which)
+
+
+def chunks(total: int, size: int) -> Iterable[tuple[int, int]]:
+    """(offset, count) pieces of at most `size` covering range(total)."""
+    if size < 1:
+        raise ValueError("chunk size must be positive (max_payload too small?)")
+    for off in range(0, total, size):
+        yield off, min(size, total - off)
 
 
 __all__ = ["Device", "DeviceFault", "Timing"]

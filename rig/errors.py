@@ -1,5 +1,8 @@
-"""Every error the rig raises on purpose. One hierarchy so faces (CLI, fixtures) can
-catch `RigError` and print a precise message instead of a traceback."""
+"""Every error the rig raises on purpose: the whole `RigError` tree lives here, so faces
+(CLI, pytest plugin) can catch `RigError` and print a precise message instead of a
+traceback. Modules that raise one re-import it (`rig.protocol.PayloadError` is this
+module's `PayloadError`). A device and golden model that disagree is not an error: it is a
+failed `rig.compare.Verdict`, which the faces turn into exit status 1 or a failed test."""
 
 from __future__ import annotations
 
@@ -88,8 +91,8 @@ class FlashVerifyError(FirmwareMismatch):
     """Reading the flash back after programming gave other bytes than the image."""
 
 
-class ComparisonFailed(RigError):
-    """Device and golden model disagree beyond the stated tolerance."""
+class ElfError(RigError):
+    """Not a little-endian ELF32 ARM image, or a damaged one (`rig.elf`)."""
 
 
 class InstrumentError(RigError):
@@ -100,6 +103,35 @@ class InstrumentError(RigError):
 
 class InstrumentTimeout(InstrumentError):
     """A measuring instrument stopped answering within the stated time."""
+
+
+class PayloadError(LinkError):
+    """A payload does not have the layout its type prescribes (`rig.protocol`)."""
+
+
+class DecodeError(LinkError):
+    """The bytes are not a valid COBS encoding (`rig.link.cobs`)."""
+
+
+class FirmwareNotFound(RigError):
+    """No manifest, no entry for the board, or the image file is missing."""
+
+
+class BuildFailed(RigError):
+    """`make` in firmware/ failed; the message quotes the end of its output."""
+
+
+class PluginError(RigError):
+    """The QEMU instruction-count plugin could not be built or loaded, or its output is
+    inconsistent (`rig.profile.icount`)."""
+
+
+class UnicornError(RigError):
+    """The firmware did something the unicorn model does not cover, or faulted."""
+
+
+class UsageError(ConfigError):
+    """A command-line value is wrong; the message names the option."""
 
 
 def _printable(data: bytes) -> str:

@@ -43,3 +43,28 @@ HFSR_BITS: dict[int, tuple[str, str]] = {
 def exception_name(number: int) -> str:
     """`HardFault` for 3, `exception 9` for a number without a handler name."""
     return EXCEPTION_NAMES.get(number, f"exception {number}")
+
+
+def flags(table: dict[int, tuple[str, str]], value: int) -> list[str]:
+    """Names of the bits of `value` that `table` (CFSR_BITS, HFSR_BITS) knows."""
+    return [name for bit, (name, _) in table.items() if value >> bit & 1]
+
+
+def fault_summary(exception: int, pc: int, lr: int, cfsr: int, hfsr: int, mmfar: int,
+                  bfar: int) -> str:
+    """One paragraph a lab engineer can act on: where, which status bits and what they
+    mean, and the fault address registers when their VALID bit says they hold one."""
+    parts = [f"{exception_name(exception)} at pc=0x{pc:08x} (lr=0x{lr:08x})"]
+    if flags(HFSR_BITS, hfsr):
+        parts.append("HFSR " + ", ".join(flags(HFSR_BITS, hfsr)))
+    meanings = [f"{name} ({text})" for bit, (name, text) in CFSR_BITS.items()
+                if cfsr >> bit & 1 and name not in ("MMARVALID", "BFARVALID")]
+    if meanings:
+        parts.append("CFSR " + "; ".join(meanings))
+    elif cfsr == 0:
+        parts.append("CFSR clear")
+    if cfsr >> 7 & 1:
+        parts.append(f"MMFAR=0x{mmfar:08x}")
+    if cfsr >> 15 & 1:
+        parts.append(f"BFAR=0x{bfar:08x}")
+    return "; ".join(parts)

@@ -21,21 +21,13 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
-from rig.errors import FirmwareMismatch, RigError, ToolMissing
+from rig.errors import BuildFailed, FirmwareMismatch, FirmwareNotFound, ToolMissing
 
 ENV_DIR = "TINYRIG_FIRMWARE_DIR"
 REPO_ROOT = Path(__file__).resolve().parent.parent
 FIRMWARE_SRC = REPO_ROOT / "firmware"
 
 APT_ARM_GCC = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"
-
-
-class FirmwareNotFound(RigError):
-    """No manifest, no entry for the board, or the image file is missing."""
-
-
-class BuildFailed(RigError):
-    """`make` in firmware/ failed; the message quotes the end of its output."""
 
 
 @dataclass(frozen=True)

@@ -34,9 +34,10 @@ from rig.fit import fit_spec
 from rig.golden.macs import select_macs
 from rig.link.link import Link
 from rig.profile.energy import PRESETS, BoardPowerModel
-from rig.profile.icount import PHASES, InstructionCounter, StepCounts
+from rig.profile.icount import InstructionCounter, StepCounts
 from rig.profile.report import ProfileRun, SelectProfile, StepProfile, StrategyRun
 from rig.profile.unicorn_ref import UnicornError, UnicornFirmware
+from rig.protocol import PHASES
 from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
 from rig.targets.base import Target
 

@@ -8,7 +8,7 @@ Nothing here does I/O. Everything is little-endian.
 from __future__ import annotations
 
 import struct
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
 from typing import ClassVar
@@ -16,8 +16,8 @@ from typing import ClassVar
 import numpy as np
 
 from rig import strategies
-from rig.errors import ConfigError, LinkError
-from rig.faults import CFSR_BITS, HFSR_BITS, exception_name
+from rig.errors import ConfigError, PayloadError
+from rig.faults import CFSR_BITS, HFSR_BITS, exception_name, fault_summary, flags
 
 PROTO_VERSION = 1
 HEADER_SIZE = 8
@@ -27,10 +27,6 @@ MAX_LEN_FIELD = 0xFFFF
 RESPONSE_BIT = 0x80
 FLAG_DUP = 0x01
 NAK_TEXT_MAX = 64
-
-
-class PayloadError(LinkError):
-    """A payload does not have the layout its type prescribes."""
 
 
 class MsgType(IntEnum):
@@ -441,6 +437,10 @@ class TrainStep:
         return cls(np.frombuffer(payload, dtype="<u2", offset=4).astype(np.uint16))
 
 
+#: the four counter phases of a TRAIN_STEP response, in order
+PHASES: tuple[str, ...] = ("forward", "backward", "selection", "update")
+
+
 @dataclass(frozen=True)
 class StepResult:
     loss: float
@@ -449,7 +449,7 @@ class StepResult:
     k: tuple[int, ...]
     counters: tuple[int, int, int, int]  # forward, backward, selection, update
 
-    PHASES: ClassVar[tuple[str, ...]] = ("forward", "backward", "selection", "update")
+    PHASES: ClassVar[tuple[str, ...]] = PHASES
 
     @property
     def phase_counters(self) -> dict[str, int]:
@@ -844,28 +844,16 @@ class FaultInfo:
 
     @property
     def cfsr_flags(self) -> list[str]:
-        return [name for bit, (name, _) in CFSR_BITS.items() if self.cfsr >> bit & 1]
+        return flags(CFSR_BITS, self.cfsr)
 
     @property
     def hfsr_flags(self) -> list[str]:
-        return [name for bit, (name, _) in HFSR_BITS.items() if self.hfsr >> bit & 1]
+        return flags(HFSR_BITS, self.hfsr)
 
     def summary(self) -> str:
         """One paragraph a lab engineer can act on."""
-        parts = [f"{self.exception_name} at pc=0x{self.pc:08x} (lr=0x{self.lr:08x})"]
-        if self.hfsr_flags:
-            parts.append("HFSR " + ", ".join(self.hfsr_flags))
-        meanings = [f"{name} ({text})" for bit, (name, text) in CFSR_BITS.items()
-                    if self.cfsr >> bit & 1 and name not in ("MMARVALID", "BFARVALID")]
-        if meanings:
-            parts.append("CFSR " + "; ".join(meanings))
-        elif self.cfsr == 0:
-            parts.append("CFSR clear")
-        if self.cfsr >> 7 & 1:
-            parts.append(f"MMFAR=0x{self.mmfar:08x}")
-        if self.cfsr >> 15 & 1:
-            parts.append(f"BFAR=0x{self.bfar:08x}")
-        return "; ".join(parts)
+        return fault_summary(self.exception, self.pc, self.lr, self.cfsr, self.hfsr,
+                             self.mmfar, self.bfar)
 
     def pack(self) -> bytes:
         return self._S.pack(*self.registers().values())
@@ -875,10 +863,3 @@ class FaultInfo:
         _need(payload, cls.SIZE, "FAULT")
         return cls(*cls._S.unpack(payload))
 
-
-def chunks(total: int, size: int) -> Iterable[tuple[int, int]]:
-    """(offset, count) pieces of at most `size` covering range(total)."""
-    if size < 1:
-        raise ValueError("chunk size must be positive (max_payload too small?)")
-    for off in range(0, total, size):
-        yield off, min(size, total - off)

@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 
 from rig import firmware
+from rig.elf import read_elf
 from rig.errors import RigError
-from rig.profile.elf import read_elf
 from rig.profile.icount import PluginError, build_plugin, marker_windows
 
 

@@ -17,9 +17,9 @@ from _profile_util import need_plugin
 
 from rig.config import LabConfig
 from rig.errors import TargetUnavailable
-from rig.profile.icount import PHASES
 from rig.profile.report import summarize
 from rig.profiling import profile_target
+from rig.protocol import PHASES
 from rig.session import RunSpec
 from rig.targets import resolve_target
 

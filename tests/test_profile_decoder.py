@@ -14,8 +14,8 @@ import pytest
 from _profile_util import need_plugin
 
 from rig import firmware
+from rig.elf import read_elf
 from rig.errors import RigError
-from rig.profile.elf import read_elf
 from rig.profile.icount import decoder_library
 from rig.profile.isa import CLASSES, EXTRAS, CDecoder, classify_capstone
 

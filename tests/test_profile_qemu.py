@@ -21,7 +21,7 @@ from _profile_util import marked_image, need_plugin, need_qemu
 from rig.config import Board
 from rig.connection import connect
 from rig.device import Device
-from rig.profile.elf import read_elf
+from rig.elf import read_elf
 from rig.profile.icount import InstructionCounter, StepCounts, marker_windows, plugin_args
 from rig.profile.isa import REG_EXTRA, classify_capstone
 from rig.profile.unicorn_ref import UnicornRecord

@@ -10,6 +10,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from rig import protocol as P
+from rig.device import chunks
 from rig.errors import ConfigError
 
 f32s = st.floats(width=32, allow_nan=False)
@@ -175,5 +176,5 @@ def test_names_and_ids() -> None:
     assert P.CounterKind(1).label == "cycles (DWT)" and P.counter_label(0) == "none"
     assert P.DType.coerce("s8") == P.DType.S8 and P.DType.coerce(np.uint8) == P.DType.U8
     assert P.DType.coerce(np.float32) == P.DType.F32
-    assert list(P.chunks(10, 4)) == [(0, 4), (4, 4), (8, 2)]
+    assert list(chunks(10, 4)) == [(0, 4), (4, 4), (8, 2)]
     assert math.isnan(P.EvalResult(0.0, 0, 0, np.zeros(0, np.uint8)).accuracy)

@@ -41,7 +41,7 @@ from rig.errors import (
 from rig.link.frame import FrameDecoder, Packet, encode_frame
 from rig.protocol import HelloInfo, MsgType
 from rig.targets import pyocd as pyocd_target
-from rig.targets import resolve_target
+from rig.targets import Flashable, resolve_target
 from rig.targets.pyocd import PyocdTarget
 
 BOARD = Board(name="nucleo-f429zi", cpu="cortex-m4f", clock_hz=168_000_000,
@@ -367,10 +367,14 @@ def test_flash_verify_reset_then_hello(lab: type[FakeConnectHelper],
     board = FakeBoard(image, runs="old")
     attach(lab, board)
     seen: list[float] = []
-    target = make(progress=seen.append, frequency_hz=4_000_000)
-    assert target.unavailable_reason() is None
-    info = hello_of(target)  # connect() checks HELLO against the manifest
-    assert info.build_hash == SRC_HASH and target.flashed
+    target = make(frequency_hz=4_000_000)
+    assert isinstance(target, Flashable) and target.unavailable_reason() is None
+    report = target.flash(None, seen.append, if_needed=True)  # runs "old": flashes anyway
+    conn = connect(target, timeout=1.0, retries=1, started=report.transport)
+    conn.close()
+    info = conn.hello  # connect() checked it against the manifest
+    assert info.build_hash == SRC_HASH and target.flashed and report.flashed
+    assert any("verified" in line for line in report.log)
     assert FakeFileProgrammer.calls == [str(image.path)]
     assert seen[-1] == 1.0
     session = lab.sessions[-1]

@@ -7,11 +7,7 @@ import argparse
 from collections.abc import Sequence
 
 from rig import strategies
-from rig.errors import ConfigError
-
-
-class UsageError(ConfigError):
-    """A command-line value is wrong; the message names the option."""
+from rig.errors import ConfigError, UsageError
 
 
 def strategy_help(what: str) -> str:

@@ -6,18 +6,11 @@ Knows no wires: the session feeds it the same batches it sends to the device and
 
 from rig.golden.data import EncodedSet, Split, TransferSplit, digits_split, epoch_batches
 from rig.golden.macs import PhaseMacs, full_step_macs, select_macs, step_macs
-from rig.golden.model import (
-    EvalResult,
-    GoldenMLP,
-    GoldenStep,
-    LayerParams,
-    SelectResult,
-    init_params,
-)
+from rig.golden.model import GoldenMLP, GoldenSelect, GoldenStep, LayerParams, init_params
 from rig.golden.strategies import CLASSES, make_strategy
 
 __all__ = [
-    "CLASSES", "EncodedSet", "EvalResult", "GoldenMLP", "GoldenStep", "LayerParams",
-    "PhaseMacs", "SelectResult", "Split", "TransferSplit", "digits_split", "epoch_batches",
+    "CLASSES", "EncodedSet", "GoldenMLP", "GoldenSelect", "GoldenStep", "LayerParams",
+    "PhaseMacs", "Split", "TransferSplit", "digits_split", "epoch_batches",
     "full_step_macs", "init_params", "make_strategy", "select_macs", "step_macs",
 ]

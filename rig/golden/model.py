@@ -17,6 +17,7 @@ import torch
 from rig.golden.f32 import F32, expf, f32, logf, seq_matmul, seq_sum
 from rig.golden.macs import PhaseMacs, select_macs, step_macs
 from rig.golden.strategies import Strategy, make_strategy
+from rig.protocol import EvalResult  # EVAL's answer: one type for device and golden model
 
 
 class LayerParams(NamedTuple):
@@ -43,19 +44,10 @@ class GoldenStep:
 
 
 @dataclass
-class EvalResult:
-    loss_sum: float  # float32 Σ_n loss_n, n in order
-    correct: int
-    count: int
-    pred: np.ndarray  # uint8, first maximum of the logits
+class GoldenSelect:
+    """What SELECT decided in the golden model (the device's answer is
+    `rig.protocol.SelectResult`; this adds the masks, scores and MACs behind it)."""
 
-    @property
-    def accuracy(self) -> float:
-        return self.correct / self.count if self.count else 0.0
-
-
-@dataclass
-class SelectResult:
     k: list[int]
     trainable_params: int
     row_masks: list[np.ndarray]
@@ -244,7 +236,7 @@ class GoldenMLP:
             p[mask] = p[mask] - u[mask]
         return LayerParams(uw, ub)
 
-    def select(self, x_val: np.ndarray | torch.Tensor) -> SelectResult:
+    def select(self, x_val: np.ndarray | torch.Tensor) -> GoldenSelect:
         """SELECT over the validation subset: mask strategies recompute their selection."""
         x = x_val.numpy() if isinstance(x_val, torch.Tensor) else x_val
         x = np.ascontiguousarray(np.asarray(x, dtype=F32).reshape(-1, self.dims[0]))
@@ -262,6 +254,6 @@ class GoldenMLP:
         trainable = sum(self.dims[lay] * k[lay] + int(self.bias_masks[lay].sum())
                         for lay in range(self.n_layers))
         scores = getattr(strat, "scores", None)
-        return SelectResult(k, trainable, [r.copy() for r in self.row_masks],
+        return GoldenSelect(k, trainable, [r.copy() for r in self.row_masks],
                             [b.copy() for b in self.bias_masks],
                             [s.copy() for s in scores] if scores is not None else None, macs)

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 
@@ -29,7 +28,7 @@ import torch
 from torch import nn
 
 from rig.golden.data import DIGITS_SCALE, EncodedSet, Split, digits_split
-from rig.golden.int8 import Op, QBackbone, QLayer, samples_to_int8
+from rig.golden.int8 import Op, QBackbone, QLayer
 
 DEFAULT_BACKBONE = "digits-cnn"
 
@@ -275,45 +274,6 @@ def head_accuracy(head: nn.Module, features: np.ndarray, labels: np.ndarray) -> 
     return float((pred == labels).mean())
 
 
-def train_float_head(features: np.ndarray, labels: np.ndarray, dims: Sequence[int] = (128, 32, 10),
-                     epochs: int = 60, lr: float = 0.05, seed: int = 0) -> nn.Module:
-    """A fresh float MLP head on fixed features (plain SGD, like the device would)."""
-    gen = torch.Generator().manual_seed(seed)
-    torch.manual_seed(seed)
-    mods: list[nn.Module] = []
-    for i, (a, b) in enumerate(zip(dims[:-1], dims[1:], strict=True)):
-        mods.append(nn.Linear(a, b))
-        if i < len(dims) - 2:
-            mods.append(nn.ReLU())
-    head = nn.Sequential(*mods)
-    opt = torch.optim.SGD(head.parameters(), lr=lr, momentum=0.9)
-    x = torch.from_numpy(np.asarray(features, np.float32))
-    y = torch.from_numpy(np.asarray(labels, np.int64))
-    for _ in range(epochs):
-        order = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), 32):
-            idx = order[i:i + 32]
-            opt.zero_grad()
-            nn.functional.cross_entropy(head(x[idx]), y[idx]).backward()
-            opt.step()
-    return head
-
-
-@dataclass
-class BackboneReport:
-    """What `default_backbone_report()` measures (numbers for docs and the issue)."""
-
-    float_test_accuracy: float  # float CNN + float head
-    int8_pretrained_head_accuracy: float  # int8 backbone -> dequantize -> the float head
-    int8_fresh_head_accuracy: float  # int8 backbone features -> a newly trained float head
-    pixels_fresh_head_accuracy: float  # same head trained on raw pixels (no backbone)
-    feature_agreement: float  # fraction of int8 features within 1 step of float/scale
-    pretrain_seconds: float
-    blob_bytes: int
-    act_bytes: int
-    macs: int
-
-
 @lru_cache(maxsize=4)
 def _pretrained(seed: int) -> PretrainResult:
     return pretrain_digits_cnn(seed=seed)
@@ -335,27 +295,3 @@ def backbone_by_name(name: str, seed: int = 0) -> QBackbone:
     if name == DEFAULT_BACKBONE:
         return default_backbone(seed)
     raise ValueError(f"unknown backbone {name!r} (known: {DEFAULT_BACKBONE})")
-
-
-def default_backbone_report(seed: int = 0) -> BackboneReport:
-    pre = _pretrained(seed)
-    bb = default_backbone(seed)
-    split = pre.split
-    xtr = samples_to_int8(split.train.q, 1)
-    xte = samples_to_int8(split.test.q, 1)
-    ftr, fte = bb.features_f32(xtr), bb.features_f32(xte)
-    with torch.no_grad():
-        float_feats = pre.model.features(_images(split.test)).numpy()
-    agree = float((np.abs(fte - float_feats) <= bb.out_scale * 1.0001).mean())
-    fresh = train_float_head(ftr, split.train.labels, dims=(bb.n_features, 32, 10), seed=seed)
-    pixels = train_float_head(split.train.decode(), split.train.labels,
-                              dims=(split.train.n_features, 32, 10), seed=seed)
-    act = max(max(int(np.prod(layer.in_shape)), layer.out_features) for layer in bb.layers)
-    return BackboneReport(
-        float_test_accuracy=pre.float_test_accuracy,
-        int8_pretrained_head_accuracy=head_accuracy(pre.model.head, fte, split.test.labels),
-        int8_fresh_head_accuracy=head_accuracy(fresh, fte, split.test.labels),
-        pixels_fresh_head_accuracy=head_accuracy(pixels, split.test.decode(),
-                                                 split.test.labels),
-        feature_agreement=agree, pretrain_seconds=pre.seconds, blob_bytes=len(bb.blob()),
-        act_bytes=act, macs=bb.macs)

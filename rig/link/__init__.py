@@ -2,8 +2,7 @@
 
 from rig.link.frame import FrameDecoder, FrameError, Packet, encode_frame
 from rig.link.link import Link, LinkStats, TrafficEvent, stream_logger
-from rig.link.transport import PipeTransport, SerialTransport, Transport, open_transport
+from rig.link.transport import PipeTransport, SerialTransport, Transport
 
 __all__ = ["FrameDecoder", "FrameError", "Link", "LinkStats", "Packet", "PipeTransport",
-           "SerialTransport", "TrafficEvent", "Transport", "encode_frame", "open_transport",
-           "stream_logger"]
+           "SerialTransport", "TrafficEvent", "Transport", "encode_frame", "stream_logger"]

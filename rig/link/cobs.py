@@ -8,13 +8,9 @@ peer written from another reference may add it.
 
 from __future__ import annotations
 
-from rig.errors import LinkError
+from rig.errors import DecodeError
 
 _MAX_BLOCK = 254  # data bytes after a 0xFF code
-
-
-class DecodeError(LinkError):
-    """The bytes are not a valid COBS encoding."""
 
 
 def max_encoded_len(n: int) -> int:

@@ -1,8 +1,8 @@
 """Byte transports: the lowest layer. A transport moves bytes and knows nothing of frames.
 
-`open_transport(url)` accepts every pyserial URL (`/dev/ttyACM0`, `socket://host:port`,
-`rfc2217://host:port`, `loop://`) and returns a `SerialTransport`. Targets that own a
-process (the native firmware) make a `PipeTransport` themselves.
+`SerialTransport(url)` accepts every pyserial URL (`/dev/ttyACM0`, `socket://host:port`,
+`rfc2217://host:port`, `loop://`). Targets that own a process (the native firmware) make a
+`PipeTransport` themselves.
 """
 
 from __future__ import annotations
@@ -120,6 +120,3 @@ class PipeTransport:
             except OSError:
                 pass
 
-
-def open_transport(url: str, baudrate: int = 115200, open_timeout: float = 5.0) -> SerialTransport:
-    return SerialTransport(url, baudrate=baudrate, open_timeout=open_timeout)

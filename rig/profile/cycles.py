@@ -3,7 +3,8 @@
 Input: a window's class counts and extra counters (`rig.profile.icount.WindowCounts`,
 measured by the QEMU plugin). Output: `CycleEstimate` — a nominal figure and a [low, high]
 band, labelled `cycles (model, <core>)`. These are estimates from published per-instruction
-timings with zero-wait-state memory; they are never measurements (DESIGN.md §3).
+timings with zero-wait-state memory; they are never measurements (docs/profiling.md,
+"label in every report").
 
 Sources (cited per entry below):
 

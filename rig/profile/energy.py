@@ -1,7 +1,7 @@
 """Energy: measured traces from a power monitor, and a calibrated per-board model.
 
 Two kinds of figure leave this module and each carries its origin in `source`, so a report
-can never pass a model estimate off as a measurement (DESIGN.md §3, "always label a figure"):
+can never pass a model estimate off as a measurement (docs/profiling.md, "label in every report"):
 
 - `energy (measured)`: a `Trace` recorded by a `PowerMonitor` (rig.profile.monitors),
   integrated with the trapezoid rule over V·I between two instants or over marked windows.
@@ -304,7 +304,7 @@ class BoardPowerModel:
 class PhaseWork:
     """Work done in one phase: measured cycles, or instructions times an assumed CPI.
 
-    `origin` is the label of the count (DESIGN.md: `cycles (DWT)`, `instructions (QEMU)`,
+    `origin` is the label of the count (docs/profiling.md: `cycles (DWT)`, `instructions (QEMU)`,
     `cycles (model)`) and is carried into the result's detail.
     """
 

@@ -28,25 +28,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rig.errors import RigError, ToolMissing
-from rig.profile.elf import ElfImage, read_elf
+from rig.elf import ElfImage, read_elf
+from rig.errors import PluginError, ToolMissing
+from rig.protocol import PHASES
 
 LABEL = "instructions (QEMU)"
 PLUGIN_SRC = Path(__file__).resolve().parent.parent.parent / "firmware" / "tools" / "qemu_plugin"
 MARK_PREFIX = "tr_mark_"
 #: windows that produce a record (a JSON line) when they close
 RECORD_WINDOWS = ("step", "select_msg")
-#: the protocol's four counter phases, in TRAIN_STEP order
-PHASES = ("forward", "backward", "selection", "update")
-#: sub-phases counted by instructions only, and the phase they are nested in
-SUBPHASES = {"loss": "forward"}
 #: handlers whose instructions land in windows at wall-clock-dependent points
 EXCLUDE_SUFFIX = "_Handler"
 EXCLUDE_KEEP = ("Reset_Handler",)
-
-
-class PluginError(RigError):
-    """The plugin could not be built, loaded, or its output is inconsistent."""
 
 
 # ------------------------------------------------------------------ markers from the ELF

@@ -1,7 +1,7 @@
 """Profile summary and report: predicted MACs vs measured instructions and model cycles,
 per phase and per strategy, with energy; written as JSON, HTML and PNG.
 
-Labels (DESIGN.md §3, every figure says where it came from):
+Labels (docs/profiling.md, "label in every report": every figure says where it came from):
 `MACs (golden model)`, `instructions (QEMU)`, `cycles (model, <core>)`,
 `latency (model)` = model cycles / the board's clock, `energy (model)` (rig.profile.energy,
 E = V·I(f)·t), `energy (measured)` (a power monitor, windows marked per TRAIN_STEP),
@@ -45,7 +45,8 @@ import numpy as np
 from rig.profile.cycles import CortexM0Model, CortexM4Model, NotApplicable, model_for
 from rig.profile.energy import MEASURED, MODELLED, BoardPowerModel, EnergyResult, PhaseWork
 from rig.profile.icount import LABEL as ICOUNT_LABEL
-from rig.profile.icount import PHASES, StepCounts, WindowCounts
+from rig.profile.icount import StepCounts, WindowCounts
+from rig.protocol import PHASES
 
 SCALING_THRESHOLD = 0.10
 

@@ -27,15 +27,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from rig.errors import RigError
-from rig.profile.elf import ElfImage, read_elf
+from rig.elf import ElfImage, read_elf
+from rig.errors import UnicornError
 from rig.profile.icount import RECORD_WINDOWS, marker_windows
 
 LABEL = "instructions (unicorn)"
-
-
-class UnicornError(RigError):
-    """The firmware did something the unicorn model does not cover, or faulted."""
 
 
 @dataclass(frozen=True)
