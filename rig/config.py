@@ -9,16 +9,17 @@ machine, the default target exists).
 Where the file is found: explicit path > `$TINYRIG_LAB_CONFIG` > `./lab_config.yaml` >
 the repository's own `lab_config.yaml`.
 
-Kind-specific target options are declared here (the schema of the file lives in one
-place); a plug-in target kind adds its options with `register_target_options` before the
-file is loaded. This module imports nothing from `rig.targets` (dependency direction).
+Kind-specific target options are declared in `rig.target_options` (one typed dataclass per
+kind, defaults and checks on its fields); each target gets a finished instance. A plug-in
+kind adds its class with `register_target_options` before the file is loaded. This module
+imports nothing from `rig.targets` (dependency direction).
 """
 
 from __future__ import annotations
 
 import os
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,8 +28,29 @@ import yaml
 
 from rig import strategies
 from rig.errors import ConfigError
+from rig.link.transport import DEFAULT_BAUDRATE
+from rig.schema import (
+    MISSING,
+    Field,
+    Invalid,
+    boolean,
+    build,
+    choice,
+    fields_of,
+    integer,
+    list_of,
+    number,
+    optional,
+    text,
+    type_name,
+)
 from rig.strategies import NAMES as STRATEGIES
 from rig.suggest import suggest
+from rig.target_options import (  # noqa: F401 - plug-in kinds register through rig.config too
+    TARGET_OPTIONS,
+    TargetOptions,
+    register_target_options,
+)
 
 ENV_VAR = "TINYRIG_LAB_CONFIG"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
@@ -37,12 +59,10 @@ CPUS = ("cortex-m4f", "cortex-m0", "host")
 #: `defaults.target` values that are not a target name: categories resolved by rig.targets
 TARGET_CATEGORIES = ("auto", "board")
 
-_MISSING: Any = object()
+_MISSING = MISSING
 _MISSING_OK: Any = object()  # optional key without a default: left out of the result
-
-
-class _Bad(Exception):
-    """A value does not fit; the message says what was expected."""
+_Bad = Invalid
+_type_name = type_name
 
 
 # --- typed result -------------------------------------------------------------------------
@@ -83,7 +103,7 @@ class Defaults:
     target: str = "auto"
     timeout_s: float = 2.0
     retries: int = 3
-    baudrate: int = 115200
+    baudrate: int = DEFAULT_BAUDRATE
 
 
 @dataclass(frozen=True)
@@ -92,8 +112,8 @@ class TargetConfig:
     kind: str
     board: str
     enabled: bool = True
-    #: kind-specific options, validated, with defaults filled in
-    options: Mapping[str, Any] = field(default_factory=dict)
+    #: the kind's options (rig.target_options), validated, every default filled in
+    options: TargetOptions = field(default_factory=TargetOptions)
     source: str = ""  # "file:line" of the target's entry, for messages
 
 
@@ -146,98 +166,6 @@ class LabConfig:
                 if t.enabled and (kind is None or t.kind == kind)]
 
 
-# --- value checks -------------------------------------------------------------------------
-# A check takes the constructed Python value and returns it converted, or raises _Bad.
-
-
-@dataclass(frozen=True)
-class Field:
-    """One key of a mapping: what it accepts and its default (`_MISSING` = required)."""
-
-    check: Callable[[Any], Any]
-    default: Any = _MISSING
-
-
-def _type_name(value: Any) -> str:
-    return "null" if value is None else type(value).__name__
-
-
-def integer(lo: int | None = None, hi: int | None = None) -> Callable[[Any], int]:
-    what = "an integer" + (f" >= {lo}" if lo is not None else "") + (
-        f" <= {hi}" if hi is not None else "")
-
-    def check(v: Any) -> int:
-        if isinstance(v, bool) or not isinstance(v, int):
-            raise _Bad(f"expected {what}, got {_type_name(v)} {v!r}")
-        if (lo is not None and v < lo) or (hi is not None and v > hi):
-            raise _Bad(f"expected {what}, got {v}")
-        return v
-    return check
-
-
-def number(lo: float | None = None, positive: bool = False) -> Callable[[Any], float]:
-    what = "a number" + (" > 0" if positive else f" >= {lo}" if lo is not None else "")
-
-    def check(v: Any) -> float:
-        if isinstance(v, bool) or not isinstance(v, int | float):
-            raise _Bad(f"expected {what}, got {_type_name(v)} {v!r}")
-        if (positive and v <= 0) or (lo is not None and v < lo):
-            raise _Bad(f"expected {what}, got {v}")
-        return float(v)
-    return check
-
-
-def boolean(v: Any) -> bool:
-    if not isinstance(v, bool):
-        raise _Bad(f"expected true or false, got {_type_name(v)} {v!r}")
-    return v
-
-
-def text(v: Any) -> str:
-    if not isinstance(v, str) or not v:
-        raise _Bad(f"expected a non-empty string, got {_type_name(v)} {v!r}")
-    return v
-
-
-def choice(*options: str) -> Callable[[Any], str]:
-    def check(v: Any) -> str:
-        if v not in options:
-            raise _Bad(f"expected one of {', '.join(options)}, got {v!r}"
-                       f"{suggest(str(v), options)}")
-        return v
-    return check
-
-
-def optional(inner: Callable[[Any], Any]) -> Callable[[Any], Any]:
-    def check(v: Any) -> Any:
-        return None if v is None else inner(v)
-    return check
-
-
-def list_of(inner: Callable[[Any], Any], min_len: int = 0) -> Callable[[Any], tuple[Any, ...]]:
-    def check(v: Any) -> tuple[Any, ...]:
-        if not isinstance(v, list):
-            raise _Bad(f"expected a list, got {_type_name(v)} {v!r}")
-        if len(v) < min_len:
-            raise _Bad(f"expected a list of at least {min_len} items, got {len(v)}")
-        out = []
-        for i, item in enumerate(v):
-            try:
-                out.append(inner(item))
-            except _Bad as exc:
-                raise _Bad(f"item {i}: {exc}") from None
-        return tuple(out)
-    return check
-
-
-def serial_url(v: Any) -> str:
-    v = text(v)
-    if "://" not in v and not v.startswith(("/", "COM")):
-        raise _Bad(f"expected a device path (/dev/ttyACM0) or a pyserial URL "
-                   f"(socket://host:port, rfc2217://host:port), got {v!r}")
-    return v
-
-
 # --- schema -------------------------------------------------------------------------------
 
 _TOP = ("version", "defaults", "boards", "targets", "training")
@@ -270,46 +198,6 @@ _TARGET_COMMON = {
     "board": Field(text),
     "enabled": Field(boolean, True),
 }
-
-#: kind -> its options. Plug-in kinds add theirs with `register_target_options`.
-TARGET_OPTIONS: dict[str, dict[str, Field]] = {
-    "qemu": {
-        "machine": Field(optional(text), None),  # None: the board's qemu_machine
-        "elf": Field(optional(text), None),  # None: the board's prebuilt image
-        "extra_args": Field(list_of(text), ()),
-        "flash": Field(choice("kernel", "gdb"), "kernel"),
-        "icount": Field(optional(integer(0, 10)), None),  # -icount shift=N: deterministic time
-        "plugin": Field(optional(text), None),  # TCG plugin .so: -plugin <so>,<plugin_args>
-        "plugin_args": Field(list_of(text), ()),  # "key=value" strings
-        "start_timeout_s": Field(number(positive=True), 10.0),
-        "log_dir": Field(optional(text), None),
-    },
-    "serial": {
-        "port": Field(serial_url),
-        "baudrate": Field(optional(integer(300)), None),  # None: defaults.baudrate
-        "reset": Field(choice("none"), "none"),
-        "open_timeout_s": Field(number(positive=True), 5.0),
-    },
-    "native": {
-        "binary": Field(optional(text), None),  # None: firmware/build/native/tinyrig_fw
-        "args": Field(list_of(text), ()),
-        "log_dir": Field(optional(text), None),
-    },
-    "pyocd": {
-        "probe": Field(text, "auto"),  # probe unique id, or auto
-        "frequency_hz": Field(optional(integer(1000)), None),
-        "port": Field(optional(serial_url), None),  # the board's UART (VCP); None: by USB serial
-        "baudrate": Field(optional(integer(300)), None),
-        # auto: skip flashing when HELLO already reports the manifest's build; always; never
-        "flash": Field(choice("auto", "always", "never"), "auto"),
-        "open_timeout_s": Field(number(positive=True), 5.0),  # USB re-enumeration after reset
-    },
-}
-
-
-def register_target_options(kind: str, options: dict[str, Field]) -> None:
-    """Declare the lab-file options of a plug-in target kind."""
-    TARGET_OPTIONS[kind] = dict(options)
 
 
 _TRAINING = {
@@ -472,7 +360,7 @@ class _Parser:
 
         defaults = Defaults(**self.fields(section("defaults"), "defaults", _DEFAULTS))
         boards = self.boards(section("boards"))
-        targets = self.targets(section("targets"), boards)
+        targets = self.targets(section("targets"), boards, defaults)
         training = self.training(section("training"))
         self.check_default_target(section("defaults"), defaults, targets)
         return LabConfig(self.file, defaults, boards, targets, training)
@@ -504,7 +392,8 @@ class _Parser:
                               power=power, line=knode.start_mark.line + 1, training=training)
         return out
 
-    def targets(self, node: yaml.Node, boards: Mapping[str, Board]) -> dict[str, TargetConfig]:
+    def targets(self, node: yaml.Node, boards: Mapping[str, Board], defaults: Defaults
+                ) -> dict[str, TargetConfig]:
         out = {}
         for name, (knode, vnode) in self.mapping(node, "targets").items():
             key = f"targets.{name}"
@@ -519,10 +408,10 @@ class _Parser:
                 raise self.error(kind_node, f"{key}.kind",
                                  f"expected one of {', '.join(TARGET_OPTIONS)}, got {kind!r}"
                                  f"{suggest(str(kind), TARGET_OPTIONS)}")
-            own = TARGET_OPTIONS[kind]
+            own = fields_of(TARGET_OPTIONS[kind])
             owners: dict[str, list[str]] = {}
-            for k, opts in TARGET_OPTIONS.items():
-                for opt in opts:
+            for k, cls in TARGET_OPTIONS.items():
+                for opt in fields_of(cls):
                     if k != kind and opt not in own:
                         owners.setdefault(opt, []).append(k)
             foreign = {opt: f"{opt!r} is an option of kind {' and '.join(ks)}, not {kind}"
@@ -533,8 +422,11 @@ class _Parser:
                 raise self.error(entries["board"][1], f"{key}.board",
                                  f"unknown board {board!r}{suggest(board, boards)}; expected "
                                  f"one of the boards: section: {', '.join(boards) or 'none'}")
-            options = {k: v for k, v in f.items() if k not in _TARGET_COMMON}
-            if kind == "qemu" and not (options["machine"] or boards[board].qemu_machine):
+            given = {k: v for k, v in f.items() if k not in _TARGET_COMMON}
+            where = f"{self.file}:{knode.start_mark.line + 1}: {key}"
+            options = build(TARGET_OPTIONS[kind], given, where, defaults, checked=True)
+            if kind == "qemu" and not (getattr(options, "machine", None)
+                                       or boards[board].qemu_machine):
                 raise self.error(knode, f"{key}.machine",
                                  f"missing QEMU machine: board {board!r} has no qemu_machine;"
                                  " set machine: (e.g. mps2-an386)")

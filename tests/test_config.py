@@ -20,6 +20,7 @@ from rig.config import (
     parse_config,
 )
 from rig.errors import ConfigError
+from rig.target_options import QemuOptions, SerialOptions
 
 GOOD = """\
 version: 1
@@ -81,9 +82,11 @@ def test_good_file_values_and_defaults(tmp_path: Path) -> None:
     assert board.power.voltage_v == 3.3 and board.line == 6
     assert board.counter_label == "cycles (DWT)"
     q = cfg.targets["qemu"]
-    assert q.options["flash"] == "kernel" and q.options["extra_args"] == ()
+    assert isinstance(q.options, QemuOptions)
+    assert q.options.flash == "kernel" and q.options.extra_args == ()
     assert q.source.endswith("lab.yaml:15")
-    assert cfg.targets["uart"].options["baudrate"] is None
+    uart = cfg.targets["uart"].options
+    assert isinstance(uart, SerialOptions) and uart.baudrate == 115200  # defaults.baudrate
     assert [t.name for t in cfg.enabled_targets()] == ["qemu"]
     assert cfg.training == Training(dims=(64, 16, 10), strategy="tinyprop")
 
@@ -266,3 +269,35 @@ def test_missing_file_is_named(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) 
     monkeypatch.setenv(ENV_VAR, str(tmp_path / "nope.yaml"))
     with pytest.raises(ConfigError, match=r"nope.yaml: lab config not found \(\$TINYRIG"):
         load_config()
+
+
+def test_pyocd_hello_timeout_is_an_option(tmp_path: Path) -> None:
+    """Every option a target reads is declared, so the lab file can set it."""
+    from rig.target_options import PyocdOptions
+
+    cfg = load_config(write(tmp_path, """\
+version: 1
+defaults:
+  baudrate: 57600
+boards:
+  nucleo:
+    cpu: cortex-m4f
+    clock_hz: 180000000
+    pyocd_target: stm32f429xi
+targets:
+  board:
+    kind: pyocd
+    board: nucleo
+    hello_timeout_s: 2.5
+"""))
+    opts = cfg.targets["board"].options
+    assert isinstance(opts, PyocdOptions)
+    assert opts.hello_timeout_s == 2.5 and opts.baudrate == 57600 and opts.flash == "auto"
+
+
+def test_training_sparams_checked_against_the_catalogue(tmp_path: Path) -> None:
+    path = write(tmp_path, "version: 1\ntraining:\n  strategy: tinyprop\n"
+                           "  sparams: [0.9, 0.1]\n")
+    with pytest.raises(ConfigError, match=r"lab.yaml:4: training.sparams: strategy "
+                                          r"'tinyprop': need 0 ≤ S_min ≤ S_max ≤ 1"):
+        load_config(path)

@@ -40,8 +40,8 @@ from rig.errors import (
 )
 from rig.link.frame import FrameDecoder, Packet, encode_frame
 from rig.protocol import HelloInfo, MsgType
-from rig.targets import pyocd as pyocd_target
 from rig.targets import Flashable, resolve_target
+from rig.targets import pyocd as pyocd_target
 from rig.targets.pyocd import PyocdTarget
 
 BOARD = Board(name="nucleo-f429zi", cpu="cortex-m4f", clock_hz=168_000_000,

@@ -91,8 +91,12 @@ def test_missing_device_path(tmp_path: Path) -> None:
 
 
 def test_port_is_required() -> None:
-    with pytest.raises(ConfigError, match="need port"):
+    with pytest.raises(ConfigError, match="target 'bench': missing required option 'port'"):
         SerialTarget("bench", {})
+    with pytest.raises(ConfigError, match="target 'bench': open_timeout_s: expected a number > 0"):
+        SerialTarget("bench", {"port": "/dev/null", "open_timeout_s": 0})
+    with pytest.raises(ConfigError, match=r"unknown option 'baud' \(did you mean 'baudrate'\?\)"):
+        SerialTarget("bench", {"port": "/dev/null", "baud": 9600})
 
 
 def test_baudrate_from_defaults() -> None:

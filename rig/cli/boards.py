@@ -91,7 +91,8 @@ def _print_probes_and_ports(lab: LabConfig) -> None:
     from rig.targets import build_target
     from rig.targets import pyocd as pyocd_target
 
-    pyocd_targets = [build_target(lab, tc) for tc in lab.enabled_targets("pyocd")]
+    pyocd_targets = [t for t in (build_target(lab, tc) for tc in lab.enabled_targets("pyocd"))
+                     if isinstance(t, pyocd_target.PyocdTarget)]
     try:
         probes = pyocd_target.list_targets_probes()
         probe_err = ""

@@ -34,10 +34,16 @@ class Transport(Protocol):
     def close(self) -> None: ...
 
 
+#: the firmware's UART speed on every board (firmware/boards/*); the lab file's
+#: `defaults.baudrate` starts from it
+DEFAULT_BAUDRATE = 115200
+
+
 class SerialTransport:
     """A pyserial port (real UART, QEMU socket, RFC 2217)."""
 
-    def __init__(self, url: str, baudrate: int = 115200, open_timeout: float = 5.0) -> None:
+    def __init__(self, url: str, baudrate: int = DEFAULT_BAUDRATE,
+                 open_timeout: float = 5.0) -> None:
         self.name = url
         deadline = time.monotonic() + open_timeout
         last: Exception | None = None

@@ -29,8 +29,7 @@ __all__ = ["FlashReport", "Flashable", "Target", "build_target", "make_target",
 def build_target(config: LabConfig, target: TargetConfig | str) -> Target:
     """Instantiate one configured target (not started)."""
     tc = config.target(target) if isinstance(target, str) else target
-    options = {**tc.options, "board": config.board(tc.board), "defaults": config.defaults}
-    return make_target(tc.name, tc.kind, options)
+    return make_target(tc.name, tc.kind, tc.options, config.board(tc.board))
 
 
 def resolve_target(config: LabConfig, name_or_auto: str | None = None) -> Target:

@@ -19,7 +19,7 @@ import tempfile
 import threading
 import weakref
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
@@ -27,6 +27,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Protocol, runtime_checkable
 from rig.errors import ConfigError
 from rig.faults import exception_name
 from rig.link.transport import Transport
+from rig.schema import build
+from rig.target_options import TargetOptions
 
 if TYPE_CHECKING:
     from rig.config import Board
@@ -46,11 +48,23 @@ class Target(ABC):
     #: True for kinds that reach real silicon (what `defaults.target: board` selects)
     hardware: ClassVar[bool] = False
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
+    #: the kind's typed options (rig.target_options)
+    options_type: ClassVar[type[TargetOptions]] = TargetOptions
+
+    def __init__(self, name: str, options: TargetOptions | Mapping[str, Any] | None = None,
+                 board: Board | None = None) -> None:
+        """`options`: the finished instance the lab config built, or a mapping of option
+        values (tests, scripts) that is checked and completed here; a mapping may also
+        carry `board` and `defaults` (the lab's `defaults:`, for `baudrate`)."""
+        if not isinstance(options, TargetOptions):
+            values = dict(options or {})
+            board = values.pop("board", board)
+            lab_defaults = values.pop("defaults", None)
+            options = build(self.options_type, values, f"target {name!r}", lab_defaults)
         self.name = name
         self.options = options
         #: the lab's board this target reaches (None: a bare target built in a test)
-        self.board: Board | None = options.get("board")
+        self.board: Board | None = board
 
     @abstractmethod
     def start(self) -> Transport:
@@ -146,13 +160,14 @@ def target_kinds() -> list[str]:
     return sorted(_REGISTRY)
 
 
-def make_target(name: str, kind: str, options: dict[str, Any]) -> Target:
+def make_target(name: str, kind: str, options: TargetOptions | Mapping[str, Any] | None = None,
+                board: Board | None = None) -> Target:
     try:
         cls = _REGISTRY[kind]
     except KeyError:
         raise ConfigError(f"target {name!r}: unknown kind {kind!r}; known kinds: "
                           f"{', '.join(target_kinds())}") from None
-    return cls(name, options)
+    return cls(name, options, board)
 
 
 # --- processes a target owns (QEMU, the native firmware) ---------------------------------

@@ -5,12 +5,15 @@ MCU, at host speed: the fast way to test everything above the wire."""
 from __future__ import annotations
 
 import re
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
+from rig.config import Board
 from rig.errors import LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, native_binary, source_hash
 from rig.link.transport import PipeTransport, Transport
+from rig.target_options import NativeOptions
 from rig.targets.base import ChildProcess, Target, default_log_dir, register_target
 
 NATIVE_BOARD = "native"  # what the host firmware reports in HELLO
@@ -24,9 +27,13 @@ class NativeTarget(Target):
     kind = "native"
     counter_label = "none (host)"
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        super().__init__(name, options)
-        self.binary: Path | None = Path(options["binary"]) if options.get("binary") else None
+    options_type = NativeOptions
+    options: NativeOptions
+
+    def __init__(self, name: str, options: NativeOptions | Mapping[str, Any] | None = None,
+                 board: Board | None = None) -> None:
+        super().__init__(name, options, board)
+        self.binary = Path(self.options.binary) if self.options.binary else None
         self._child: ChildProcess | None = None
         self._last_child: ChildProcess | None = None
         self._transport: PipeTransport | None = None
@@ -38,10 +45,9 @@ class NativeTarget(Target):
             self.binary = native_binary()
         if not self.binary.is_file():
             raise TargetUnavailable(f"{self.describe()}: {self.binary} does not exist")
-        cmd = [str(self.binary), *(self.options.get("args") or ())]
+        cmd = [str(self.binary), *self.options.args]
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
-        log_dir = Path(self.options["log_dir"]) if self.options.get("log_dir") else \
-            default_log_dir()
+        log_dir = Path(self.options.log_dir) if self.options.log_dir else default_log_dir()
         try:
             self._child = ChildProcess(cmd, log_dir / f"native-{safe}-{id(self):x}.log",
                                        pipes=True)

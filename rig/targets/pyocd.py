@@ -28,7 +28,7 @@ import logging
 import os
 import time
 import zlib
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -51,6 +51,7 @@ from rig.firmware import FirmwareImage, FirmwareNotFound, check_hello, image_for
 from rig.link.link import Link
 from rig.link.transport import SerialTransport, Transport
 from rig.protocol import MsgType
+from rig.target_options import PyocdOptions
 from rig.targets.base import FlashReport, Target, register_target
 
 log = logging.getLogger(__name__)
@@ -180,25 +181,26 @@ class PyocdTarget(Target):
     kind = "pyocd"
     hardware = True
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        super().__init__(name, options)
-        board = options.get("board")
+    options_type = PyocdOptions
+    options: PyocdOptions
+
+    def __init__(self, name: str, options: PyocdOptions | Mapping[str, Any] | None = None,
+                 board: Board | None = None) -> None:
+        super().__init__(name, options, board)
+        board = self.board
         if board is None or not getattr(board, "pyocd_target", None):
             raise ConfigError(f"target {name!r}: a pyocd target needs a board with "
                               "pyocd_target: (e.g. stm32f429xi, nrf52840)")
         self.board: Board = board
         self.counter_label = board.counter_label
-        self.probe_id: str = str(options.get("probe") or "auto")
-        self.frequency_hz: int | None = options.get("frequency_hz")
-        self.port: str | None = options.get("port")
-        defaults = options.get("defaults")
-        self.baudrate = int(options.get("baudrate") or getattr(defaults, "baudrate", 115200))
-        self.flash_mode: str = options.get("flash") or "auto"
-        if self.flash_mode not in ("auto", "always", "never"):
-            raise ConfigError(f"target {name!r}: flash must be auto, always or never, got "
-                              f"{self.flash_mode!r}")
-        self.open_timeout_s = float(options.get("open_timeout_s") or 5.0)
-        self.hello_timeout_s = float(options.get("hello_timeout_s") or 1.0)
+        opts = self.options
+        self.probe_id = opts.probe
+        self.frequency_hz = opts.frequency_hz
+        self.port = opts.port
+        self.baudrate = opts.baudrate
+        self.flash_mode = opts.flash  # flash() overrides it for one start
+        self.open_timeout_s = opts.open_timeout_s
+        self.hello_timeout_s = opts.hello_timeout_s
         self.progress: Callable[[float], None] | None = None  # set by flash()
         self._image_override: FirmwareImage | None = None
         self.image: FirmwareImage | None = None

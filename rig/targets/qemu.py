@@ -21,12 +21,13 @@ import shutil
 import socket
 import subprocess
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
 import serial
 
+from rig.config import Board
 from rig.errors import (
     ConfigError,
     FirmwareMismatch,
@@ -37,6 +38,7 @@ from rig.errors import (
 )
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
+from rig.target_options import QemuOptions
 from rig.targets.base import (
     ChildProcess,
     FlashReport,
@@ -101,25 +103,26 @@ class QemuTarget(Target):
     profiler sets the plugin with `set_plugin` (rig.profile.icount)."""
 
     kind = "qemu"
+    options_type = QemuOptions
+    options: QemuOptions
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        super().__init__(name, options)
-        machine = options.get("machine") or (self.board.qemu_machine if self.board else None)
+    def __init__(self, name: str, options: QemuOptions | Mapping[str, Any] | None = None,
+                 board: Board | None = None) -> None:
+        super().__init__(name, options, board)
+        opts = self.options
+        machine = opts.machine or (self.board.qemu_machine if self.board else None)
         if not machine:
             raise ConfigError(f"target {name!r}: no QEMU machine (set machine:, or a board "
                               "with qemu_machine:)")
         self.machine: str = machine
-        self.flash_mode: str = options.get("flash") or "kernel"
-        if self.flash_mode not in ("kernel", "gdb"):
-            raise ConfigError(f"target {name!r}: flash must be kernel or gdb, got "
-                              f"{self.flash_mode!r}")
-        self.icount: int | None = options.get("icount")
-        self.start_timeout_s = float(options.get("start_timeout_s") or 10.0)
+        self.flash_mode = opts.flash  # flash() switches it to gdb
+        self.icount = opts.icount
+        self.start_timeout_s = opts.start_timeout_s
         self.counter_label = (
             f"SysTick ticks (QEMU -icount shift={self.icount}: instruction-based, not cycles)"
             if self.icount is not None else "SysTick ticks (QEMU: wall-clock time, not cycles)")
-        self.plugin: str | None = options.get("plugin")
-        self.plugin_args: tuple[str, ...] = tuple(options.get("plugin_args") or ())
+        self.plugin = opts.plugin  # set_plugin() changes these for the next start
+        self.plugin_args = opts.plugin_args
         self.elf: Path | None = None
         self.image: FirmwareImage | None = None
         self.port: int | None = None
@@ -239,7 +242,7 @@ class QemuTarget(Target):
         if self._image_override is not None:
             self.image, self.elf = self._image_override, self._image_override.path
             return
-        explicit = self.options.get("elf")
+        explicit = self.options.elf
         if explicit:
             self.elf = Path(explicit)
             if not self.elf.is_file():
@@ -269,11 +272,10 @@ class QemuTarget(Target):
             cmd += ["-icount", f"shift={self.icount},align=off"]
         if self.plugin:
             cmd += ["-plugin", ",".join((self.plugin, *self.plugin_args))]
-        return cmd + list(self.options.get("extra_args") or ())
+        return cmd + list(self.options.extra_args)
 
     def _log_file(self) -> Path:
-        base = Path(self.options["log_dir"]) if self.options.get("log_dir") else \
-            default_log_dir()
+        base = Path(self.options.log_dir) if self.options.log_dir else default_log_dir()
         safe = re.sub(r"[^A-Za-z0-9_.-]", "_", self.name)
         return base / f"qemu-{safe}-{id(self):x}.log"
 

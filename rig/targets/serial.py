@@ -8,12 +8,15 @@ resets the firmware's state. Reopening also recovers a USB CDC port that re-enum
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
-from rig.errors import ConfigError, FirmwareMismatch, LinkError, RigError, TargetUnavailable
+from rig.config import Board
+from rig.errors import FirmwareMismatch, LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
+from rig.target_options import SerialOptions
 from rig.targets.base import Target, register_target
 
 
@@ -25,16 +28,15 @@ class SerialTarget(Target):
     kind = "serial"
     hardware = True
 
-    def __init__(self, name: str, options: dict[str, Any]) -> None:
-        super().__init__(name, options)
-        port = options.get("port")
-        if not port:
-            raise ConfigError(f"target {name!r}: serial targets need port: (a device path or "
-                              "a pyserial URL such as socket://host:port)")
-        self.port: str = port
-        defaults = options.get("defaults")
-        self.baudrate = int(options.get("baudrate") or getattr(defaults, "baudrate", 115200))
-        self.open_timeout_s = float(options.get("open_timeout_s") or 5.0)
+    options_type = SerialOptions
+    options: SerialOptions
+
+    def __init__(self, name: str, options: SerialOptions | Mapping[str, Any] | None = None,
+                 board: Board | None = None) -> None:
+        super().__init__(name, options, board)
+        self.port = self.options.port
+        self.baudrate = self.options.baudrate
+        self.open_timeout_s = self.options.open_timeout_s
         if self.board is not None:
             self.counter_label = self.board.counter_label
         self._transport: Transport | None = None

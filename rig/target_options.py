@@ -1,0 +1,81 @@
+"""The lab-file options of each built-in target kind, typed: one frozen dataclass per kind.
+
+Each field is declared once with its check and its default (`rig.schema.option`). The config
+loader validates a target's entry against its kind's class (errors name file:line:key) and
+hands the target a finished instance: every default filled in, `baudrate` from the lab's
+`defaults:` when the entry leaves it out. Targets read these typed values and re-check
+nothing. A plug-in kind registers its own class with `register_target_options` before the
+lab file is loaded.
+
+The classes live here, below both `rig.config` and `rig.targets`, because the config must be
+able to validate every kind without importing target code (the dependency direction is
+targets -> config).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from rig.link.transport import DEFAULT_BAUDRATE
+from rig.schema import choice, integer, list_of, number, option, optional, serial_url, text
+
+
+@dataclass(frozen=True)
+class TargetOptions:
+    """Base of every kind's options (a kind without options uses it as is)."""
+
+
+@dataclass(frozen=True)
+class QemuOptions(TargetOptions):
+    machine: str | None = option(optional(text), None)  # None: the board's qemu_machine
+    elf: str | None = option(optional(text), None)  # None: the board's prebuilt image
+    extra_args: tuple[str, ...] = option(list_of(text), ())
+    #: kernel: -kernel image.elf; gdb: empty halted machine, loaded through the gdbstub
+    flash: str = option(choice("kernel", "gdb"), "kernel")
+    icount: int | None = option(optional(integer(0, 10)), None)  # -icount shift=N
+    plugin: str | None = option(optional(text), None)  # TCG plugin .so: -plugin <so>,<args>
+    plugin_args: tuple[str, ...] = option(list_of(text), ())  # "key=value" strings
+    start_timeout_s: float = option(number(positive=True), 10.0)
+    log_dir: str | None = option(optional(text), None)  # None: a temporary directory
+
+
+@dataclass(frozen=True)
+class SerialOptions(TargetOptions):
+    port: str = option(serial_url)  # a device path or a pyserial URL (socket://, rfc2217://)
+    baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
+    reset: str = option(choice("none"), "none")
+    open_timeout_s: float = option(number(positive=True), 5.0)
+
+
+@dataclass(frozen=True)
+class NativeOptions(TargetOptions):
+    binary: str | None = option(optional(text), None)  # None: firmware/build/native/tinyrig_fw
+    args: tuple[str, ...] = option(list_of(text), ())
+    log_dir: str | None = option(optional(text), None)
+
+
+@dataclass(frozen=True)
+class PyocdOptions(TargetOptions):
+    probe: str = option(text, "auto")  # probe unique id, or auto
+    frequency_hz: int | None = option(optional(integer(1000)), None)  # SWD clock
+    port: str | None = option(optional(serial_url), None)  # the board's UART; None: by USB serial
+    baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
+    #: auto: skip flashing when HELLO already reports the manifest's build; always; never
+    flash: str = option(choice("auto", "always", "never"), "auto")
+    open_timeout_s: float = option(number(positive=True), 5.0)  # USB re-enumeration
+    hello_timeout_s: float = option(number(positive=True), 1.0)  # "is it already flashed?"
+
+
+#: kind -> its options class. Plug-in kinds add theirs with `register_target_options`.
+TARGET_OPTIONS: dict[str, type[TargetOptions]] = {
+    "qemu": QemuOptions,
+    "serial": SerialOptions,
+    "native": NativeOptions,
+    "pyocd": PyocdOptions,
+}
+
+
+def register_target_options(kind: str, options: type[TargetOptions]) -> None:
+    """Declare the lab-file options of a plug-in target kind (a TargetOptions dataclass
+    whose fields are made with `rig.schema.option`)."""
+    TARGET_OPTIONS[kind] = options
