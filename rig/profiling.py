@@ -1,11 +1,12 @@
 """`rig profile`: train with several strategies on one target and record what each phase
 costs: predicted MACs (golden model), instructions (QEMU plugin), the device's own
-counters, and, with a power monitor, measured energy per step. The data model, the
-analysis and the report are in `rig.profile.report`; this module drives the device.
+counters, and, with a power monitor, measured energy per step. The data model and
+the analysis are in `rig.profile.report`, the rendering in `rig.profile.render`; this module
+drives the device.
 
     run = profile_target(target, lab, ["full", "tinyprop"], spec, out_dir)
     summary = summarize(run)            # rig.profile.report
-    write_report(run, summary, out_dir) # JSON + HTML + PNG
+    write_report(run, summary, out_dir) # rig.profile.render: JSON + HTML + PNG
 
 One QEMU process runs every strategy in turn (RESET between them); the plugin's records
 are matched to TRAIN_STEPs one by one (`InstructionCounter.take_step`). The golden model

@@ -11,13 +11,13 @@ import pytest
 
 from rig.profile.energy import MEASURED, MODELLED, PRESETS, EnergyResult
 from rig.profile.icount import PluginError, PluginLog, StepCounts, WindowCounts
+from rig.profile.render import write_report
 from rig.profile.report import (
     SCALING_THRESHOLD,
     ProfileRun,
     StepProfile,
     StrategyRun,
     summarize,
-    write_report,
 )
 from rig.protocol import HelloInfo
 

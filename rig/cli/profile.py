@@ -84,13 +84,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
     from rich.table import Table
 
     from rig.config import load_config
-    from rig.profile.report import (
-        SCALING_THRESHOLD,
-        TABLE_HEAD,
-        phase_rows,
-        summarize,
-        write_report,
-    )
+    from rig.profile.render import TABLE_HEAD, phase_rows, write_report
+    from rig.profile.report import SCALING_THRESHOLD, summarize
     from rig.profiling import DEFAULT_STRATEGIES, profile_target
     from rig.session import RunSpec
     from rig.targets import resolve_target
