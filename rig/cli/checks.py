@@ -10,10 +10,6 @@ from rig import strategies
 from rig.errors import ConfigError, UsageError
 
 
-def strategy_help(what: str) -> str:
-    return f"{what}: " + ", ".join(strategies.NAMES)
-
-
 def add_strategy(p: argparse.ArgumentParser, help: str, repeat: bool = False) -> None:
     """`--strategy`: the catalogue's names. Checked by `check_strategy` (with a suggestion)
     rather than by argparse's `choices`, whose error dumps the usage."""

@@ -29,8 +29,6 @@ EXTRAS: tuple[str, ...] = (
     "ldm_regs", "stm_regs", "vldm_regs", "vstm_regs", "it_insns", "it_branch",
     "load_after_load", "store_after_load", "ldst_after_dp", "b_cond_taken", "it_branch_taken")
 
-#: classes that write the PC (a branch in the cycle model)
-BRANCH_CLASSES = frozenset({"alu_pc", "load_pc", "ldm_pc", "b", "b_cond", "bl", "bx", "tbb"})
 #: classes whose register count lives in an extra counter
 REG_EXTRA = {"ldm": "ldm_regs", "ldm_pc": "ldm_regs", "stm": "stm_regs",
              "vldm": "vldm_regs", "vstm": "vstm_regs"}
