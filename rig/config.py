@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from rig.errors import ConfigError
+from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 
 ENV_VAR = "TINYRIG_LAB_CONFIG"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
@@ -84,6 +85,9 @@ class Defaults:
     timeout_s: float = 2.0
     retries: int = 3
     baudrate: int = 115200
+    #: a board held by another process (rig.locks, a labgrid place): wait | error
+    on_busy: str = DEFAULT_ON_BUSY.value
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -247,6 +251,8 @@ _DEFAULTS = {
     "timeout_s": Field(number(positive=True), Defaults.timeout_s),
     "retries": Field(integer(0, 100), Defaults.retries),
     "baudrate": Field(integer(300), Defaults.baudrate),
+    "on_busy": Field(choice(*(p.value for p in OnBusy)), Defaults.on_busy),
+    "busy_timeout_s": Field(number(positive=True), Defaults.busy_timeout_s),
 }
 
 _BOARD = {
