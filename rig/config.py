@@ -242,6 +242,14 @@ def serial_url(v: Any) -> str:
     return v
 
 
+def string_map(v: Any) -> dict[str, str]:
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, (str, int))
+                                          and not isinstance(x, bool) for k, x in v.items()):
+        raise _Bad(f"expected a mapping of names to strings (key: value lines), got "
+                   f"{_type_name(v)} {v!r}")
+    return {k: str(x) for k, x in v.items()}
+
+
 # --- schema -------------------------------------------------------------------------------
 
 _TOP = ("version", "defaults", "boards", "targets", "training")
@@ -309,6 +317,14 @@ TARGET_OPTIONS: dict[str, dict[str, Field]] = {
         # auto: skip flashing when HELLO already reports the manifest's build; always; never
         "flash": Field(choice("auto", "always", "never"), "auto"),
         "open_timeout_s": Field(number(positive=True), 5.0),  # USB re-enumeration after reset
+    },
+    "labgrid": {  # a place of a labgrid farm (rig/targets/labgrid.py)
+        "coordinator": Field(optional(text), None),  # HOST:PORT; None: $LG_COORDINATOR
+        "place": Field(optional(text), None),  # a place name ...
+        "tags": Field(string_map, {}),  # ... and/or tags it must carry (board: <board>)
+        "flash": Field(choice("auto", "always", "never"), "auto"),  # places with a probe
+        "baudrate": Field(optional(integer(300)), None),
+        "open_timeout_s": Field(number(positive=True), 10.0),
     },
 }
 

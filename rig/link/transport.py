@@ -41,14 +41,15 @@ class SerialTransport:
         self.name = url
         deadline = time.monotonic() + open_timeout
         last: Exception | None = None
+        # pyserial's RFC 2217 client raises NotImplementedError for a write timeout
+        wt = {} if url.lower().startswith("rfc2217://") else {"write_timeout": 10}
         while True:
             try:
                 self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
-                                                   write_timeout=10, exclusive=True)
+                                                   exclusive=True, **wt)
                 break
             except TypeError:  # URL handlers that do not take `exclusive`
-                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
-                                                   write_timeout=10)
+                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, **wt)
                 break
             except (serial.SerialException, OSError) as exc:
                 last = exc

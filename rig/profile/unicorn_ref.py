@@ -38,6 +38,8 @@ from rig.profile.elf import ElfImage, read_elf
 from rig.profile.icount import RECORD_WINDOWS, marker_windows
 
 LABEL = "instructions (unicorn)"
+#: where the RX handler "returns" (a `b .` in RAM the mps2-an386 image leaves unused)
+IRQ_RETURN = 0x203FFF00
 
 
 class UnicornError(RigError):
@@ -157,6 +159,9 @@ class UnicornFirmware:
         # Unicorn keeps the System Control Space as plain memory here, so also tell the CPU.
         uc.mem_write(0xE000ED88, (0xF << 20).to_bytes(4, "little"))
         uc.reg_write(a.UC_ARM_REG_C1_C0_2, 0xF << 20)
+        if self.elf.symbol("__bss_end").address > IRQ_RETURN:
+            raise UnicornError(f"{self.name}: RAM use reaches the IRQ return trampoline")
+        uc.mem_write(IRQ_RETURN, b"\xfe\xe7")  # b . (see _rx_interrupt)
         text_hi = max(s.paddr + len(s.data) for s in self.elf.segments if s.paddr < 0x20000000)
         uc.hook_add(uc_mod.UC_HOOK_CODE, self._on_insn, begin=0, end=text_hi)
         uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_intr)
@@ -189,20 +194,22 @@ class UnicornFirmware:
         """Run the RX handler at the WFI, then resume after it (see the module doc)."""
         uc, a = self._uc, self._arm
         regs = [getattr(a, f"UC_ARM_REG_R{i}") for i in range(13)] + [
-            a.UC_ARM_REG_SP, a.UC_ARM_REG_LR, a.UC_ARM_REG_XPSR, a.UC_ARM_REG_FPSCR] + [
+            a.UC_ARM_REG_SP, a.UC_ARM_REG_LR, a.UC_ARM_REG_APSR, a.UC_ARM_REG_FPSCR] + [
             getattr(a, f"UC_ARM_REG_S{i}") for i in range(32)]
         saved = [uc.reg_read(r) for r in regs]
-        resume = self._wfi + 2  # WFI is a 16-bit instruction
-        uc.reg_write(a.UC_ARM_REG_LR, resume | 1)
+        # The handler returns to a private trampoline, never executed otherwise: unicorn
+        # stops at an `until` address only in code translated while it was the exit, so
+        # returning straight into cached firmware code would run on past it.
+        uc.reg_write(a.UC_ARM_REG_LR, IRQ_RETURN | 1)
         try:
-            uc.emu_start(self._rx_irq | 1, resume, count=1_000_000)
+            uc.emu_start(self._rx_irq | 1, IRQ_RETURN, count=1_000_000)
         except self._uc_mod.UcError as exc:
             raise UnicornError(f"{self.name}: RX interrupt handler failed: {exc}") from exc
-        if uc.reg_read(a.UC_ARM_REG_PC) != resume:
+        if uc.reg_read(a.UC_ARM_REG_PC) != IRQ_RETURN:
             raise UnicornError(f"{self.name}: RX interrupt handler did not return")
         for r, v in zip(regs, saved, strict=True):
             uc.reg_write(r, v)
-        self._pc = resume
+        self._pc = self._wfi + 2  # after the WFI (a 16-bit instruction)
 
     def _uart_read(self, uc: Any, offset: int, size: int, _ud: Any) -> int:
         if offset == 0x0:  # DATA
