@@ -361,6 +361,32 @@ def list_places(address: str | None = None) -> list[PlaceInfo]:
         return list(lg.places().values())
 
 
+def configured_coordinators(lab: Any) -> list[str]:
+    """Coordinator addresses a lab config uses (its enabled labgrid targets), plus
+    $LG_COORDINATOR when set."""
+    found = [coordinator_address(t.options.get("coordinator"))
+             for t in lab.enabled_targets("labgrid")]
+    if os.environ.get(ENV_COORDINATOR):
+        found.append(os.environ[ENV_COORDINATOR])
+    return list(dict.fromkeys(found))
+
+
+def places_report(lab: Any) -> str | None:
+    """`rig list`'s labgrid section: every place of every configured coordinator with its
+    state (available / acquired by whom / reserved), or why a coordinator cannot be
+    reached. None when the lab uses no coordinator."""
+    addresses = configured_coordinators(lab)
+    if not addresses:
+        return None
+    parts = []
+    for address in addresses:
+        try:
+            parts.append(format_places(list_places(address), address))
+        except TargetUnavailable as exc:
+            parts.append(f"labgrid places at {address}: unreachable ({exc})")
+    return "\n".join(parts)
+
+
 def format_places(places: list[PlaceInfo], address: str) -> str:
     lines = [f"labgrid places at {address}:"]
     if not places:

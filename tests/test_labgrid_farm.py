@@ -18,6 +18,7 @@ from pathlib import Path
 
 import pytest
 
+from rig import cli
 from rig.config import LabConfig, load_config
 from rig.errors import BoardBusy
 from rig.farm import LoopbackFarm
@@ -156,8 +157,8 @@ def _holder(farm: LoopbackFarm, place: str, hold_s: float, linger: bool = False
     return proc
 
 
-def test_second_client_is_refused_naming_the_holder(farm: LoopbackFarm,
-                                                    farm_lab: LabConfig) -> None:
+def test_second_client_is_refused_naming_the_holder(
+        farm: LoopbackFarm, farm_lab: LabConfig, capsys: pytest.CaptureFixture[str]) -> None:
     holder = _holder(farm, "exp-a-netduinoplus2", hold_s=30)
     try:
         target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="error")
@@ -166,6 +167,16 @@ def test_second_client_is_refused_naming_the_holder(farm: LoopbackFarm,
         msg = str(err.value)
         assert f"-rig{holder.pid} (pid {holder.pid} on this host:" in msg
         assert "on_busy: error" in msg and target.acquired is None
+        # rig list names the holder too
+        capsys.readouterr()
+        assert cli.main(["--config", str(farm.lab_config_path), "list"]) == 0
+        out = capsys.readouterr().out
+        assert f"labgrid places at {farm.address}:" in out
+        places = out[out.index(f"labgrid places at {farm.address}:"):].splitlines()
+        line = next(ln for ln in places if ln.strip().startswith("exp-a-netduinoplus2 "))
+        assert "acquired by" in line and f"-rig{holder.pid}" in line
+        assert next(ln for ln in places if ln.strip().startswith("exp-b-microbit ")
+                    ).endswith("available")
     finally:
         holder.terminate()
         holder.wait(10)
