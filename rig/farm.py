@@ -290,8 +290,8 @@ def main(argv: list[str] | None = None) -> int:
     import tempfile
 
     workdir = a.dir or Path(tempfile.mkdtemp(prefix="tinyrig-farm-"))
-    farm = LoopbackFarm(workdir, layout)
     try:
+        farm = LoopbackFarm(workdir, layout)
         farm.start()
     except RigError as exc:
         print(f"rig farm: {exc}", file=sys.stderr)
