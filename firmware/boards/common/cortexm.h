@@ -38,6 +38,7 @@
  * ARMv6-M NVIC has only word 0 (interrupts 0..31). Writing 1 sets/clears, 0 is ignored. */
 #define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n)) /* set-enable */
 #define NVIC_ICER(n) REG32(0xE000E180u + 4u * (n)) /* clear-enable */
+#define NVIC_ISPR(n) REG32(0xE000E200u + 4u * (n)) /* set-pending */
 #define NVIC_ICPR(n) REG32(0xE000E280u + 4u * (n)) /* clear-pending */
 
 #define CFSR_MMARVALID (1u << 7)

@@ -46,6 +46,11 @@ void hal_init(void)
     NVIC_ICPR(IRQ_WORD) = IRQ_BIT; /* nothing stale from before the reset */
     board_rx_irq_enable();
     NVIC_ISER(IRQ_WORD) = IRQ_BIT;
+    /* A byte that arrived after board_init turned the receiver on but before its interrupt
+     * was enabled raised no interrupt (the CMSDK UART sets its RX status only while RX
+     * interrupts are enabled), and the UART holds further input back until it is read:
+     * run the handler once, from here, to drain it. */
+    NVIC_ISPR(IRQ_WORD) = IRQ_BIT;
 }
 
 void UART_RX_IRQHandler(void)
