@@ -109,8 +109,11 @@ class LoopbackFarm:
     """Coordinator + exporters + QEMU boards on 127.0.0.1 (see the module doc)."""
 
     def __init__(self, workdir: Path, layout: Mapping[str, Sequence[str]] | None = None,
-                 lab_config: Path | None = None) -> None:
+                 lab_config: Path | None = None, probe_places: Sequence[str] = ()) -> None:
+        """`probe_places`: places that also announce a `NetworkUSBDebugger` — a resource
+        description with no probe behind it, for tests of the flashing decision."""
         self.workdir = Path(workdir)
+        self.probe_places = set(probe_places)
         self.layout = {k: list(v) for k, v in (layout or DEFAULT_LAYOUT).items()}
         self.base_config = lab_config or REPO_CONFIG
         self.lab = load_config(self.base_config)
@@ -226,8 +229,15 @@ class LoopbackFarm:
 
     def _start_exporter(self, exporter: str) -> None:
         tool = _tool("labgrid-exporter")
-        config = {p.group: {"RawSerialPort": {"port": p.pty, "speed": 115200}}
-                  for p in self.places if p.exporter == exporter}
+        config: dict[str, dict[str, Any]] = {
+            p.group: {"RawSerialPort": {"port": p.pty, "speed": 115200}}
+            for p in self.places if p.exporter == exporter}
+        for p in self.places:
+            if p.exporter == exporter and p.name in self.probe_places:
+                # labgrid exports a class it has no exporter code for as a plain description
+                config[p.group]["NetworkUSBDebugger"] = {
+                    "host": HOST, "busnum": 1, "devnum": 99, "path": "1-9",
+                    "vendor_id": 0x0483, "model_id": 0x374B}
         cfg = self.workdir / f"{exporter}.yaml"
         cfg.write_text(yaml.safe_dump(config, sort_keys=True))
         self._spawn(exporter, [tool, "--coordinator", self.address, "--name", exporter,

@@ -20,7 +20,7 @@ import pytest
 
 from rig import cli
 from rig.config import LabConfig, load_config
-from rig.errors import BoardBusy
+from rig.errors import BoardBusy, TargetUnavailable
 from rig.farm import LoopbackFarm
 from rig.labgrid_client import format_places, list_places
 from rig.session import Inspect, RunSpec, TrainingSession, connect, fit_spec
@@ -233,3 +233,42 @@ def test_farm_processes_end_with_the_farm(tmp_path: Path) -> None:
     for pid in pids + [int(p) for p in ser2net]:
         assert not Path(f"/proc/{pid}").exists() or \
             "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+
+
+def test_a_place_with_a_probe_is_flashed_only_when_needed(tmp_path: Path) -> None:
+    """A place announcing a debug probe (here only its description: no probe can exist on
+    this machine) is not flashed when HELLO already reports the manifest's build
+    (flash: auto); flash: always goes to labgrid's PyOCDDriver, which labgrid 26.0.1 does
+    not ship — a clear error then, not a silent skip."""
+    farm = LoopbackFarm(tmp_path / "f", layout={"exp-p": ["mps2-an386"]},
+                        probe_places=["exp-p-mps2-an386"])
+    with farm:
+        lab = load_config(farm.lab_config_path)
+        auto = _target(lab, "exp-p-mps2-an386")
+        conn = connect(auto)
+        try:
+            assert any("NetworkUSBDebugger" in p for p in farm_paths(farm))
+            assert not any("flashed" in e for e in auto.events)
+        finally:
+            conn.close()
+        tc = lab.target("exp-p-mps2-an386")
+        always = make_target(tc.name, tc.kind, {**tc.options, "flash": "always",
+                                                "board": lab.board("mps2-an386"),
+                                                "defaults": lab.defaults})
+        try:
+            import labgrid.driver as lg_driver
+            has_driver = hasattr(lg_driver, "PyOCDDriver")
+        except ImportError:
+            has_driver = False
+        if has_driver:
+            pytest.skip("this labgrid ships PyOCDDriver: flashing needs a real probe")
+        with pytest.raises(TargetUnavailable, match="no PyOCDDriver.*flash: never"):
+            always.start()
+        assert _states(farm)["exp-p-mps2-an386"] == "available"  # released after the error
+
+
+def farm_paths(farm: LoopbackFarm) -> list[str]:
+    from rig.labgrid_client import LabgridClient
+
+    with LabgridClient(farm.address) as lg:
+        return lg.resource_paths()

@@ -258,9 +258,6 @@ class LabgridTarget(Target):
 
     def _flash(self) -> None:
         """labgrid's PyOCDDriver on the place's probe: `pyocd load` on the exporter host."""
-        if self.board is None or not self.board.pyocd_target:
-            raise ConfigError(f"{self.describe()}: place {self.acquired} has a debug probe "
-                              "but the target's board has no pyocd_target")
         try:
             from labgrid.driver import PyOCDDriver  # type: ignore[import-untyped]
         except ImportError as exc:
@@ -270,6 +267,9 @@ class LabgridTarget(Target):
                 f"{self.describe()}: labgrid {getattr(labgrid, '__version__', '?')} has no "
                 "PyOCDDriver (it is newer than 26.0.1); set flash: never for this target "
                 "and flash the board on its host (`rig flash`)") from exc
+        if self.board is None or not self.board.pyocd_target:
+            raise ConfigError(f"{self.describe()}: place {self.acquired} has a debug probe "
+                              "but the target's board has no pyocd_target")
         from labgrid.resource.remote import (  # type: ignore[import-untyped]
             RemotePlace,
             RemotePlaceManager,
