@@ -29,6 +29,7 @@ import yaml
 from rig import strategies
 from rig.errors import ConfigError
 from rig.link.transport import DEFAULT_BAUDRATE
+from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 from rig.schema import (
     MISSING,
     Field,
@@ -104,6 +105,9 @@ class Defaults:
     timeout_s: float = 2.0
     retries: int = 3
     baudrate: int = DEFAULT_BAUDRATE
+    #: a board held by another process (rig.locks, a labgrid place): wait | error
+    on_busy: str = DEFAULT_ON_BUSY.value
+    busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
 
 
 @dataclass(frozen=True)
@@ -175,6 +179,8 @@ _DEFAULTS = {
     "timeout_s": Field(number(positive=True), Defaults.timeout_s),
     "retries": Field(integer(0, 100), Defaults.retries),
     "baudrate": Field(integer(300), Defaults.baudrate),
+    "on_busy": Field(choice(*(p.value for p in OnBusy)), Defaults.on_busy),
+    "busy_timeout_s": Field(number(positive=True), Defaults.busy_timeout_s),
 }
 
 _BOARD = {

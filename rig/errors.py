@@ -87,6 +87,11 @@ class PortBusy(TargetUnavailable):
     """The board's serial port is open in another process (a terminal, another rig)."""
 
 
+class BoardBusy(TargetUnavailable):
+    """Another process holds the board (its probe or port lock, rig.locks, or its labgrid
+    place); the message names the holder."""
+
+
 class FlashVerifyError(FirmwareMismatch):
     """Reading the flash back after programming gave other bytes than the image."""
 

@@ -112,6 +112,15 @@ def serial_url(v: Any) -> str:
     return v
 
 
+def string_map(v: Any) -> dict[str, str]:
+    """A mapping of names to strings (YAML `key: value` lines); numbers become strings."""
+    if not isinstance(v, dict) or not all(isinstance(k, str) and isinstance(x, (str, int))
+                                          and not isinstance(x, bool) for k, x in v.items()):
+        raise Invalid(f"expected a mapping of names to strings (key: value lines), got "
+                      f"{type_name(v)} {v!r}")
+    return {k: str(x) for k, x in v.items()}
+
+
 def option(check: Callable[[Any], Any], default: Any = MISSING, *,
            lab_default: str | None = None) -> Any:
     """A dataclass field that is also a lab-file key: `check` validates the file's value;

@@ -17,7 +17,21 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from rig.link.transport import DEFAULT_BAUDRATE
-from rig.schema import choice, integer, list_of, number, option, optional, serial_url, text
+from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
+from rig.schema import (
+    choice,
+    integer,
+    list_of,
+    number,
+    option,
+    optional,
+    serial_url,
+    string_map,
+    text,
+)
+
+#: what a target does when another process holds its board (rig.locks): wait | error
+_ON_BUSY = choice(*(p.value for p in OnBusy))
 
 
 @dataclass(frozen=True)
@@ -45,6 +59,10 @@ class SerialOptions(TargetOptions):
     baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
     reset: str = option(choice("none"), "none")
     open_timeout_s: float = option(number(positive=True), 5.0)
+    #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
+    on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")
+    busy_timeout_s: float = option(number(positive=True), DEFAULT_BUSY_TIMEOUT_S,
+                                   lab_default="busy_timeout_s")
 
 
 @dataclass(frozen=True)
@@ -64,6 +82,26 @@ class PyocdOptions(TargetOptions):
     flash: str = option(choice("auto", "always", "never"), "auto")
     open_timeout_s: float = option(number(positive=True), 5.0)  # USB re-enumeration
     hello_timeout_s: float = option(number(positive=True), 1.0)  # "is it already flashed?"
+    #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
+    on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")
+    busy_timeout_s: float = option(number(positive=True), DEFAULT_BUSY_TIMEOUT_S,
+                                   lab_default="busy_timeout_s")
+
+
+@dataclass(frozen=True)
+class LabgridOptions(TargetOptions):
+    """A place of a labgrid farm (rig/targets/labgrid.py)."""
+
+    coordinator: str | None = option(optional(text), None)  # HOST:PORT; None: $LG_COORDINATOR
+    place: str | None = option(optional(text), None)  # a place name ...
+    tags: dict[str, str] | None = option(optional(string_map), None)  # ... and/or tags
+    flash: str = option(choice("auto", "always", "never"), "auto")  # places with a probe
+    baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
+    open_timeout_s: float = option(number(positive=True), 10.0)
+    #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
+    on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")
+    busy_timeout_s: float = option(number(positive=True), DEFAULT_BUSY_TIMEOUT_S,
+                                   lab_default="busy_timeout_s")
 
 
 #: kind -> its options class. Plug-in kinds add theirs with `register_target_options`.
@@ -72,6 +110,7 @@ TARGET_OPTIONS: dict[str, type[TargetOptions]] = {
     "serial": SerialOptions,
     "native": NativeOptions,
     "pyocd": PyocdOptions,
+    "labgrid": LabgridOptions,
 }
 
 

@@ -90,12 +90,15 @@ static tr_status_t h_stats(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     (void)req;
     if (need_len(len, 0, err))
         return TR_E_BAD_LENGTH;
-    uint32_t used, size, ram;
+    uint32_t used, size, ram, overruns, ring_full;
     hal_stats(&used, &size, &ram);
+    hal_rx_stats(&overruns, &ring_full);
     wr_u32(resp, used);
     wr_u32(resp + 4, size);
     wr_u32(resp + 8, ram);
-    *rl = 12;
+    wr_u32(resp + 12, overruns);
+    wr_u32(resp + 16, ring_full);
+    *rl = 20;
     return TR_OK;
 }
 
@@ -429,6 +432,12 @@ void app_poll(void)
     int got = 0;
     while (proto_rx_free() > 0) {
         int c = hal_uart_getc();
+        if (c == HAL_RX_LOST) {
+            proto_poll(); /* the bytes before the gap first: the gap hits the next frame byte */
+            proto_rx_lost();
+            got = 1;
+            continue;
+        }
         if (c < 0)
             break;
         (void)proto_rx_push((uint8_t)c);

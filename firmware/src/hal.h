@@ -12,11 +12,22 @@
 
 void hal_init(void);
 
-/* Link RX: next received byte, or -1 if none is waiting. Never blocks. */
+/* hal_uart_getc: received bytes were lost just before the next byte it returns (a
+ * UART overrun); the caller marks the frame in progress as damaged. */
+#define HAL_RX_LOST (-2)
+
+/* Link RX: next received byte, -1 if none is waiting, or HAL_RX_LOST once before the
+ * first byte after a gap. Never blocks. */
 int hal_uart_getc(void);
-/* Called by the main loop when nothing arrived: may sleep until input is likely
- * (native: blocking read; boards: return at once, later WFI with IRQ RX). */
+/* Called by the main loop when nothing arrived: sleeps until input may have arrived
+ * (native: blocking read; boards: WFI until the RX interrupt, or any other, fires). */
 void hal_wait_rx(void);
+/* Receive-path trouble since reset (STATS): `overruns` = times the UART itself lost data
+ * (its buffer overflowed before the RX interrupt read it); `ring_full` = times the RX
+ * ring was full, so reception paused until the main loop caught up (bytes then wait in
+ * the UART: lossless where it back-pressures, as QEMU does, else they show as overruns).
+ * Both 0 on the host builds. */
+void hal_rx_stats(uint32_t *overruns, uint32_t *ring_full);
 /* Link TX: blocking write of n bytes. */
 void hal_uart_write(const uint8_t *data, size_t n);
 /* Human-readable text outside frames (boot line). Boards send it on the UART followed

@@ -7,11 +7,9 @@
 #include "wire.h"
 
 /* ---- RX ring ----------------------------------------------------------------------
- * Today the UART is polled from the main loop (QEMU applies back-pressure, and the
- * protocol is stop-and-wait so nothing arrives while a request executes). The ring
- * keeps the design ready for IRQ-driven RX on real boards, where bytes arrive while a
- * TRAIN_STEP runs: the ISR only calls proto_rx_push. head is written by the producer
- * only, tail by the consumer only; size is a power of two so indices wrap by masking. */
+ * The main loop moves bytes from the HAL (on boards: the UART's interrupt-fed ring) into
+ * this ring and decodes them. head is written by the producer only, tail by the consumer
+ * only; size is a power of two so indices wrap by masking. */
 #define RING_SIZE TR_RX_RING
 #if (RING_SIZE & (RING_SIZE - 1)) != 0
 #error "TR_RX_RING must be a power of two"
@@ -33,6 +31,8 @@ int proto_rx_push(uint8_t b)
 }
 
 size_t proto_rx_free(void) { return RING_SIZE - (size_t)(ring_head - ring_tail); }
+
+void proto_rx_lost(void) { ring_overrun = 1; }
 
 /* ---- engine state ------------------------------------------------------------------ */
 static const proto_cmd_t *cmd_table;

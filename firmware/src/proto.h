@@ -59,11 +59,14 @@ typedef void (*proto_write_fn)(const uint8_t *data, size_t n);
 
 void proto_init(const proto_cmd_t *cmds, size_t n_cmds, proto_write_fn write);
 
-/* RX ring: single producer (UART poll today, RX interrupt later) / single consumer
+/* RX ring: single producer (app_poll, from hal_uart_getc) / single consumer
  * (proto_poll in the main loop). Returns 0, or -1 if full (byte lost; the frame in
  * progress is then marked corrupt so it is NAKed, never executed). */
 int proto_rx_push(uint8_t b);
 size_t proto_rx_free(void);
+/* Bytes were lost between the bytes already pushed and the next one (a UART overrun):
+ * the frame that next byte belongs to is NAKed (BAD_COBS "rx overrun"), never executed. */
+void proto_rx_lost(void);
 
 /* Consume every byte in the ring; runs handlers for complete frames. Returns the number
  * of bytes consumed. */

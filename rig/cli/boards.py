@@ -67,6 +67,15 @@ def cmd_list(args: argparse.Namespace) -> int:
     if chosen_err:
         console.print(f"[yellow]no target would be used: {chosen_err}[/]")
     _print_probes_and_ports(lab)
+    from rig.labgrid_client import places_report
+    from rig.locks import held_resources
+
+    report = places_report(lab)  # labgrid places, when the lab uses a coordinator
+    if report:
+        console.print(report, markup=False, highlight=False)
+    for resource, holder in held_resources():  # boards other processes hold (rig.locks)
+        console.print(f"locked: {resource} by {holder.describe() if holder else '?'}",
+                      markup=False, highlight=False)
     try:
         manifest = load_manifest()
     except RigError as exc:

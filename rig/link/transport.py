@@ -47,14 +47,16 @@ class SerialTransport:
         self.name = url
         deadline = time.monotonic() + open_timeout
         last: Exception | None = None
+        # pyserial's RFC 2217 client raises NotImplementedError for a write timeout
+        self._rfc2217 = url.lower().startswith("rfc2217://")
+        wt = {} if self._rfc2217 else {"write_timeout": 10}
         while True:
             try:
                 self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
-                                                   write_timeout=10, exclusive=True)
+                                                   exclusive=True, **wt)
                 break
             except TypeError:  # URL handlers that do not take `exclusive`
-                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0,
-                                                   write_timeout=10)
+                self._port = serial.serial_for_url(url, baudrate=baudrate, timeout=0, **wt)
                 break
             except (serial.SerialException, OSError) as exc:
                 last = exc
@@ -71,16 +73,25 @@ class SerialTransport:
             raise LinkError(f"write to {self.name} failed: {exc}") from exc
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
-        self._port.timeout = timeout
+        self._set_timeout(timeout)
         try:
             first = self._port.read(1)
             if not first:
                 return b""
-            self._port.timeout = 0
+            self._set_timeout(0)
             rest = self._port.read(max_bytes - 1) if max_bytes > 1 else b""
             return first + rest
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"read from {self.name} failed: {exc}") from exc
+
+    def _set_timeout(self, timeout: float) -> None:
+        if self._rfc2217:
+            # pyserial's `timeout` setter reconfigures the port, which over RFC 2217 is a
+            # negotiation round trip with the server (baud, size, parity, stop bits) on
+            # every read; its read() only consults `_timeout`.
+            self._port._timeout = timeout
+        else:
+            self._port.timeout = timeout
 
     def close(self) -> None:
         with contextlib.suppress(serial.SerialException, OSError):

@@ -14,8 +14,14 @@ Unicorn shares QEMU's translator lineage but not its plugin machinery, its block
 attribution, or this project's instruction decoder; the class histogram here comes from
 capstone (`rig.profile.isa.classify_capstone`), another independent decoder.
 
-Only the mps2-an386 board (CMSDK UART0) is modelled. No interrupts are raised (no NVIC):
-the SysTick the firmware programs never fires, which is why the QEMU plugin excludes
+Only the mps2-an386 board (CMSDK UART0) is modelled. Unicorn has no NVIC, so the one
+interrupt the firmware needs is delivered by hand: the firmware receives by the UART's RX
+interrupt and sleeps in `hal_wait_rx`'s WFI while its ring is empty (firmware/README.md,
+"Link RX by interrupt"). The run stops before that WFI: with no input waiting the
+firmware is idle; with input, `UART_RX_IRQHandler` is called there (an AAPCS function,
+as every Cortex-M handler is; all registers saved and restored around it) and the
+firmware resumes after the WFI, as the core does when the pending interrupt wakes it and
+`cpsie i` lets it run. SysTick never fires here, which is why the QEMU plugin excludes
 interrupt handlers from its windows.
 """
 
@@ -32,6 +38,8 @@ from rig.errors import UnicornError
 from rig.profile.icount import RECORD_WINDOWS, marker_windows
 
 LABEL = "instructions (unicorn)"
+#: where the RX handler "returns" (a `b .` in RAM the mps2-an386 image leaves unused)
+IRQ_RETURN = 0x203FFF00
 
 
 @dataclass(frozen=True)
@@ -42,8 +50,10 @@ class BoardModel:
     ram: tuple[tuple[int, int], ...]  # (base, size) plain memory regions
     uart_base: int
     uart_size: int = 0x1000
-    #: the firmware function that polls the receiver (its STATE reads mean "waiting")
-    rx_poll: str = "uart_getc"
+    #: the firmware function that sleeps in WFI while no input is waiting
+    idle_fn: str = "hal_wait_rx"
+    #: the link UART's RX interrupt handler
+    rx_irq_handler: str = "UART_RX_IRQHandler"
 
 
 BOARDS: dict[str, BoardModel] = {
@@ -118,11 +128,9 @@ class UnicornFirmware:
         self._it_pending: list[int] = []
         self._rx = bytearray()
         self._tx = bytearray()
-        self._idle = False
-        self._empty_polls = 0
         self._fault: str | None = None
-        rx = self.elf.symbol(self.board.rx_poll)
-        self._rx_lo, self._rx_hi = rx.address, rx.address + max(rx.size, 2)
+        self._wfi = wfi_address(self.elf, self.board.idle_fn)
+        self._rx_irq = self.elf.symbol(self.board.rx_irq_handler).address
         self._uc = self._boot()
 
     # ------------------------------------------------------------------ machine
@@ -147,6 +155,9 @@ class UnicornFirmware:
         # Unicorn keeps the System Control Space as plain memory here, so also tell the CPU.
         uc.mem_write(0xE000ED88, (0xF << 20).to_bytes(4, "little"))
         uc.reg_write(a.UC_ARM_REG_C1_C0_2, 0xF << 20)
+        if self.elf.symbol("__bss_end").address > IRQ_RETURN:
+            raise UnicornError(f"{self.name}: RAM use reaches the IRQ return trampoline")
+        uc.mem_write(IRQ_RETURN, b"\xfe\xe7")  # b . (see _rx_interrupt)
         text_hi = max(s.paddr + len(s.data) for s in self.elf.segments if s.paddr < 0x20000000)
         uc.hook_add(uc_mod.UC_HOOK_CODE, self._on_insn, begin=0, end=text_hi)
         uc.hook_add(uc_mod.UC_HOOK_INTR, self._on_intr)
@@ -154,13 +165,12 @@ class UnicornFirmware:
         return uc
 
     def _run(self) -> None:
-        """Run until the firmware polls an empty UART receiver (idle) or faults."""
-        self._idle = False
-        self._empty_polls = 0
+        """Run until the firmware waits for input with none left to give it (it reached
+        the WFI of its idle function), or faults."""
         before = self.total_insns
-        while not self._idle:
+        while True:
             try:
-                self._uc.emu_start(self._pc | 1, 0xFFFFFFFF, count=1_000_000)
+                self._uc.emu_start(self._pc | 1, self._wfi, count=1_000_000)
             except self._uc_mod.UcError as exc:
                 pc = self._uc.reg_read(self._arm.UC_ARM_REG_PC)
                 raise UnicornError(f"{self.name}: emulation stopped at pc={pc:#x}: {exc}"
@@ -171,29 +181,41 @@ class UnicornFirmware:
             if self.total_insns - before > self.max_insns_per_read:
                 raise UnicornError(f"{self.name}: firmware did not return to its receive "
                                    f"loop within {self.max_insns_per_read} instructions")
+            if self._pc == self._wfi:
+                if not self._rx:
+                    return  # idle: waiting for input
+                self._rx_interrupt()
+
+    def _rx_interrupt(self) -> None:
+        """Run the RX handler at the WFI, then resume after it (see the module doc)."""
+        uc, a = self._uc, self._arm
+        regs = [getattr(a, f"UC_ARM_REG_R{i}") for i in range(13)] + [
+            a.UC_ARM_REG_SP, a.UC_ARM_REG_LR, a.UC_ARM_REG_APSR, a.UC_ARM_REG_FPSCR] + [
+            getattr(a, f"UC_ARM_REG_S{i}") for i in range(32)]
+        saved = [uc.reg_read(r) for r in regs]
+        # The handler returns to a private trampoline, never executed otherwise: unicorn
+        # stops at an `until` address only in code translated while it was the exit, so
+        # returning straight into cached firmware code would run on past it.
+        uc.reg_write(a.UC_ARM_REG_LR, IRQ_RETURN | 1)
+        try:
+            uc.emu_start(self._rx_irq | 1, IRQ_RETURN, count=1_000_000)
+        except self._uc_mod.UcError as exc:
+            raise UnicornError(f"{self.name}: RX interrupt handler failed: {exc}") from exc
+        if uc.reg_read(a.UC_ARM_REG_PC) != IRQ_RETURN:
+            raise UnicornError(f"{self.name}: RX interrupt handler did not return")
+        for r, v in zip(regs, saved, strict=True):
+            uc.reg_write(r, v)
+        self._pc = self._wfi + 2  # after the WFI (a 16-bit instruction)
 
     def _uart_read(self, uc: Any, offset: int, size: int, _ud: Any) -> int:
         if offset == 0x0:  # DATA
-            self._empty_polls = 0
             return self._rx.pop(0) if self._rx else 0
         if offset == 0x4:  # STATE: bit0 TX full (never), bit1 RX full
-            if self._rx:
-                return 2
-            # putc reads STATE too (TX full?), so only the receive poll counts; the main
-            # loop polls until the receiver is empty and then handles the frame, so it is
-            # idle at the second empty poll with no data moved in between.
-            pc = uc.reg_read(self._arm.UC_ARM_REG_PC)
-            if self._rx_lo <= pc < self._rx_hi:
-                self._empty_polls += 1
-                if self._empty_polls >= 2:
-                    self._idle = True
-                    uc.emu_stop()
-            return 0
+            return 2 if self._rx else 0
         return 0
 
     def _uart_write(self, uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
         if offset == 0x0:
-            self._empty_polls = 0
             self._tx.append(value & 0xFF)
 
     def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
@@ -301,6 +323,19 @@ class UnicornFirmware:
     def take_records(self) -> list[UnicornRecord]:
         out, self.records = self.records, []
         return out
+
+
+def wfi_address(elf: ElfImage, function: str) -> int:
+    """Address of the WFI instruction in `function` (capstone)."""
+    import capstone
+
+    sym = elf.symbol(function)
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    for insn in md.disasm(elf.read(sym.address, sym.size), sym.address):
+        if insn.mnemonic == "wfi":
+            return int(insn.address)
+    raise UnicornError(f"{elf.path}: no WFI in {function} (firmware older than RX by "
+                       "interrupt?)")
 
 
 def it_instructions(elf: ElfImage) -> set[int]:

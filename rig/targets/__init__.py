@@ -1,5 +1,6 @@
 """Targets: ways of reaching a device. Importing this package registers the built-in kinds
-(qemu, serial, native, pyocd); `resolve_target` turns a lab config and a name into a Target.
+(qemu, serial, native, pyocd, labgrid); `resolve_target` turns a lab config and a name into
+a Target.
 
 Selection (`defaults.target` or the caller's choice):
 - a target name: that target (it must be enabled);
@@ -12,7 +13,13 @@ from __future__ import annotations
 
 from rig.config import TARGET_CATEGORIES, LabConfig, TargetConfig, suggest
 from rig.errors import ConfigError, TargetUnavailable
-from rig.targets import native, pyocd, qemu, serial  # noqa: F401 - registers the built-in kinds
+from rig.targets import (  # noqa: F401 - registers the built-in kinds
+    labgrid,
+    native,
+    pyocd,
+    qemu,
+    serial,
+)
 from rig.targets.base import (
     Flashable,
     FlashReport,

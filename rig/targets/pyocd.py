@@ -50,6 +50,7 @@ from rig.errors import (
 from rig.firmware import FirmwareImage, FirmwareNotFound, check_hello, image_for
 from rig.link.link import Link
 from rig.link.transport import SerialTransport, Transport
+from rig.locks import TargetLocks, port_resource
 from rig.protocol import MsgType
 from rig.target_options import PyocdOptions
 from rig.targets.base import FlashReport, Target, register_target
@@ -209,6 +210,8 @@ class PyocdTarget(Target):
         self.events: list[str] = []  # what start/reset did, for diagnostics()
         self._transport: Transport | None = None
         self._port_url: str | None = None
+        #: probe and port locks (rig.locks), held from start to close
+        self.locks = TargetLocks.for_target(f"pyocd:{name}", self.options)
 
     # -- Target API -----------------------------------------------------------------------
 
@@ -219,6 +222,15 @@ class PyocdTarget(Target):
         self.flashed = False
         self.image = self._image_override or image_for(self.board.firmware)
         self.probe = self._find_probe()
+        try:
+            self.locks.take(f"probe:{self.probe.unique_id}")
+            return self._start_locked()
+        except BaseException:
+            self.locks.release_all()
+            raise
+
+    def _start_locked(self) -> Transport:
+        assert self.image is not None
         if self.flash_mode != "always":
             transport = self._running_matches()
             if transport is not None:
@@ -250,7 +262,9 @@ class PyocdTarget(Target):
         """Reset the core through the probe (no re-flash) and reopen the port."""
         if self.probe is None:
             return super().reset()
-        self.close()
+        if self._transport is not None:  # keep the locks across the reset
+            self._transport.close()
+            self._transport = None
         self._with_session(lambda session: session.target.reset(), "reset")
         self._note("core reset through the probe")
         self._transport = self._open_port(self.open_timeout_s)
@@ -260,6 +274,7 @@ class PyocdTarget(Target):
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self.locks.release_all()
 
     def unavailable_reason(self) -> str | None:
         try:
@@ -449,6 +464,7 @@ class PyocdTarget(Target):
         while True:
             url = self.port or self._port_by_serial()
             if url is not None:
+                self.locks.take(port_resource(url))
                 try:
                     transport = SerialTransport(url, baudrate=self.baudrate, open_timeout=0)
                 except LinkError as exc:

@@ -4,6 +4,7 @@ someone else started (`socket://host:port`). The rig does not flash it.
 
 `reset()` only reopens the port: the protocol's RESET message (the device client's job)
 resets the firmware's state. Reopening also recovers a USB CDC port that re-enumerated.
+From start to close the port is locked against other processes (rig.locks).
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from rig.config import Board
 from rig.errors import FirmwareMismatch, LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
+from rig.locks import TargetLocks, port_resource
 from rig.target_options import SerialOptions
 from rig.targets.base import Target, register_target
 
@@ -41,26 +43,32 @@ class SerialTarget(Target):
             self.counter_label = self.board.counter_label
         self._transport: Transport | None = None
         self._last_error = ""
+        self.locks = TargetLocks.for_target(self.describe(), self.options)
 
     def start(self) -> Transport:
         if self._transport is not None:
             raise RigError(f"{self.describe()}: already started; close() it first")
+        self.locks.take(port_resource(self.port))
         try:
             self._transport = SerialTransport(self.port, baudrate=self.baudrate,
                                               open_timeout=self.open_timeout_s)
         except LinkError as exc:
             self._last_error = str(exc)
+            self.locks.release_all()
             raise TargetUnavailable(f"{self.describe()}: {exc}") from exc
         return self._transport
 
     def reset(self) -> Transport:
-        self.close()
+        if self._transport is not None:  # keep the lock: reopen only
+            self._transport.close()
+            self._transport = None
         return self.start()
 
     def close(self) -> None:
         if self._transport is not None:
             self._transport.close()
             self._transport = None
+        self.locks.release_all()
 
     def unavailable_reason(self) -> str | None:
         # Network URLs cannot be probed without taking the (often single-client) port.

@@ -9,8 +9,17 @@
 void board_init(void);
 /* Polled, blocking TX of one byte on the link UART. */
 void board_putc(uint8_t c);
-/* Polled, non-blocking RX: the next byte or -1. */
-int board_getc(void);
+/* Link RX, called only from the RX interrupt handler (boards/common/hal_board.c, which
+ * owns the ring buffer and the NVIC): the next byte the UART holds, or -1 when it holds
+ * none, acknowledging the interrupt cause as it goes. Sets *overrun to 1 when the UART
+ * reports that it lost received data (its own buffer overflowed before it was read). */
+int board_rx_read(uint8_t *overrun);
+/* Enable the link UART's receive interrupt in the peripheral (data ready; error/overrun
+ * where it shares the line). The NVIC side is TR_UART_IRQN of board_config.h. */
+void board_rx_irq_enable(void);
+/* The link UART's receive interrupt handler (hal_board.c); startup.c puts it at vector
+ * 16 + TR_UART_IRQN. */
+void UART_RX_IRQHandler(void);
 /* Core clock the board configured (HELLO clock_hz). */
 uint32_t board_clock_hz(void);
 /* DEBUG action 1: take a real fault now (never returns). */

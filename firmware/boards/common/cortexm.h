@@ -34,6 +34,13 @@
 #define SYST_RVR REG32(0xE000E014u)
 #define SYST_CVR REG32(0xE000E018u)
 
+/* NVIC (ARMv7-M B3.4, ARMv6-M B3.4): one bit per device interrupt, 32 per word; the
+ * ARMv6-M NVIC has only word 0 (interrupts 0..31). Writing 1 sets/clears, 0 is ignored. */
+#define NVIC_ISER(n) REG32(0xE000E100u + 4u * (n)) /* set-enable */
+#define NVIC_ICER(n) REG32(0xE000E180u + 4u * (n)) /* clear-enable */
+#define NVIC_ISPR(n) REG32(0xE000E200u + 4u * (n)) /* set-pending */
+#define NVIC_ICPR(n) REG32(0xE000E280u + 4u * (n)) /* clear-pending */
+
 #define CFSR_MMARVALID (1u << 7)
 #define CFSR_MSTKERR (1u << 4)
 #define CFSR_BFARVALID (1u << 15)

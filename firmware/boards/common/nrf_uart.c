@@ -10,6 +10,7 @@
 #define EVENTS_RXDRDY 0x108u
 #define EVENTS_TXDRDY 0x11Cu
 #define EVENTS_ERROR 0x124u
+#define INTENSET 0x304u /* b2 RXDRDY, b9 ERROR */
 #define ERRORSRC 0x480u
 #define ENABLE 0x500u
 #define PSELRTS 0x508u
@@ -57,12 +58,18 @@ void nrf_uart_putc(uint8_t c)
     UART(EVENTS_TXDRDY) = 0;
 }
 
-int nrf_uart_getc(void)
+void nrf_uart_rx_irq_enable(void) { UART(INTENSET) = (1u << 2) | (1u << 9); }
+
+int nrf_uart_rx_read(uint8_t *overrun)
 {
-    if (UART(EVENTS_ERROR)) { /* overrun/framing: bytes lost; the frame's CRC catches it */
+    if (UART(EVENTS_ERROR)) { /* overrun, parity, framing, break: a byte lost or damaged */
         UART(ERRORSRC) = UART(ERRORSRC); /* write 1s to clear */
         UART(EVENTS_ERROR) = 0;
+        *overrun = 1;
     }
+    /* The handler calls this until it returns -1, so its last call reads EVENTS_RXDRDY
+     * back as 0: that read also flushes the clearing write before the handler returns
+     * (nRF52: else the event can re-pend the interrupt). */
     if (!UART(EVENTS_RXDRDY))
         return -1;
     UART(EVENTS_RXDRDY) = 0;

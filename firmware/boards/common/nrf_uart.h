@@ -1,4 +1,5 @@
-/* Nordic legacy UART (non-DMA), polled: UART0 of the nRF51822 (micro:bit; QEMU's
+/* Nordic legacy UART (non-DMA), polled TX, RX by interrupt (UART0 is peripheral ID 2,
+ * so device interrupt 2, on both chips): UART0 of the nRF51822 (micro:bit; QEMU's
  * `microbit` models it, with a 6-byte RX FIFO) and the same legacy UART0 that the
  * nRF52840 still has at the same address and register offsets (nRF52840 PS §6.33,
  * "deprecated" but present). One driver for both.
@@ -22,9 +23,12 @@ void nrf_uart_init(uint32_t tx_pin, uint32_t rx_pin, uint32_t baud_reg);
 /* Write TXD, wait for EVENTS_TXDRDY, clear it (TXD written while a byte is pending is
  * ignored by the peripheral, so never write before the previous TXDRDY). */
 void nrf_uart_putc(uint8_t c);
-/* EVENTS_RXDRDY ? (clear it, then read RXD) : -1. Clearing first matters: reading RXD
- * pops the FIFO and re-raises RXDRDY if more bytes wait. */
-int nrf_uart_getc(void);
+/* INTENSET: RXDRDY and ERROR. */
+void nrf_uart_rx_irq_enable(void);
+/* From the RX interrupt: EVENTS_RXDRDY ? (clear it, then read RXD) : -1. Clearing first
+ * matters: reading RXD pops the FIFO and re-raises RXDRDY if more bytes wait. An ERROR
+ * event (ERRORSRC: overrun, parity, framing, break) sets *overrun = 1. */
+int nrf_uart_rx_read(uint8_t *overrun);
 
 /* Start the external crystal (HFXO) for an accurate baud rate; waits at most about
  * `max_polls` polls of EVENTS_HFCLKSTARTED. Returns 1 if it started. */

@@ -2,12 +2,14 @@
  * stack painting, .data/.bss initialisation, main().
  *
  * The board's board_config.h gives TR_N_IRQS (device interrupt vectors after the 16
- * system ones); its linker script provides the symbols below. Unused vectors report a
- * FAULT with their exception number instead of hanging silently. */
+ * system ones) and TR_UART_IRQN (the link UART's receive interrupt); its linker script
+ * provides the symbols below. Unused vectors report a FAULT with their exception number
+ * instead of hanging silently. */
 #include <stdint.h>
 
 #include "board_config.h"
 #include "cortexm.h"
+#include "board.h"
 #include "fault.h"
 #include "stack.h"
 
@@ -23,6 +25,12 @@ void tr_reset_c(void);
 
 typedef void (*vector_t)(void);
 
+/* Every device vector reports a fault, except the link UART's RX interrupt (the only
+ * interrupt the firmware enables): the range fills all of them, the next line overrides
+ * one entry (designated initializers: the later one wins, which GCC's -Woverride-init,
+ * part of -Wextra, would flag). */
+#pragma GCC diagnostic push
+#pragma GCC diagnostic ignored "-Woverride-init"
 __attribute__((section(".isr_vector"), used)) const vector_t vector_table[16 + TR_N_IRQS] = {
     [0] = (vector_t)(uintptr_t)&__stack_top,
     [1] = Reset_Handler,
@@ -38,7 +46,9 @@ __attribute__((section(".isr_vector"), used)) const vector_t vector_table[16 + T
     [14] = Unexpected_Handler, /* PendSV */
     [15] = SysTick_Handler,
     [16 ... 16 + TR_N_IRQS - 1] = Unexpected_Handler,
+    [16 + TR_UART_IRQN] = UART_RX_IRQHandler,
 };
+#pragma GCC diagnostic pop
 
 #define TR_STR_(x) #x
 #define TR_STR(x) TR_STR_(x)

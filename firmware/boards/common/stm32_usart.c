@@ -18,10 +18,17 @@ void stm32_usart_putc(uint32_t base, uint8_t c)
     REG32(base + STM32_USART_DR) = c;
 }
 
-int stm32_usart_getc(uint32_t base)
+void stm32_usart_rx_irq_enable(uint32_t base)
+{
+    REG32(base + STM32_USART_CR1) |= STM32_USART_CR1_RXNEIE;
+}
+
+int stm32_usart_rx_read(uint32_t base, uint8_t *overrun)
 {
     uint32_t sr = REG32(base + STM32_USART_SR);
-    if (sr & (STM32_USART_SR_RXNE | STM32_USART_SR_ORE))
+    if (sr & STM32_USART_SR_ORE)
+        *overrun = 1;
+    if (sr & (STM32_USART_SR_RXNE | STM32_USART_SR_ORE)) /* SR then DR clears both */
         return (int)(REG32(base + STM32_USART_DR) & 0xFFu);
     return -1;
 }

@@ -9,6 +9,7 @@
  *   model masks and scratch (mlp_t)                                    ~1050
  *   samples: a window of 8 records of 65 B (the host streams each batch)  520
  *   protocol: RX ring 64 + RX / response / TX-COBS buffers of 332 B    ~1070
+ *   UART RX ring (interrupt-fed, hal_board.c): 32 slots x 2 B              64
  *   strategies: tinypropv2 scores 256, budget order 256                  512
  *   stack 1536 (peak measured with every strategy: 656; the fault report adds ~350)
  * Batch at most 2; the velocity strategies are left out (board.mk). A payload of 320 B
@@ -21,6 +22,8 @@
 #endif
 #define TR_CLOCK_HZ 16000000u /* nRF51: 16 MHz HFCLK; QEMU's SysTick runs at it */
 #define TR_N_IRQS 32u
+#define TR_UART_IRQN 2u /* UART0 (nRF51 peripheral ID 2) */
+#define TR_UART_RX_RING 32u /* link RX ring (hal_board.c), 2 B per slot */
 #define TR_UART_TX_PIN 24u /* micro:bit v1 interface-chip UART: P0.24 TX, P0.25 RX */
 #define TR_UART_RX_PIN 25u
 

@@ -5,7 +5,8 @@
 
 void board_init(void) { uart_init(); }
 void board_putc(uint8_t c) { uart_putc(c); }
-int board_getc(void) { return uart_getc(); }
+int board_rx_read(uint8_t *overrun) { return uart_rx_read(overrun); }
+void board_rx_irq_enable(void) { uart_rx_irq_enable(); }
 uint32_t board_clock_hz(void) { return TR_CLOCK_HZ; }
 
 void board_debug_fault(void)

@@ -22,7 +22,8 @@ void board_init(void)
 }
 
 void board_putc(uint8_t c) { stm32_usart_putc(USART1_BASE, c); }
-int board_getc(void) { return stm32_usart_getc(USART1_BASE); }
+int board_rx_read(uint8_t *overrun) { return stm32_usart_rx_read(USART1_BASE, overrun); }
+void board_rx_irq_enable(void) { stm32_usart_rx_irq_enable(USART1_BASE); }
 uint32_t board_clock_hz(void) { return TR_CLOCK_HZ; }
 
 void board_debug_fault(void)

@@ -17,6 +17,8 @@
 #define TR_PCLK2_HZ 84000000u /* USART1 is on APB2 (SYSCLK / 2 as QEMU assumes) */
 #define TR_BAUD 115200u
 #define TR_N_IRQS 82u
+#define TR_UART_IRQN 37u /* USART1 global interrupt (RM0090 table 62) */
+#define TR_UART_RX_RING 256u /* link RX ring (hal_board.c), 2 B per slot */
 
 #define TR_MAX_PAYLOAD 1024u
 #define TR_RX_RING 256u

@@ -11,6 +11,8 @@
 #endif
 #define TR_CLOCK_HZ 64000000u /* the CPU always runs at 64 MHz; HFXO started for the UART */
 #define TR_N_IRQS 48u
+#define TR_UART_IRQN 2u /* UARTE0_UART0 (nRF52840 peripheral ID 2) */
+#define TR_UART_RX_RING 256u /* link RX ring (hal_board.c), 2 B per slot */
 #define TR_UART_TX_PIN 6u /* nRF52840-DK: P0.06 TX, P0.08 RX to the J-Link OB virtual COM port */
 #define TR_UART_RX_PIN 8u
 

@@ -80,7 +80,8 @@ void board_init(void)
 }
 
 void board_putc(uint8_t c) { stm32_usart_putc(USART3_BASE, c); }
-int board_getc(void) { return stm32_usart_getc(USART3_BASE); }
+int board_rx_read(uint8_t *overrun) { return stm32_usart_rx_read(USART3_BASE, overrun); }
+void board_rx_irq_enable(void) { stm32_usart_rx_irq_enable(USART3_BASE); }
 uint32_t board_clock_hz(void) { return sysclk; }
 
 /* An undefined instruction: a UsageFault (UNDEFINSTR) on every Cortex-M, independent of

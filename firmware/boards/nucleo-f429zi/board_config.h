@@ -20,6 +20,8 @@
 #define TR_HSI_HZ 16000000u
 #define TR_BAUD 115200u
 #define TR_N_IRQS 91u
+#define TR_UART_IRQN 39u /* USART3 global interrupt (RM0090 table 62) */
+#define TR_UART_RX_RING 256u /* link RX ring (hal_board.c), 2 B per slot */
 
 #define TR_MAX_PAYLOAD 2048u
 #define TR_RX_RING 512u

@@ -1,0 +1,274 @@
+"""The remote path through a real labgrid farm on loopback (rig/farm.py): labgrid's own
+coordinator and two exporters exporting QEMU boards (pty → ser2net → RFC 2217) as places.
+Every place: reserve/acquire, connect, HELLO against the manifest, a short lockstep
+training compared with the golden model, release. Then contention (wait / refuse with the
+holder named), selection by tags, and a killed client whose place is released."""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from rig import cli
+from rig.config import LabConfig, load_config
+from rig.errors import BoardBusy, TargetUnavailable
+from rig.farm import LoopbackFarm
+from rig.labgrid_client import format_places, list_places
+from rig.connection import connect
+from rig.fit import fit_spec
+from rig.session import Inspect, RunSpec, TrainingSession
+from rig.targets import build_target, make_target
+from rig.targets.labgrid import LabgridTarget
+
+pytest.importorskip("labgrid")
+pytestmark = pytest.mark.farm
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackFarm]:
+    """Coordinator + 2 exporters + 4 QEMU places on 127.0.0.1, for this module."""
+    with LoopbackFarm(tmp_path_factory.mktemp("farm")) as f:
+        yield f
+
+
+@pytest.fixture(scope="module")
+def farm_lab(farm: LoopbackFarm) -> LabConfig:
+    return load_config(farm.lab_config_path)
+
+
+def _target(lab: LabConfig, name: str, **defaults: object) -> LabgridTarget:
+    tc = lab.target(name)
+    target = make_target(tc.name, tc.kind, dataclasses.replace(tc.options, **defaults),
+                         lab.board(tc.board))
+    assert isinstance(target, LabgridTarget)
+    return target
+
+
+def _states(farm: LoopbackFarm) -> dict[str, str]:
+    return {p.name: p.state for p in list_places(farm.address)}
+
+
+def _wait_state(farm: LoopbackFarm, place: str, prefix: str, timeout_s: float) -> str:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        state = _states(farm)[place]
+        if state.startswith(prefix) or time.monotonic() > deadline:
+            return state
+        time.sleep(0.2)
+
+
+def test_farm_exports_every_board_as_a_place(farm: LoopbackFarm) -> None:
+    places = list_places(farm.address)
+    assert [p.name for p in places] == sorted(p.name for p in farm.places)
+    assert len({p.exporter for p in farm.places}) == 2 and len(places) == 4
+    assert all(p.state == "available" for p in places)
+    assert {p.tags["board"] for p in places} == {"mps2-an386", "netduinoplus2", "microbit"}
+    text = format_places(places, farm.address)
+    assert "exp-b-microbit" in text and "board=microbit, emulated=qemu" in text
+
+
+@pytest.mark.parametrize("place", ["exp-a-mps2-an386", "exp-a-netduinoplus2",
+                                   "exp-b-microbit", "exp-b-mps2-an386"])
+def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
+                                   place: str) -> None:
+    """HELLO (checked against the manifest) and one short lockstep training on the place,
+    compared step by step with the golden model; the place is released afterwards."""
+    target = build_target(farm_lab, place)
+    assert isinstance(target, LabgridTarget)
+    conn = connect(target)
+    try:
+        assert target.acquired == place and target.emulated
+        assert target.url is not None and target.url.startswith("rfc2217://127.0.0.1:")
+        assert _states(farm)[place].startswith(f"acquired by {target.holder}")
+        assert target.board is not None and conn.hello.board == target.board.name
+        lab_spec = RunSpec(**{f.name: getattr(farm_lab.training, f.name)
+                              for f in dataclasses.fields(farm_lab.training)
+                              if f.name in {g.name for g in dataclasses.fields(RunSpec)}})
+        spec, _ = fit_spec(lab_spec, conn.hello, target.board.training,
+                           {"dims": (64, 8, 10), "train_samples": 16, "test_samples": 16,
+                            "epochs": 1, "batch": 8})
+        session = TrainingSession(conn.device, spec,
+                                  inspect=Inspect(params_every=1, resync=True))
+        session.prepare()
+        report = session.run()
+        assert session.lockstep and report.ok, report.failures
+        assert len(report.steps) == -(-16 // spec.batch)
+        assert report.steps[-1].device.loss != report.steps[0].device.loss
+    finally:
+        conn.close()
+    assert _states(farm)[place] == "available"
+
+
+def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
+    first = _target(farm_lab, "farm-mps2-an386")
+    second = _target(farm_lab, "farm-mps2-an386", on_busy="error")
+    third = _target(farm_lab, "farm-mps2-an386", on_busy="error")
+    first.start()
+    try:
+        second.start()
+        try:
+            assert {first.acquired, second.acquired} == {"exp-a-mps2-an386",
+                                                         "exp-b-mps2-an386"}
+            with pytest.raises(BoardBusy, match="every place matching board=mps2-an386 is "
+                                                "in use") as err:
+                third.start()
+            assert str(os.getpid()) in str(err.value)
+        finally:
+            second.close()
+    finally:
+        first.close()
+    assert _states(farm)["exp-a-mps2-an386"] == "available"
+
+
+HOLDER = textwrap.dedent("""
+    import sys, time
+    from rig.config import load_config
+    from rig.targets import build_target
+    lab = load_config(sys.argv[1])
+    t = build_target(lab, sys.argv[2])
+    t.start()
+    print("acquired", t.acquired, flush=True)
+    time.sleep(float(sys.argv[3]))
+    t.close()
+    print("released", time.monotonic(), flush=True)
+    time.sleep(60 if sys.argv[4] == "linger" else 0)
+""")
+
+
+def _holder(farm: LoopbackFarm, place: str, hold_s: float, linger: bool = False
+            ) -> subprocess.Popen[str]:
+    env = {**os.environ, "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+    proc = subprocess.Popen([sys.executable, "-c", HOLDER, str(farm.lab_config_path), place,
+                             str(hold_s), "linger" if linger else "-"],
+                            stdout=subprocess.PIPE, text=True, env=env)
+    assert proc.stdout is not None
+    line = proc.stdout.readline().split()
+    assert line[:2] == ["acquired", place], line
+    return proc
+
+
+def test_second_client_is_refused_naming_the_holder(
+        farm: LoopbackFarm, farm_lab: LabConfig, capsys: pytest.CaptureFixture[str]) -> None:
+    holder = _holder(farm, "exp-a-netduinoplus2", hold_s=30)
+    try:
+        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="error")
+        with pytest.raises(BoardBusy) as err:
+            target.start()
+        msg = str(err.value)
+        assert f"-rig{holder.pid} (pid {holder.pid} on this host:" in msg
+        assert "on_busy: error" in msg and target.acquired is None
+        # rig list names the holder too
+        capsys.readouterr()
+        assert cli.main(["--config", str(farm.lab_config_path), "list"]) == 0
+        out = capsys.readouterr().out
+        assert f"labgrid places at {farm.address}:" in out
+        places = out[out.index(f"labgrid places at {farm.address}:"):].splitlines()
+        line = next(ln for ln in places if ln.strip().startswith("exp-a-netduinoplus2 "))
+        assert "acquired by" in line and f"-rig{holder.pid}" in line
+        assert next(ln for ln in places if ln.strip().startswith("exp-b-microbit ")
+                    ).endswith("available")
+    finally:
+        holder.terminate()
+        holder.wait(10)
+
+
+def test_second_client_waits_for_the_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
+    holder = _holder(farm, "exp-a-netduinoplus2", hold_s=2.0)
+    try:
+        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="wait", busy_timeout_s=60)
+        target.start()  # a labgrid reservation, allocated when the holder releases
+        got = time.monotonic()
+        try:
+            assert holder.stdout is not None
+            released = float(holder.stdout.readline().split()[1])
+            assert released <= got, "both clients held the place at once"
+            assert any("reservation" in e for e in target.events)
+            assert target.acquired == "exp-a-netduinoplus2"
+        finally:
+            target.close()
+    finally:
+        holder.wait(30)
+
+
+def test_killed_client_place_is_released(farm: LoopbackFarm) -> None:
+    holder = _holder(farm, "exp-b-microbit", hold_s=60)
+    state = _states(farm)["exp-b-microbit"]
+    assert state.startswith("acquired by ") and f"rig{holder.pid}" in state
+    holder.send_signal(signal.SIGKILL)  # no finalizer, no atexit: only the watchdog
+    holder.wait(10)
+    assert _wait_state(farm, "exp-b-microbit", "available", 15.0) == "available"
+
+
+def test_unreachable_coordinator_is_unavailable(farm_lab: LabConfig) -> None:
+    tc = farm_lab.target("exp-a-mps2-an386")
+    target = make_target("x", "labgrid",
+                         dataclasses.replace(tc.options, coordinator="127.0.0.1:9"),
+                         farm_lab.board(tc.board))
+    why = target.unavailable_reason()
+    assert why is not None and "127.0.0.1:9" in why
+
+
+def test_farm_processes_end_with_the_farm(tmp_path: Path) -> None:
+    farm = LoopbackFarm(tmp_path / "f", layout={"exp-a": ["mps2-an386"],
+                                                "exp-b": ["microbit"]})
+    with farm:
+        pids = [s.proc.pid for s in farm.services] + [
+            p.qemu.pid for p in farm.places if p.qemu is not None]
+        target = _target(load_config(farm.lab_config_path), "exp-b-microbit")
+        target.start()  # the exporter starts ser2net for the acquired place
+        ser2net = subprocess.run(["pgrep", "-g", str(farm.services[-1].proc.pid), "ser2net"],
+                                 capture_output=True, text=True).stdout.split()
+        assert ser2net, "no ser2net for an acquired place"
+        target.close()
+    for pid in pids + [int(p) for p in ser2net]:
+        assert not Path(f"/proc/{pid}").exists() or \
+            "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+
+
+def test_a_place_with_a_probe_is_flashed_only_when_needed(tmp_path: Path) -> None:
+    """A place announcing a debug probe (here only its description: no probe can exist on
+    this machine) is not flashed when HELLO already reports the manifest's build
+    (flash: auto); flash: always goes to labgrid's PyOCDDriver, which labgrid 26.0.1 does
+    not ship — a clear error then, not a silent skip."""
+    farm = LoopbackFarm(tmp_path / "f", layout={"exp-p": ["mps2-an386"]},
+                        probe_places=["exp-p-mps2-an386"])
+    with farm:
+        lab = load_config(farm.lab_config_path)
+        auto = _target(lab, "exp-p-mps2-an386")
+        conn = connect(auto)
+        try:
+            assert any("NetworkUSBDebugger" in p for p in farm_paths(farm))
+            assert not any("flashed" in e for e in auto.events)
+        finally:
+            conn.close()
+        tc = lab.target("exp-p-mps2-an386")
+        always = make_target(tc.name, tc.kind, dataclasses.replace(tc.options, flash="always"),
+                             lab.board("mps2-an386"))
+        try:
+            import labgrid.driver as lg_driver
+            has_driver = hasattr(lg_driver, "PyOCDDriver")
+        except ImportError:
+            has_driver = False
+        if has_driver:
+            pytest.skip("this labgrid ships PyOCDDriver: flashing needs a real probe")
+        with pytest.raises(TargetUnavailable, match="no PyOCDDriver.*flash: never"):
+            always.start()
+        assert _states(farm)["exp-p-mps2-an386"] == "available"  # released after the error
+
+
+def farm_paths(farm: LoopbackFarm) -> list[str]:
+    from rig.labgrid_client import LabgridClient
+
+    with LabgridClient(farm.address) as lg:
+        return lg.resource_paths()
