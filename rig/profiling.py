@@ -30,7 +30,7 @@ from rig.device import Device
 from rig.errors import LinkError, RigError
 from rig.golden.macs import select_macs
 from rig.link.link import Link
-from rig.profile.energy import PRESETS, BoardPowerModel
+from rig.profile.energy import PRESETS, BoardPowerModel, MarkerMismatch
 from rig.profile.icount import PHASES, InstructionCounter, StepCounts
 from rig.profile.report import ProfileRun, SelectProfile, StepProfile, StrategyRun
 from rig.profile.unicorn_ref import UnicornError, UnicornFirmware
@@ -196,6 +196,9 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
         counter = InstructionCounter(target.firmware_path(), out_dir / "icount.jsonl")
         counter.attach(target)
     d = lab.defaults
+    monitor_notes = []
+    if monitor is not None:  # before the target starts: it may be the board's supply
+        monitor_notes = configure_monitor(monitor, board, monitor_voltage_v, monitor_rate_hz)
     with connect(target, timeout=d.timeout_s, retries=d.retries) as conn:
         hello = conn.hello
         spec, notes = fit_spec(spec, hello, getattr(board, "training", None),
@@ -213,14 +216,11 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
                          counter_label=getattr(target, "counter_label", hello.counter_label),
                          power=power_model(board, board_name, clock), icount=counter is not None,
                          monitor=monitor.describe() if monitor is not None else None,
-                         notes=notes)
+                         notes=notes + monitor_notes)
         missing = [s for s in strategies if not hello.supports(s)]
         if missing:
             raise RigError(f"firmware on {hello.board} does not implement "
                            f"{', '.join(missing)}; it has {', '.join(hello.strategy_names)}")
-        if monitor is not None:
-            monitor.configure(voltage_v=monitor_voltage_v or run.power.voltage_v,
-                              sample_rate_hz=monitor_rate_hz)
         for strategy in strategies:
             if monitor is not None:
                 monitor.start()
@@ -232,9 +232,32 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
                     time.sleep(MONITOR_TAIL_S)  # let the stream cover the last window
                 trace = monitor.stop() if monitor is not None else None
             if trace is not None:
-                sr.measured, sr.measured_dropped = measured_steps(trace)
+                try:
+                    sr.measured, sr.measured_dropped = measured_steps(trace)
+                except MarkerMismatch as exc:  # no figure; the rest is still reported
+                    run.measurement_errors.append(f"{strategy}: {exc}")
             run.runs.append(sr)
     return run
+
+
+def configure_monitor(monitor: Any, board: Board | None, voltage_v: float | None,
+                      rate_hz: float) -> list[str]:
+    """Configure (and, for a monitor that supplies the board, power) the monitor before
+    the target starts, and check the board's modelled current against its range (an
+    InstrumentError if it would clip). Returns notes for the report."""
+    name = board.name if board is not None else "target"
+    model = power_model(board, name, float(board.clock_hz or 0) if board is not None else 0.0)
+    monitor.voltage_basis = ("--monitor-voltage" if voltage_v else
+                             f"power model of {name}: {model.basis}")
+    notes = []
+    warning = monitor.check_current(model.current_a)
+    if warning:
+        notes.append(warning)
+    monitor.configure(voltage_v=voltage_v or model.voltage_v, sample_rate_hz=rate_hz)
+    if monitor.sample_rate_hz != rate_hz:
+        notes.append(f"{monitor.describe()}: {monitor.sample_rate_hz:g} samples/s delivered "
+                     f"for {rate_hz:g} requested")
+    return notes
 
 
 def measured_steps(trace: Any) -> tuple[list[Any], int]:

@@ -37,7 +37,7 @@ def test_streamed_window_energy_uses_measured_voltage():
                                    "sampling_frequency": 100_000, "current_lsb": "gpi0"}
     assert tr.voltage_measured and isinstance(tr.voltage_v, np.ndarray)
     (w,) = tr.window_energy()
-    assert w.label == "train_step" and "gpio D0" in w.detail and w.source == MEASURED
+    assert w.label == "train_step" and "gpio marker D0" in w.detail and w.source == MEASURED
     assert w.energy_j == pytest.approx(EXPECTED_J, rel=TOL)
     assert abs(w.energy_j - WAVE.energy_j(3.3, 1)) > 2 * TOL * EXPECTED_J
     assert mon.serial_number == "000415" and not dev.is_open

@@ -109,6 +109,8 @@ class ProfileRun:
     runs: list[StrategyRun] = field(default_factory=list)
     monitor: str | None = None
     notes: list[str] = field(default_factory=list)  # how the run was adapted to the board
+    #: measurements that could not be trusted (e.g. marker pulses != steps): exit 2
+    measurement_errors: list[str] = field(default_factory=list)
 
     def run_of(self, strategy: str) -> StrategyRun:
         for r in self.runs:
@@ -284,6 +286,7 @@ def summarize(run: ProfileRun, threshold: float = SCALING_THRESHOLD,
         "strategies": {sr.strategy: summarize_strategy(run, sr) for sr in run.runs},
         "monitor": run.monitor,
         "notes": list(run.notes),
+        "measurement_errors": list(run.measurement_errors),
     }
     flags: list[Flag] = []
     strategies = summary["strategies"]

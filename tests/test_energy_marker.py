@@ -1,0 +1,225 @@
+"""Marker windows end to end: the simulated PPK2's D0 driven live through its logic-input
+API (`EdgeQueue`), `rig profile --monitor ppk2` against it, and the monitor options as the
+command line gives them.
+
+Injected truth: the simulated DUT (`MarkedLoad`) draws 20 mA while the marker is high and
+1 mA otherwise, so every pulse carries V · 20 mA · (fall − rise), computed from the edge
+times alone. Until board twins exist, the edges come from the host around each
+TRAIN_STEP call (standing in for the firmware's marker GPIO, which sits inside that call):
+what is checked is everything after the pin — the instrument's sampling, the PPK2 wire
+protocol and decoding, window finding, labelling and the per-step figure.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from rig import cli
+from rig.device import Device
+from rig.errors import RigError
+from rig.profile.energy import MarkerMismatch
+from rig.profile.monitors import create_monitor, monitor_from_options, monitor_kinds
+from rig.profile.monitors.base import PowerMonitor
+from rig.profile.monitors.sim.logic import EdgeQueue, MarkedLoad
+from rig.profile.monitors.sim.ppk2_sim import PPK2Sim
+from rig.profile.monitors.sim.waveform import training_step_waveform
+
+V = 3.3
+IDLE_A, ACTIVE_A = 0.001, 0.020
+
+
+def _pulse(edges: EdgeQueue, seconds: float) -> None:
+    edges.set(1)
+    time.sleep(seconds)
+    edges.set(0)
+
+
+def test_live_edges_drive_the_simulated_d0_and_the_load():
+    edges = EdgeQueue(channel=0)
+    load = MarkedLoad(edges, IDLE_A, ACTIVE_A)
+    with PPK2Sim(load, logic=edges) as sim, \
+            create_monitor("ppk2", port=sim.port, timeout_s=1.0) as mon:
+        mon.configure(V, 100_000)
+        mon.start()
+        for label, d in (("a", 0.03), ("b", 0.05), ("c", 0.02)):
+            time.sleep(0.01)
+            with mon.window(label):
+                _pulse(edges, d)
+        time.sleep(0.05)
+        tr = mon.stop()
+    res = tr.window_energy()
+    truth = load.truth_j(V)
+    assert [r.label for r in res] == ["a", "b", "c"] and len(truth) == 3
+    for r, e in zip(res, truth, strict=True):
+        assert "gpio marker D0" in r.detail
+        assert r.energy_j == pytest.approx(e, rel=5e-3)
+
+
+def test_ampere_mode_powers_the_dut_and_the_simulator_models_the_switch():
+    """Without DeviceRunningSet 0x0C 0x01 the simulated DUT is dead (no current, no
+    marker): the adapter's default must power it in ampere mode, or this fails."""
+    wave = training_step_waveform(IDLE_A, 0.005, ACTIVE_A)
+    with PPK2Sim(wave) as sim, create_monitor("ppk2", port=sim.port) as mon:
+        mon.configure(V, 100_000)
+        mon.start()  # the simulator has handled every configure byte once samples flow
+        assert sim.commands[-2:] == [(0x0C, 1), (0x06,)] and mon.mode == "ampere"
+        time.sleep(0.25)
+        on = mon.stop()
+    assert on.energy_j() > 0.5 * V * IDLE_A * on.duration_s
+    assert len(on.gpio_windows(0)) == 1
+    with PPK2Sim(wave) as sim, create_monitor("ppk2", port=sim.port, power_dut=False) as mon:
+        mon.configure(V, 100_000)
+        mon.start()
+        time.sleep(0.25)
+        off = mon.stop()
+    assert (0x0C, 1) not in sim.commands
+    assert abs(off.energy_j()) < 1e-3 * on.energy_j() and off.gpio_windows(0) == []
+    assert not mon.supplies_target
+    assert create_monitor("ppk2", port="x", mode="source").supplies_target
+
+
+# -- monitor options as the command line gives them -------------------------------------
+
+def test_command_line_options_are_typed_by_the_constructor():
+    m = monitor_from_options("ppk2", ["port=/dev/ttyACM1", "marker_channel=None",
+                                      "timeout_s=0.5", "counter_check=false"])
+    assert m.marker_channel is None and m.timeout_s == 0.5 and m.counter_check is False
+    assert monitor_from_options("ppk2", ["port=x", "marker_channel=3"]).marker_channel == 3
+    for items, match in [
+        (["port=x", "marker_channel=9"], "marker_channel must be 0..7"),
+        (["port=x", "marker_channel=D0"], "marker_channel='D0': expected an integer or none"),
+        (["port=x", "mode=amps"], "mode must be one of"),
+        (["port=x", "colour=red"], "not an option of ppk2; known: port, mode"),
+        (["port"], "expected KEY=VALUE"),
+        (["port=x", "timeout_s=inf"], "timeout_s='inf': expected a number"),
+    ]:
+        with pytest.raises(RigError, match=match):
+            monitor_from_options("ppk2", items)
+    with pytest.raises(RigError, match="cannot be set from the command line"):
+        monitor_from_options("joulescope", ["driver=x"])
+    with pytest.raises(RigError, match="no logic inputs"):
+        monitor_from_options("lpm01a", ["port=x", "marker_channel=0"])
+
+
+_VALUES = st.one_of(st.sampled_from(["None", "none", "0", "1", "7", "8", "-1", "0x1", "2.5",
+                                     "nan", "inf", "-inf", "true", "False", "", " ",
+                                     "D0", "source", "ampere", "sw", "d7", "1e309"]),
+                    st.text(max_size=12))
+
+
+@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(kind=st.sampled_from(["ppk2", "joulescope", "lpm01a"]),
+       pairs=st.lists(st.tuples(st.sampled_from(["port", "mode", "timeout_s",
+                                                 "marker_channel", "counter_check",
+                                                 "power_dut", "serial_number", "driver",
+                                                 "trigger", "bogus", ""]), _VALUES),
+                      max_size=5))
+def test_any_option_value_gives_a_monitor_or_one_rig_error(kind, pairs):
+    items = [f"{k}={v}" for k, v in pairs]
+    try:
+        mon = monitor_from_options(kind, items)
+    except RigError as exc:
+        msg = str(exc)
+        assert msg and "\n" not in msg and "Traceback" not in msg
+    else:
+        assert isinstance(mon, PowerMonitor) and mon.state == "closed"
+
+
+def test_every_registered_kind_parses_its_own_defaults():
+    assert {"ppk2", "joulescope", "lpm01a"} <= set(monitor_kinds())
+
+
+# -- rig profile --monitor ppk2, end to end ------------------------------------------------
+
+def _need_qemu() -> None:
+    if shutil.which("qemu-system-arm") is None:
+        pytest.skip("qemu-system-arm not installed")
+
+
+def _wire_marker(monkeypatch: pytest.MonkeyPatch, edges: EdgeQueue,
+                 pulses_per_step: int = 1) -> None:
+    """Stand-in for the firmware's marker GPIO: high around each TRAIN_STEP."""
+    real = Device.train_step
+    lock = threading.Lock()
+
+    def train_step(self, *a, **kw):  # type: ignore[no-untyped-def]
+        with lock:
+            for _ in range(pulses_per_step - 1):  # a stray pulse, then a gap
+                _pulse(edges, 0.002)
+                time.sleep(0.002)
+            if pulses_per_step:
+                edges.set(1)
+            try:
+                return real(self, *a, **kw)
+            finally:
+                if pulses_per_step:
+                    edges.set(0)
+
+    monkeypatch.setattr(Device, "train_step", train_step)
+
+
+def _profile(tmp_path: Path, port: str, *extra: str) -> int:
+    return cli.main(["profile", "--target", "qemu", "--only", "--strategy", "full",
+                     "--steps", "6", "--no-icount", "--no-charts", "--out", str(tmp_path),
+                     "--monitor", "ppk2", "--monitor-opt", f"port={port}",
+                     "--monitor-voltage", str(V), *extra])
+
+
+@pytest.mark.hil
+def test_rig_profile_ppk2_with_marker_measures_the_injected_energy(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]):
+    _need_qemu()
+    edges = EdgeQueue(channel=0)
+    load = MarkedLoad(edges, IDLE_A, ACTIVE_A)
+    _wire_marker(monkeypatch, edges)
+    with PPK2Sim(load, logic=edges) as sim:
+        code = _profile(tmp_path, sim.port)
+    out = capsys.readouterr().out
+    assert code == 0, out
+    summary = json.loads((tmp_path / "profile.json").read_text())
+    strategy = summary["summary"]["strategies"]["full"] if "summary" in summary else \
+        summary["strategies"]["full"]
+    em = strategy["energy_measured"]
+    truth = load.truth_j(V)
+    assert em["windows"] == len(truth) == 6
+    assert "gpio marker D0" in em["detail"] and "voltage assumed 3.3 V" in em["detail"]
+    assert "--monitor-voltage" in em["detail"]
+    rel = em["per_step_j"] / float(np.mean(truth)) - 1
+    assert abs(rel) < 0.01, (em, truth)
+    assert "gpio marker D0" in out
+
+
+@pytest.mark.hil
+@pytest.mark.parametrize("pulses, seen", [(0, 0), (2, 12)])
+def test_rig_profile_exits_2_naming_both_counts_when_the_marker_is_off(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str],
+        pulses: int, seen: int):
+    _need_qemu()
+    edges = EdgeQueue(channel=0)
+    _wire_marker(monkeypatch, edges, pulses_per_step=pulses)
+    with PPK2Sim(MarkedLoad(edges, IDLE_A, ACTIVE_A), logic=edges) as sim:
+        code = _profile(tmp_path, sim.port)
+    out = capsys.readouterr().out.replace("\n", " ")
+    assert code == 2, out
+    assert f"{seen} marker pulse(s) on D0 for 6 marked step(s)" in out
+    assert (tmp_path / "profile.json").exists()  # what was measured is still written
+    assert MarkerMismatch.__name__  # the error type the run records
+
+
+def test_rig_profile_rejects_a_bad_monitor_option_before_any_target(
+        tmp_path: Path, capsys: pytest.CaptureFixture[str]):
+    code = cli.main(["profile", "--target", "qemu", "--out", str(tmp_path),
+                     "--monitor", "ppk2", "--monitor-opt", "port=x",
+                     "--monitor-opt", "marker_channel=None9"])
+    out = capsys.readouterr().out
+    assert code == 2 and "marker_channel='None9'" in out and "Traceback" not in out
+    assert not (tmp_path / "profile.json").exists()
