@@ -11,6 +11,9 @@ static uint8_t counter_kind;
 void hal_init(void)
 {
     board_init();
+#ifdef TR_MARKER_INIT
+    TR_MARKER_INIT(); /* measurement marker GPIO (board_config.h), low until a step */
+#endif
     fault_enable_handlers();
     counter_kind = counter_init();
 }
