@@ -147,6 +147,11 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if em:
             console.print(f"{name}: {em['label']} {em['per_step_j'] * 1e6:.2f} µJ/step "
                           f"({em['windows']} windows, {em['detail']})")
+            cal = em.get("calibrated_model")
+            if cal:
+                console.print(f"{name}: measured/model ×{em['measured_over_model']:.3f}; "
+                              f"model calibrated on it: {cal['current_ma_per_mhz']:.4g} "
+                              f"mA/MHz + {cal['static_current_ma']:g} mA static")
     for f in summary["flags"]:
         console.print(f"[yellow]flag[/] {f['strategy']}/{f['phase']} [{f['kind']}]: "
                       f"{f['message']}")

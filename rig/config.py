@@ -54,6 +54,7 @@ class Power:
 
     voltage_v: float
     current_ma_per_mhz: float
+    static_current_ma: float = 0.0  # clock-independent part (leakage, regulators, board)
 
 
 @dataclass(frozen=True)
@@ -267,6 +268,7 @@ _BOARD = {
 _POWER = {
     "voltage_v": Field(number(positive=True)),
     "current_ma_per_mhz": Field(number(positive=True)),
+    "static_current_ma": Field(number(lo=0.0), 0.0),
 }
 
 _TARGET_COMMON = {

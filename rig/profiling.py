@@ -72,7 +72,8 @@ def power_model(board: Board | None, board_name: str, clock_hz: float) -> BoardP
     power = getattr(board, "power", None) if board is not None else None
     if power is not None:
         return BoardPowerModel(board_name, float(power.voltage_v),
-                               float(power.current_ma_per_mhz), float(clock_hz), 0.0,
+                               float(power.current_ma_per_mhz), float(clock_hz),
+                               float(getattr(power, "static_current_ma", 0.0)),
                                f"lab_config boards.{board_name}.power")
     names = [n for n in (board_name, getattr(board, "pyocd_target", None),
                          getattr(board, "qemu_machine", None)) if n]
@@ -197,8 +198,14 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
         counter.attach(target)
     d = lab.defaults
     monitor_notes = []
-    if monitor is not None:  # before the target starts: it may be the board's supply
+    # A monitor that supplies the board is configured (supply on) before the target
+    # starts; one that powers it only while acquiring (LPM01A) records one trace over the
+    # whole run, started before the target, split per strategy afterwards.
+    continuous = monitor is not None and monitor.powers_target_only_while_running
+    if monitor is not None:
         monitor_notes = configure_monitor(monitor, board, monitor_voltage_v, monitor_rate_hz)
+    if continuous:
+        monitor.start()
     with connect(target, timeout=d.timeout_s, retries=d.retries) as conn:
         hello = conn.hello
         spec, notes = fit_spec(spec, hello, getattr(board, "training", None),
@@ -221,23 +228,38 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
         if missing:
             raise RigError(f"firmware on {hello.board} does not implement "
                            f"{', '.join(missing)}; it has {', '.join(hello.strategy_names)}")
+        per_strategy = monitor is not None and not continuous
         for strategy in strategies:
-            if monitor is not None:
+            if per_strategy:
                 monitor.start()
             try:
                 sr = profile_session(conn, counter, strategy, spec, monitor=monitor,
                                      on_step=on_step)
             finally:
-                if monitor is not None:
+                if per_strategy:
                     time.sleep(MONITOR_TAIL_S)  # let the stream cover the last window
-                trace = monitor.stop() if monitor is not None else None
+                trace = monitor.stop() if per_strategy else None
             if trace is not None:
-                try:
-                    sr.measured, sr.measured_dropped = measured_steps(trace)
-                except MarkerMismatch as exc:  # no figure; the rest is still reported
-                    run.measurement_errors.append(f"{strategy}: {exc}")
+                _take_measured(run, [sr], trace)
             run.runs.append(sr)
+        if continuous:
+            time.sleep(MONITOR_TAIL_S)
+            _take_measured(run, run.runs, monitor.stop())
     return run
+
+
+def _take_measured(run: ProfileRun, runs: Sequence[StrategyRun], trace: Any) -> None:
+    """Measured step energies of `trace` into each strategy's run (by window label: the
+    marks say `<strategy> step <n>`); a marker mismatch is recorded, not a figure."""
+    try:
+        measured, dropped = measured_steps(trace)
+    except MarkerMismatch as exc:  # no figure; the rest is still reported
+        run.measurement_errors.append(f"{', '.join(r.strategy for r in runs)}: {exc}")
+        return
+    for sr in runs:
+        mine = [m for m in measured if len(runs) == 1 or
+                m.label.startswith(f"{sr.strategy} step ")]
+        sr.measured, sr.measured_dropped = mine, dropped if len(runs) == 1 else 0
 
 
 def configure_monitor(monitor: Any, board: Board | None, voltage_v: float | None,

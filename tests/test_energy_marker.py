@@ -223,3 +223,97 @@ def test_rig_profile_rejects_a_bad_monitor_option_before_any_target(
     out = capsys.readouterr().out
     assert code == 2 and "marker_channel='None9'" in out and "Traceback" not in out
     assert not (tmp_path / "profile.json").exists()
+
+
+# -- power sequencing and limits ---------------------------------------------------------
+
+class _Recording(PowerMonitor):
+    """A monitor that logs its calls into `events` and returns a flat 10 mA trace."""
+
+    kind = "recording"
+
+    def __init__(self, events: list[str], *, supplies: bool = False,
+                 only_while_running: bool = False) -> None:
+        super().__init__(marker_channel=None)
+        self.events = events
+        self._supplies = supplies
+        self._only_running = only_while_running
+        self._t_start = 0.0
+
+    @property
+    def supplies_target(self) -> bool:
+        return self._supplies
+
+    @property
+    def powers_target_only_while_running(self) -> bool:
+        return self._only_running
+
+    def _do_open(self) -> None: ...
+    def _do_close(self) -> None: ...
+
+    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> None:
+        self.events.append("monitor.configure")
+
+    def _do_start(self) -> None:
+        self.events.append("monitor.start")
+        self._t_start = time.monotonic()
+
+    def _do_stop(self):  # type: ignore[no-untyped-def]
+        from rig.profile.energy import Trace
+
+        self.events.append("monitor.stop")
+        t = np.arange(0.0, time.monotonic() - self._t_start + 0.05, 1e-3)
+        return Trace(t, np.full_like(t, 0.01), 3.3, "recording", 1000.0)
+
+
+@pytest.mark.parametrize("supplies, only_running", [(False, False), (True, False),
+                                                    (True, True)])
+def test_a_supplying_monitor_is_powered_before_the_target_starts(
+        tmp_path: Path, supplies: bool, only_running: bool):
+    from rig.config import load_config
+    from rig.profiling import profile_target, spec_for
+    from rig.targets import resolve_target
+
+    lab = load_config(None)
+    target = resolve_target(lab, "native")
+    events: list[str] = []
+    real_start = target.start
+
+    def start():  # type: ignore[no-untyped-def]
+        events.append("target.start")
+        return real_start()
+
+    target.start = start  # type: ignore[method-assign]
+    mon = _Recording(events, supplies=supplies, only_while_running=only_running)
+    with mon:
+        run = profile_target(target, lab, ["full", "tinyprop"], spec_for(lab), tmp_path,
+                             icount=False, max_steps=3, monitor=mon)
+    assert events.index("monitor.configure") < events.index("target.start")
+    if only_running:  # one acquisition over the whole run, started before the target
+        assert events.count("monitor.start") == 1
+        assert events.index("monitor.start") < events.index("target.start")
+    else:
+        assert events.count("monitor.start") == 2
+    for sr in run.runs:  # each strategy gets exactly its own step windows
+        assert [m.label for m in sr.measured] == [f"{sr.strategy} step {i}"
+                                                  for i in range(1, 4)]
+        assert all("protocol events" in m.detail for m in sr.measured)
+        assert all(m.energy_j == pytest.approx(3.3 * 0.01 * m.duration_s, rel=1e-6)
+                   for m in sr.measured)
+
+
+def test_lpm01a_range_is_checked_against_the_board_model():
+    from rig.config import load_config
+    from rig.profiling import power_model
+
+    lab = load_config(None)
+    board = lab.boards["nucleo-f429zi"]
+    model = power_model(board, board.name, float(board.clock_hz or 0))
+    assert model.current_a == pytest.approx(0.26e-3 * 168, rel=1e-9)  # 43.7 mA
+    mon = create_monitor("lpm01a", port="x")
+    warning = mon.check_current(model.current_a)
+    assert warning and "43.7 mA" in warning and "50 mA" in warning
+    with pytest.raises(RigError, match="above the 50 mA this instrument measures"):
+        mon.check_current(0.06)
+    assert mon.check_current(0.005) is None
+    assert create_monitor("ppk2", port="x").check_current(model.current_a) is None

@@ -43,7 +43,14 @@ from typing import Any
 import numpy as np
 
 from rig.profile.cycles import CortexM0Model, CortexM4Model, NotApplicable, model_for
-from rig.profile.energy import MEASURED, MODELLED, BoardPowerModel, EnergyResult, PhaseWork
+from rig.profile.energy import (
+    MEASURED,
+    MODELLED,
+    BoardPowerModel,
+    EnergyResult,
+    PhaseWork,
+    calibrate_from_trace,
+)
 from rig.profile.icount import LABEL as ICOUNT_LABEL
 from rig.profile.icount import PHASES, StepCounts, WindowCounts
 
@@ -262,6 +269,19 @@ def summarize_strategy(run: ProfileRun, sr: StrategyRun) -> dict[str, Any]:
                                   "detail": sr.measured[0].detail,
                                   "mean_duration_s": float(np.mean([e.duration_s for e in
                                                                     sr.measured]))}
+        step_model_j = out["phases"].get("step", {}).get("energy_j")
+        if step_model_j:  # the model, calibrated on this run's measured steps
+            em = out["energy_measured"]
+            cycles = step_model_j / run.power.energy_per_cycle_j
+            fitted = calibrate_from_trace(
+                run.power, EnergyResult("step", em["per_step_j"], em["mean_duration_s"],
+                                        0.0, MEASURED, em["detail"]), cycles)
+            em["measured_over_model"] = em["per_step_j"] / step_model_j
+            em["calibrated_model"] = {"current_ma_per_mhz": fitted.current_ma_per_mhz,
+                                      "static_current_ma": fitted.static_current_ma,
+                                      "voltage_v": fitted.voltage_v,
+                                      "basis": "calibrated from energy (measured) per step "
+                                               f"over {cycles:.0f} model/device cycles"}
     return out
 
 

@@ -116,6 +116,13 @@ class PowerMonitor(ABC):
         monitor must be configured, and the supply on, before the target is started."""
         return False
 
+    @property
+    def powers_target_only_while_running(self) -> bool:
+        """True when the board has power only between start() and stop() (the LPM01A
+        switches its output on with the acquisition): then one acquisition spans the
+        whole run and starts before the target."""
+        return False
+
     def check_current(self, expected_a: float) -> str | None:
         """Compare a current the board is expected to draw (e.g. the power model's) with
         what the instrument measures as configured: raise InstrumentError if it lies above

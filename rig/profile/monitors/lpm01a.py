@@ -99,6 +99,12 @@ class LPM01AMonitor(PowerMonitor):
     def supplies_target(self) -> bool:
         return True
 
+    @property
+    def powers_target_only_while_running(self) -> bool:
+        # The PowerShield switches its output to the target on with `start` (and off
+        # at the end of the acquisition): the board is dead outside an acquisition.
+        return True
+
     def _send(self, line: str) -> None:
         assert self._ser is not None
         try:
