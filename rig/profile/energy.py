@@ -205,7 +205,7 @@ class Trace:
             if complete_only and (r == 0 or f > last):
                 continue
             out.append(Window(f"D{channel}#{k}", float(self.t_s[r]),
-                              float(self.t_s[min(f, last)]), gpio_origin(channel)))
+                              float(self.t_s[min(int(f), last)]), gpio_origin(channel)))
         return out
 
     @property

@@ -33,13 +33,14 @@ Uncertain, and said so where it matters below: that the counter steps once per s
 that RegulatorSet also matters in ampere mode (we send it: Nordic's app does, and the S_r
 term needs V_dd anyway); the USB baud rate is ignored by CDC (Nordic opens 115200).
 
-Why a driver of our own and not PyPI `ppk2-api` (0.9.2): that package opens its own
-`serial.Serial` (no socket:// or rfc2217:// URLs, so no remote bench), reads the stream in
-the caller's thread (a 400 KB/s stream overruns the OS buffer while the caller waits on
-the device), returns decoded samples without the rolling counter (lost USB data would
-silently shorten the time axis) and without sample indices. The command bytes and
-decoding agree with it (issue 19: all 4,201 voltage settings byte-identical, currents
-within 2e-15 relative).
+Why a driver of our own and not PyPI `ppk2-api` (0.9.2, read for this decision): it opens
+its own `serial.Serial(port)` (no socket:// or rfc2217:// URLs, so no remote bench); it
+ignores the rolling counter (lost USB data silently shortens the time axis), maps range
+codes 5..7 to range 4, drops a sample it cannot convert after printing "Measurement
+outside of range!", and returns None from a metadata parse that failed; it decodes in a
+Python loop per sample and always applies the spike filter. Ours checks all of that and
+says so (see decode_samples). The command bytes and decoding agree with it (issue 19:
+all 4,201 voltage settings byte-identical, currents within 2e-15 relative).
 
 Spike filter: Nordic's app (and ppk2-api) smooth the few samples after each shunt-range
 switch, where the analogue front end settles. Decision: not applied. The filter replaces

@@ -163,7 +163,7 @@ class FakeUsbDriver:
 def fake_usb(waveform: Waveform, **kw: Any) -> Iterator[FakeUsbDriver]:
     """Patch the `joulescope` package's v1 backend to use a `FakeUsbDriver` (the package's
     driver wrapper is a singleton: it is reset on entry and exit)."""
-    from joulescope.v1 import driver as v1driver
+    from joulescope.v1 import driver as v1driver  # type: ignore[import-untyped]
 
     usb = FakeUsbDriver(waveform, **kw)
     saved = v1driver.Driver
