@@ -22,6 +22,7 @@ from dataclasses import asdict, fields, replace
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
@@ -465,7 +466,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         return int(args.func(args))
     except RigError as exc:
-        console.print(f"[red bold]error:[/] {exc}", markup=True)
+        console.print(f"[red bold]error:[/] {escape(str(exc))}", markup=True)
         for note in getattr(exc, "__notes__", []):
             console.print(note, markup=False)
         return 2

@@ -320,3 +320,29 @@ def test_lpm01a_range_is_checked_against_the_board_model():
         mon.check_current(0.06)
     assert mon.check_current(0.005) is None
     assert create_monitor("ppk2", port="x").check_current(model.current_a) is None
+
+
+@settings(max_examples=60, deadline=None,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(kind=st.sampled_from(["ppk2", "lpm01a"]),
+       pairs=st.lists(st.tuples(st.sampled_from(["mode", "timeout_s", "marker_channel",
+                                                 "counter_check", "power_dut", "trigger",
+                                                 "bogus"]),
+                                st.one_of(_VALUES, st.sampled_from(["[/]", "[red]x", "]["]))),
+                      max_size=4))
+def test_rig_profile_answers_any_monitor_option_with_one_line_and_exit_2(
+        tmp_path_factory: pytest.TempPathFactory, capsys: pytest.CaptureFixture[str],
+        kind: str, pairs: list[tuple[str, str]]):
+    """The port never exists, so whatever the options, no target starts: either an
+    option is refused or the monitor cannot open its port; both are one line, exit 2."""
+    out_dir = tmp_path_factory.mktemp("p")
+    opts = [a for k, v in pairs for a in ("--monitor-opt", f"{k}={v}")]
+    code = cli.main(["profile", "--target", "qemu", "--out", str(out_dir), "--monitor", kind,
+                     "--monitor-opt", "port=/nonexistent/tty", *opts])
+    out = capsys.readouterr().out
+    assert code == 2, out
+    assert "Traceback" not in out
+    err = [ln for ln in out.splitlines() if ln.startswith("error:")]
+    assert len(err) == 1 and ("--monitor-opt" in err[0] or "cannot open" in err[0]
+                              or kind in err[0].lower() or "LPM01A" in err[0]), out
+    assert not (out_dir / "profile.json").exists()
