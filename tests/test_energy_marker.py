@@ -346,3 +346,28 @@ def test_rig_profile_answers_any_monitor_option_with_one_line_and_exit_2(
     assert len(err) == 1 and ("--monitor-opt" in err[0] or "cannot open" in err[0]
                               or kind in err[0].lower() or "LPM01A" in err[0]), out
     assert not (out_dir / "profile.json").exists()
+
+
+def test_marker_pin_registers_and_store_semantics():
+    from rig.profile.monitors.sim.logic import MarkerPin
+
+    f13 = MarkerPin.parse("PF13")
+    assert (f13.port_base, f13.set_write, f13.clear_write) == (
+        0x4002_1400, (0x4002_1418, 1 << 13), (0x4002_1418, 1 << 29))
+    assert f13.level_after(0x4002_1418, (1 << 13) | (1 << 29)) == 1  # BS wins (RM0090)
+    assert f13.level_after(0x4002_1418, 1 << 12) is None
+    assert f13.level_after(0x4002_1414, 1 << 13) == 1  # ODR
+    assert f13.level_after(0x4002_1014, 1 << 13) is None  # GPIOE, not F
+    p108 = MarkerPin.parse("P1.08")
+    assert (p108.set_write, p108.clear_write) == ((0x5000_0808, 1 << 8), (0x5000_080C, 1 << 8))
+    assert p108.level_after(0x5000_0808, 1 << 7) is None
+    assert p108.level_after(0x5000_0804, 0) == 0  # OUT
+    edges = EdgeQueue()
+    hooks = p108.wire(edges)
+    for addr, value in (p108.set_write, p108.set_write, p108.clear_write, (0x5000_0508, 1 << 8)):
+        if addr in hooks:
+            hooks[addr](value)
+    assert [lv for _t, lv in edges.edges] == [1, 0]  # repeated set: one edge; P0 ignored
+    for bad in ("PF16", "P2.01", "D7", "PF"):
+        with pytest.raises(ValueError, match="marker pin"):
+            MarkerPin.parse(bad)

@@ -1,24 +1,30 @@
 """The measurement marker GPIO, checked on the prebuilt board images themselves.
 
-Each board's `marker:` pin in lab_config.yaml is turned into its GPIO registers from the
-reference manuals (STM32F429 RM0090: GPIOx at 0x40020000 + 0x400·x, BSRR at +0x18, bit n
-sets pin n and bit n+16 resets it, MODER at +0x00 with 01 = output, RCC_AHB1ENR at
-0x40023830; nRF52840 PS: GPIO port p at 0x50000000 + 0x300·p, OUTSET +0x508, OUTCLR
-+0x50C, DIRSET +0x518). The image's own code then runs on unicorn (an independent
-emulator, no QEMU involved): `hal_init` must make the pin an output driven low, and the
-step markers must set and clear exactly that pin with one store each.
+Each board's `marker:` pin in lab_config.yaml becomes its GPIO registers through
+`MarkerPin` (facts from the reference manuals: STM32F429 RM0090, GPIOx at 0x40020000 +
+0x400·x, MODER +0x00 with 01 = output, BSRR +0x18, RCC_AHB1ENR 0x40023830; nRF52840 PS,
+port p at 0x50000000 + 0x300·p, OUTSET/OUTCLR/DIRSET +0x508/+0x50C/+0x518). The image's
+own code then runs on unicorn (an independent emulator, no QEMU involved): `hal_init`
+must make the pin an output driven low, and the step markers must set and clear exactly
+that pin with one store each. Last, those stores drive a simulated PPK2's D0 through
+`MarkerPin.wire` — the path a board twin will use — and the pulse is measured.
 """
 
 from __future__ import annotations
 
-import re
+import time
+from collections.abc import Callable
 
+import numpy as np
 import pytest
 
 from rig import firmware
 from rig.config import load_config
 from rig.errors import RigError
 from rig.profile.elf import read_elf
+from rig.profile.monitors import create_monitor
+from rig.profile.monitors.sim.logic import EdgeQueue, MarkedLoad, MarkerPin
+from rig.profile.monitors.sim.ppk2_sim import PPK2Sim
 
 unicorn = pytest.importorskip("unicorn")
 arm = pytest.importorskip("unicorn.arm_const")
@@ -28,19 +34,15 @@ RETURN = 0x0FFF_FFF0  # LR for the called function: stop when it returns here
 
 def _registers(pin: str) -> dict[str, tuple[int, int]]:
     """Register writes (address, value) that set, clear and configure `pin`."""
-    m = re.fullmatch(r"P([A-K])(\d{1,2})", pin)
-    if m:  # STM32F4
-        port, n = ord(m.group(1)) - ord("A"), int(m.group(2))
-        base = 0x4002_0000 + 0x400 * port
-        return {"set": (base + 0x18, 1 << n), "clear": (base + 0x18, 1 << (n + 16)),
-                "clock": (0x4002_3830, 1 << port), "moder": (base, 1 << (2 * n)),
-                "moder_mask": (base, 3 << (2 * n))}
-    m = re.fullmatch(r"P([01])\.(\d{2})", pin)
-    if m:  # nRF52
-        base, n = 0x5000_0000 + 0x300 * int(m.group(1)), int(m.group(2))
-        return {"set": (base + 0x508, 1 << n), "clear": (base + 0x50C, 1 << n),
-                "dir": (base + 0x518, 1 << n)}
-    raise AssertionError(f"marker pin {pin!r} is neither PXn (STM32) nor Pp.nn (nRF52)")
+    m = MarkerPin.parse(pin)
+    regs = {"set": m.set_write, "clear": m.clear_write}
+    if m.family == "stm32":
+        port = (m.port_base - 0x4002_0000) // 0x400
+        regs |= {"clock": (0x4002_3830, 1 << port), "moder": (m.port_base, 1 << (2 * m.pin)),
+                 "moder_mask": (m.port_base, 3 << (2 * m.pin))}
+    else:
+        regs["dir"] = (m.port_base + 0x518, 1 << m.pin)
+    return regs
 
 
 class _Machine:
@@ -69,10 +71,16 @@ class _Machine:
                        (0xE000_0000, 0xE010_0000), (RETURN & ~0xFFF, RETURN + 0x10)):
             ensure(lo, hi)
         self.writes: list[tuple[int, int]] = []
-        uc.hook_add(unicorn.UC_HOOK_MEM_WRITE,
-                    lambda _uc, _a, addr, _size, value, _d: self.writes.append(
-                        (addr, value & 0xFFFF_FFFF)),
-                    begin=0x4000_0000, end=0x5FFF_FFFF)
+        #: address -> on_store(value), as a board twin would call them
+        self.store_hooks: dict[int, Callable[[int], None]] = {}
+
+        def on_write(_uc, _a, addr, _size, value, _d):  # type: ignore[no-untyped-def]
+            self.writes.append((addr, value & 0xFFFF_FFFF))
+            hook = self.store_hooks.get(addr)
+            if hook is not None:
+                hook(value & 0xFFFF_FFFF)
+
+        uc.hook_add(unicorn.UC_HOOK_MEM_WRITE, on_write, begin=0x4000_0000, end=0x5FFF_FFFF)
         self.uc = uc
 
     def call(self, name: str, max_insns: int = 20_000_000) -> None:
@@ -135,3 +143,34 @@ def test_qemu_boards_declare_no_marker_and_their_markers_stay_empty():
     m.call("tr_mark_step_begin")
     m.call("tr_mark_step_end")
     assert m.writes == []
+
+
+@pytest.mark.parametrize("board", _boards_with_marker(), ids=lambda b: b.name)
+def test_the_firmwares_marker_stores_drive_a_simulated_ppk2(board):
+    """Firmware bytes -> marker pin -> PPK2 D0 -> measured window: the marker stores of
+    the prebuilt image, executed on unicorn, drive the simulator through `MarkerPin.wire`
+    (what a twin does); the DUT draws 20 mA while the pin is high."""
+    try:
+        image = firmware.image_for(board.firmware)
+    except RigError as exc:
+        pytest.skip(f"no prebuilt image: {exc}")
+    m = _Machine(image.path)
+    edges = EdgeQueue(channel=0)
+    m.store_hooks = MarkerPin.parse(board.marker).wire(edges)
+    load = MarkedLoad(edges, 0.001, 0.020)
+    with PPK2Sim(load, logic=edges) as sim, create_monitor("ppk2", port=sim.port) as mon:
+        mon.configure(3.3, 100_000)
+        mon.start()
+        for label in ("step 1", "step 2"):
+            time.sleep(0.02)
+            with mon.window(label):
+                m.call("tr_mark_step_begin")
+                time.sleep(0.03)
+                m.call("tr_mark_step_end")
+        time.sleep(0.03)
+        tr = mon.stop()
+    res = tr.window_energy()
+    truth = load.truth_j(3.3)
+    assert [r.label for r in res] == ["step 1", "step 2"] and len(truth) == 2
+    assert all("gpio marker D0" in r.detail for r in res)
+    assert np.allclose([r.energy_j for r in res], truth, rtol=5e-3)

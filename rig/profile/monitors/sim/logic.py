@@ -17,13 +17,20 @@ computed from the edge times alone (`truth_j`), independently of any sampling.
 
 Instruments emit samples up to `now - LAG_S` when a live input is attached, so an edge
 stamped just before a sample instant has been pushed before that sample is formed.
+
+`MarkerPin` turns a board catalogue marker pin (lab_config `boards.<b>.marker`) into the
+GPIO registers the firmware stores to, and `MarkerPin.wire(edges)` into per-address write
+hooks: an emulator (a board twin) calls `hooks[address](value)` on every store to one of
+those addresses and the simulated instrument sees the edge.
 """
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Protocol
 
 import numpy as np
@@ -117,3 +124,78 @@ class MarkedLoad:
     def truth_j(self, voltage_v: float) -> list[float]:
         """Injected energy of every complete marker pulse: V · active_a · duration."""
         return [voltage_v * self.active_a * (b - a) for a, b in self.edges.pulses()]
+
+
+@dataclass(frozen=True)
+class MarkerPin:
+    """A marker pin's GPIO registers. STM32F4 (RM0090 §8.4): port x at 0x40020000 +
+    0x400·x; ODR +0x14; BSRR +0x18, bit n sets pin n, bit n+16 resets it, set wins if both.
+    nRF52 (nRF52840 PS §6.9): port p at 0x50000000 + 0x300·p; OUT +0x504, OUTSET +0x508,
+    OUTCLR +0x50C (write 1 to a bit to set / clear that pin)."""
+
+    name: str
+    family: str  # "stm32" | "nrf"
+    port_base: int
+    pin: int
+
+    @classmethod
+    def parse(cls, pin: str) -> MarkerPin:
+        m = re.fullmatch(r"P([A-K])(\d{1,2})", pin)
+        if m and int(m.group(2)) < 16:
+            return cls(pin, "stm32", 0x4002_0000 + 0x400 * (ord(m.group(1)) - ord("A")),
+                       int(m.group(2)))
+        m = re.fullmatch(r"P([01])\.(\d{2})", pin)
+        if m and int(m.group(2)) < 32:
+            return cls(pin, "nrf", 0x5000_0000 + 0x300 * int(m.group(1)), int(m.group(2)))
+        raise ValueError(f"marker pin {pin!r}: expected PXn (STM32, e.g. PF13) or Pp.nn "
+                         "(nRF52, e.g. P1.08)")
+
+    @property
+    def set_write(self) -> tuple[int, int]:
+        """(address, value) of the one store that drives the pin high."""
+        if self.family == "stm32":
+            return self.port_base + 0x18, 1 << self.pin
+        return self.port_base + 0x508, 1 << self.pin
+
+    @property
+    def clear_write(self) -> tuple[int, int]:
+        """(address, value) of the one store that drives the pin low."""
+        if self.family == "stm32":
+            return self.port_base + 0x18, 1 << (self.pin + 16)
+        return self.port_base + 0x50C, 1 << self.pin
+
+    def level_after(self, address: int, value: int) -> int | None:
+        """The pin's level after a 32-bit store of `value` to `address`, or None if the
+        store does not touch it."""
+        bit = 1 << self.pin
+        if self.family == "stm32":
+            if address == self.port_base + 0x18:
+                if value & bit:
+                    return 1
+                return 0 if value & (bit << 16) else None
+            if address == self.port_base + 0x14:
+                return 1 if value & bit else 0
+            return None
+        if address == self.port_base + 0x504:
+            return 1 if value & bit else 0
+        if address == self.port_base + 0x508 and value & bit:
+            return 1
+        if address == self.port_base + 0x50C and value & bit:
+            return 0
+        return None
+
+    def wire(self, edges: EdgeQueue) -> dict[int, Callable[[int], None]]:
+        """Write hooks (address -> on_store(value)) that drive `edges` from the stores."""
+        state = {"level": 0}
+
+        def on_store(address: int) -> Callable[[int], None]:
+            def hook(value: int) -> None:
+                level = self.level_after(address, value)
+                if level is not None and level != state["level"]:
+                    state["level"] = level
+                    edges.set(level)
+            return hook
+
+        addrs = ({self.port_base + 0x14, self.port_base + 0x18} if self.family == "stm32"
+                 else {self.port_base + 0x504, self.port_base + 0x508, self.port_base + 0x50C})
+        return {a: on_store(a) for a in sorted(addrs)}
