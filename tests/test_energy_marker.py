@@ -168,7 +168,8 @@ def _wire_marker(monkeypatch: pytest.MonkeyPatch, edges: EdgeQueue,
 
 def _profile(tmp_path: Path, port: str, *extra: str) -> int:
     return cli.main(["profile", "--target", "qemu", "--only", "--strategy", "full",
-                     "--steps", "6", "--no-icount", "--no-charts", "--out", str(tmp_path),
+                     "--steps", "6", "--test-samples", "16", "--no-icount", "--no-charts",
+                     "--out", str(tmp_path),
                      "--monitor", "ppk2", "--monitor-opt", f"port={port}",
                      "--monitor-voltage", str(V), *extra])
 
