@@ -251,11 +251,17 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
 def _take_measured(run: ProfileRun, runs: Sequence[StrategyRun], trace: Any) -> None:
     """Measured step energies of `trace` into each strategy's run (by window label: the
     marks say `<strategy> step <n>`); a marker mismatch is recorded, not a figure."""
+    who = ", ".join(r.strategy for r in runs)
     try:
         measured, dropped = measured_steps(trace)
     except MarkerMismatch as exc:  # no figure; the rest is still reported
-        run.measurement_errors.append(f"{', '.join(r.strategy for r in runs)}: {exc}")
+        run.measurement_errors.append(f"{who}: {exc}")
         return
+    if dropped:  # the figures of the covered steps stay, but the run is not complete
+        run.measurement_errors.append(
+            f"{who}: {dropped} of {dropped + len(measured)} step window(s) lie past the end"
+            f" of the {trace.instrument} trace ({trace.duration_s:.3f} s): its stream "
+            "lagged the host")
     for sr in runs:
         mine = [m for m in measured if len(runs) == 1 or
                 m.label.startswith(f"{sr.strategy} step ")]

@@ -405,3 +405,21 @@ def test_rig_profile_joulescope_js220_through_the_package_with_marker(
     assert em["windows"] == len(truth) == 4
     assert "gpio marker D0" in em["detail"] and "voltage measured" in em["detail"]
     assert abs(em["per_step_j"] / float(np.mean(truth)) - 1) < 0.01, (em, truth)
+
+
+def test_windows_past_the_trace_end_are_a_measurement_error_not_silence():
+    from rig.profile.energy import Mark, Trace
+    from rig.profile.report import ProfileRun, StrategyRun
+    from rig.profiling import _take_measured
+
+    t = np.arange(0, 1.0, 1e-3)
+    tr = Trace(t, np.full_like(t, 0.01), 3.3, "lagging", 1000.0,
+               marks=[Mark(0.1, "full step 1"), Mark(0.2, None), Mark(0.95, "full step 2"),
+                      Mark(1.5, None)])
+    run = ProfileRun("b", "cortex-m4f", 1.0, "t", None, "", None, False)  # type: ignore[arg-type]
+    sr = StrategyRun("full", {})
+    _take_measured(run, [sr], tr)
+    assert [m.label for m in sr.measured] == ["full step 1"] and sr.measured_dropped == 1
+    assert run.measurement_errors == [
+        "full: 1 of 2 step window(s) lie past the end of the lagging trace (0.999 s): its "
+        "stream lagged the host"]

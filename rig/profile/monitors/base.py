@@ -154,6 +154,7 @@ class PowerMonitor(ABC):
     def stop(self) -> Trace:
         self._require("running", action="stop()")
         t_stop = time.monotonic() - self._t0
+        self._await_coverage(self._marks[-1].t_s if self._marks else 0.0)
         try:
             trace = self._do_stop()
         finally:
@@ -166,6 +167,21 @@ class PowerMonitor(ABC):
         if self.voltage_basis and not trace.voltage_measured:
             trace.meta.setdefault("voltage_basis", self.voltage_basis)
         return trace
+
+    def _await_coverage(self, t_s: float) -> None:
+        """Wait (at most timeout_s) until the instrument has delivered samples up to
+        `t_s` after start(): a stream lagging the host (USB, a loaded host) would
+        otherwise end before the last marked window."""
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            got = self._received_s()
+            if got is None or got >= t_s + 0.01:
+                return
+            time.sleep(0.01)
+
+    def _received_s(self) -> float | None:
+        """Seconds of samples received since start() (None: the adapter cannot tell)."""
+        return None
 
     def mark(self, label: str | None) -> None:
         """From now on the device is in window `label` (closing the previous one);

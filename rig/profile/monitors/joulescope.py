@@ -261,6 +261,13 @@ class JoulescopeMonitor(PowerMonitor):
             raise InstrumentTimeout(f"{self.describe()}: no samples within "
                                     f"{self.timeout_s:g} s of start()")
 
+    def _received_s(self) -> float | None:
+        col = self._collector
+        if col is None or col.next_id is None or col.first_id is None:
+            return None
+        rate = col.rate_hz or self.sample_rate_hz
+        return (col.next_id - col.first_id) / rate if rate else None
+
     def _do_stop(self) -> Trace:
         assert self._collector is not None
         col = self._collector

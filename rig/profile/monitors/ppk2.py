@@ -296,6 +296,11 @@ class PPK2Monitor(PowerMonitor):
         self._reader.wait_for(lambda b: len(b) >= 4, self.timeout_s,
                               "samples after AverageStart (0x06)")
 
+    def _received_s(self) -> float | None:
+        if self._reader is None:
+            return None
+        return self._reader.size() / 4 / NATIVE_RATE_HZ
+
     def _do_stop(self) -> Trace:
         assert self._reader is not None and self.calibration is not None
         self._write(CMD_AVERAGE_STOP)
