@@ -21,6 +21,7 @@ import pytest
 from rig import firmware
 from rig.config import load_config
 from rig.errors import RigError
+
 try:  # main merged the two ELF readers into rig.elf; this branch still has both
     from rig.elf import read_elf  # type: ignore[attr-defined,unused-ignore]
 except ImportError:
