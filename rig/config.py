@@ -75,6 +75,7 @@ class Power:
 
     voltage_v: float
     current_ma_per_mhz: float
+    static_current_ma: float = 0.0  # clock-independent part (leakage, regulators, board)
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class Board:
     qemu_machine: str | None = None
     pyocd_target: str | None = None
     power: Power | None = None
+    #: the measurement marker GPIO the firmware drives around each TRAIN_STEP (e.g.
+    #: "PF13", "P1.08"), for a power monitor's logic input; "" = none (docs/profiling.md)
+    marker: str = ""
     line: int = 0
     #: this board's overrides of the lab's `training:` section (only the keys it sets),
     #: for boards that cannot run the main job as is (e.g. the 16 KB microbit)
@@ -191,12 +195,14 @@ _BOARD = {
     "qemu_machine": Field(optional(text), None),
     "pyocd_target": Field(optional(text), None),
     "power": Field(lambda v: v, None),  # nested mapping, checked by _power
+    "marker": Field(text, ""),
     "training": Field(lambda v: v, None),  # nested mapping: keys of training:, checked there
 }
 
 _POWER = {
     "voltage_v": Field(number(positive=True)),
     "current_ma_per_mhz": Field(number(positive=True)),
+    "static_current_ma": Field(number(lo=0.0), 0.0),
 }
 
 _TARGET_COMMON = {
@@ -395,7 +401,8 @@ class _Parser:
             out[name] = Board(name=name, cpu=f["cpu"], clock_hz=f["clock_hz"],
                               firmware=f["firmware"] or name, uart=f["uart"],
                               qemu_machine=f["qemu_machine"], pyocd_target=f["pyocd_target"],
-                              power=power, line=knode.start_mark.line + 1, training=training)
+                              power=power, marker=f["marker"],
+                              line=knode.start_mark.line + 1, training=training)
         return out
 
     def targets(self, node: yaml.Node, boards: Mapping[str, Board], defaults: Defaults

@@ -34,7 +34,7 @@ from rig.errors import LinkError, RigError
 from rig.fit import fit_spec
 from rig.golden.macs import select_macs
 from rig.link.link import Link
-from rig.profile.energy import PRESETS, BoardPowerModel
+from rig.profile.energy import PRESETS, BoardPowerModel, MarkerMismatch
 from rig.profile.icount import InstructionCounter, StepCounts
 from rig.profile.report import ProfileRun, SelectProfile, StepProfile, StrategyRun
 from rig.profile.unicorn_ref import UnicornError, UnicornFirmware
@@ -58,7 +58,8 @@ def power_model(board: Board | None, board_name: str, clock_hz: float) -> BoardP
     power = getattr(board, "power", None) if board is not None else None
     if power is not None:
         return BoardPowerModel(board_name, float(power.voltage_v),
-                               float(power.current_ma_per_mhz), float(clock_hz), 0.0,
+                               float(power.current_ma_per_mhz), float(clock_hz),
+                               float(getattr(power, "static_current_ma", 0.0)),
                                f"lab_config boards.{board_name}.power")
     names = [n for n in (board_name, getattr(board, "pyocd_target", None),
                          getattr(board, "qemu_machine", None)) if n]
@@ -182,6 +183,15 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
         counter = InstructionCounter(target.firmware_path(), out_dir / "icount.jsonl")
         counter.attach(target)
     d = lab.defaults
+    monitor_notes = []
+    # A monitor that supplies the board is configured (supply on) before the target
+    # starts; one that powers it only while acquiring (LPM01A) records one trace over the
+    # whole run, started before the target, split per strategy afterwards.
+    continuous = monitor is not None and monitor.powers_target_only_while_running
+    if monitor is not None:
+        monitor_notes = configure_monitor(monitor, board, monitor_voltage_v, monitor_rate_hz)
+    if continuous:
+        monitor.start()
     with connect(target, timeout=d.timeout_s, retries=d.retries) as conn:
         hello = conn.hello
         spec, notes = fit_spec(spec, hello, board.training if board is not None else None,
@@ -199,28 +209,69 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
                          counter_label=target.counter_label,
                          power=power_model(board, board_name, clock), icount=counter is not None,
                          monitor=monitor.describe() if monitor is not None else None,
-                         notes=notes)
+                         notes=notes + monitor_notes)
         missing = [s for s in strategies if not hello.supports(s)]
         if missing:
             raise RigError(f"firmware on {hello.board} does not implement "
                            f"{', '.join(missing)}; it has {', '.join(hello.strategy_names)}")
-        if monitor is not None:
-            monitor.configure(voltage_v=monitor_voltage_v or run.power.voltage_v,
-                              sample_rate_hz=monitor_rate_hz)
+        per_strategy = monitor is not None and not continuous
         for strategy in strategies:
-            if monitor is not None:
+            if per_strategy:
                 monitor.start()
             try:
                 sr = profile_session(conn, counter, strategy, spec, monitor=monitor,
                                      on_step=on_step)
             finally:
-                if monitor is not None:
+                if per_strategy:
                     time.sleep(MONITOR_TAIL_S)  # let the stream cover the last window
-                trace = monitor.stop() if monitor is not None else None
+                trace = monitor.stop() if per_strategy else None
             if trace is not None:
-                sr.measured, sr.measured_dropped = measured_steps(trace)
+                _take_measured(run, [sr], trace)
             run.runs.append(sr)
+        if continuous:
+            time.sleep(MONITOR_TAIL_S)
+            _take_measured(run, run.runs, monitor.stop())
     return run
+
+
+def _take_measured(run: ProfileRun, runs: Sequence[StrategyRun], trace: Any) -> None:
+    """Measured step energies of `trace` into each strategy's run (by window label: the
+    marks say `<strategy> step <n>`); a marker mismatch is recorded, not a figure."""
+    who = ", ".join(r.strategy for r in runs)
+    try:
+        measured, dropped = measured_steps(trace)
+    except MarkerMismatch as exc:  # no figure; the rest is still reported
+        run.measurement_errors.append(f"{who}: {exc}")
+        return
+    if dropped:  # the figures of the covered steps stay, but the run is not complete
+        run.measurement_errors.append(
+            f"{who}: {dropped} of {dropped + len(measured)} step window(s) lie past the end"
+            f" of the {trace.instrument} trace ({trace.duration_s:.3f} s): its stream "
+            "lagged the host")
+    for sr in runs:
+        mine = [m for m in measured if len(runs) == 1 or
+                m.label.startswith(f"{sr.strategy} step ")]
+        sr.measured, sr.measured_dropped = mine, dropped if len(runs) == 1 else 0
+
+
+def configure_monitor(monitor: Any, board: Board | None, voltage_v: float | None,
+                      rate_hz: float) -> list[str]:
+    """Configure (and, for a monitor that supplies the board, power) the monitor before
+    the target starts, and check the board's modelled current against its range (an
+    InstrumentError if it would clip). Returns notes for the report."""
+    name = board.name if board is not None else "target"
+    model = power_model(board, name, float(board.clock_hz or 0) if board is not None else 0.0)
+    monitor.voltage_basis = ("--monitor-voltage" if voltage_v else
+                             f"power model of {name}: {model.basis}")
+    notes = []
+    warning = monitor.check_current(model.current_a)
+    if warning:
+        notes.append(warning)
+    monitor.configure(voltage_v=voltage_v or model.voltage_v, sample_rate_hz=rate_hz)
+    if monitor.sample_rate_hz != rate_hz:
+        notes.append(f"{monitor.describe()}: {monitor.sample_rate_hz:g} samples/s delivered "
+                     f"for {rate_hz:g} requested")
+    return notes
 
 
 def measured_steps(trace: Any) -> tuple[list[Any], int]:

@@ -37,7 +37,7 @@ def test_streamed_window_energy_uses_measured_voltage():
                                    "sampling_frequency": 100_000, "current_lsb": "gpi0"}
     assert tr.voltage_measured and isinstance(tr.voltage_v, np.ndarray)
     (w,) = tr.window_energy()
-    assert w.label == "train_step" and "gpio D0" in w.detail and w.source == MEASURED
+    assert w.label == "train_step" and "gpio marker D0" in w.detail and w.source == MEASURED
     assert w.energy_j == pytest.approx(EXPECTED_J, rel=TOL)
     assert abs(w.energy_j - WAVE.energy_j(3.3, 1)) > 2 * TOL * EXPECTED_J
     assert mon.serial_number == "000415" and not dev.is_open
@@ -115,11 +115,83 @@ def test_bad_settings_are_refused():
         create_monitor("joulescope", driver=drv, marker_channel=3)
 
 
-def test_missing_package_is_explained():
-    try:
-        import joulescope  # noqa: F401
-    except ImportError:
-        with pytest.raises(InstrumentError, match="pip install joulescope"):
-            create_monitor("joulescope").open()
-    else:
-        pytest.skip("joulescope package installed here")
+def test_missing_package_is_explained(monkeypatch: pytest.MonkeyPatch):
+    import sys
+
+    monkeypatch.setitem(sys.modules, "joulescope", None)  # import now raises ImportError
+    with pytest.raises(InstrumentError, match="pip install joulescope"):
+        create_monitor("joulescope").open()
+
+
+# -- the real `joulescope` package, only its USB driver faked -------------------------------
+
+def _package():
+    return pytest.importorskip("joulescope")
+
+
+def _measure_through_package(model: str, rate: int, seconds: float = 0.3):
+    from rig.profile.monitors.sim.joulescope_usb import fake_usb
+
+    js = _package()
+    with fake_usb(WAVE, model=model) as usb, \
+            create_monitor("joulescope", driver=js, timeout_s=2.0) as mon:
+        mon.configure(voltage_v=3.3, sample_rate_hz=rate)
+        mon.start()
+        with mon.window("train_step"):
+            time.sleep(seconds)
+        tr = mon.stop()
+        published = list(usb.published)
+    return tr, published, mon
+
+
+def test_js220_at_2mhz_reports_the_energy_of_1mhz_through_the_package():
+    """The JS220 outputs at most 1 MHz; the package clamps a 2 MHz request. A time axis
+    built from the request halved every energy (issue 19: ratio 0.500)."""
+    tr2, pub2, mon2 = _measure_through_package("js220", 2_000_000)
+    tr1, _, mon1 = _measure_through_package("js220", 1_000_000)
+    assert mon2.sample_rate_hz == mon1.sample_rate_hz == 1_000_000
+    assert tr2.sample_rate_hz == 1_000_000 and tr2.meta["model"] == "js220"
+    (w2,) = tr2.window_energy()
+    (w1,) = tr1.window_energy()
+    assert w2.energy_j == pytest.approx(w1.energy_j, rel=0.01)
+    assert w2.energy_j == pytest.approx(EXPECTED_J, rel=TOL)
+    assert w2.duration_s == pytest.approx(0.15, abs=1e-5)
+    assert "gpio marker D0" in w2.detail and "voltage measured" in w2.detail
+    # What the package sent to the instrument: 1 MHz host rate, the 2 V range name the
+    # JS220 has (3.3 V needs 15 V: 2 V is too small) as the JS220's own topic value.
+    assert ("u/js220/004321/h/fs", 1_000_000) in pub2
+    assert ("u/js220/004321/s/v/range/select", "15 V") in pub2
+
+
+def test_voltage_ranges_per_model_match_the_installed_package():
+    from rig.profile.monitors.joulescope import MODELS
+
+    js = _package()
+    from joulescope.parameters_v1 import PARAMETERS_DICT
+
+    js110 = {name for name, _value, *_ in PARAMETERS_DICT["v_range"].options}
+    assert set(MODELS["js110"].v_ranges) == js110 == {"15V", "5V"}
+    from joulescope.v1 import js220
+
+    assert max(js220._SAMPLING_FREQUENCIES) == MODELS["js220"].max_rate_hz
+    # The JS220 adapter's range names reach the instrument as the JS220's own range topics
+    # (a '5V' would have reached it as raw value 1, issue 19).
+    from rig.profile.monitors.sim.joulescope_usb import fake_usb
+
+    for v, topic_value in ((1.8, "2 V"), (3.3, "15 V")):
+        with fake_usb(WAVE, model="js220") as usb, \
+                create_monitor("joulescope", driver=js) as mon:
+            mon.configure(voltage_v=v, sample_rate_hz=1000)
+            sel = [val for t, val in usb.published if t.endswith("s/v/range/select")]
+        assert sel[-1] == topic_value
+    with fake_usb(WAVE, model="js220"), create_monitor("joulescope", driver=js) as mon, \
+            pytest.raises(InstrumentError, match="outside the JS220's voltage ranges"):
+        mon.configure(voltage_v=14.5, sample_rate_hz=1000)
+
+
+def test_simulated_js220_clamps_like_the_package():
+    drv = SimJoulescopeDriver(WAVE, model="js220")
+    with create_monitor("joulescope", driver=drv) as mon:
+        mon.configure(voltage_v=1.8, sample_rate_hz=2_000_000)
+        assert mon.sample_rate_hz == 1_000_000
+        assert ("v_range", "2V") in drv.devices[0].param_log

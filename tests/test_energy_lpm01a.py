@@ -59,7 +59,7 @@ def test_host_mark_windows_on_a_flat_load():
         time.sleep(0.03)
         tr = mon.stop()
     (r,) = tr.window_energy()
-    assert r.label == "update" and "host mark" in r.detail
+    assert r.label == "update" and "protocol events" in r.detail
     assert r.duration_s == pytest.approx(0.1, abs=0.03)
     assert r.energy_j == pytest.approx(V * 0.004 * r.duration_s, rel=2e-3)
 

@@ -43,13 +43,13 @@ def test_gpio_window_energy_matches_the_analytic_waveform():
     assert w.energy_j == pytest.approx(EXPECTED_J, rel=TOL)
     assert w.duration_s == pytest.approx(0.15, abs=2e-5)
     assert w.mean_current_a == pytest.approx((0.005 * 0.1 + 0.02 * 0.05) / 0.15, rel=TOL)
-    assert w.source == MEASURED and "gpio D0" in w.detail
+    assert w.source == MEASURED and "gpio marker D0" in w.detail
+    assert "voltage assumed 3.3 V" in w.detail
     assert tr.sample_rate_hz == 100_000 and tr.meta["missing_samples"] == 0
-    # Bytes on the wire: stop, metadata, ampere mode, 3300 mV big-endian, start, stop.
-    assert cmds[:2] == [(0x07,), (0x19,)]
-    assert (0x11, 1) in cmds and (0x0D, 0x0C, 0xE4) in cmds
+    # Bytes on the wire: stop, metadata, ampere mode, 3300 mV big-endian, DUT power on
+    # (ampere mode too, as Nordic's app), start, stop.
+    assert cmds[:5] == [(0x07,), (0x19,), (0x11, 1), (0x0D, 0x0C, 0xE4), (0x0C, 1)]
     assert cmds[-2:] == [(0x06,), (0x07,)]
-    assert (0x0C, 1) not in cmds  # ampere mode: the board powers itself
 
 
 def test_decimated_trace_keeps_the_window_energy():
@@ -70,7 +70,7 @@ def test_host_marks_label_gpio_windows_and_work_alone():
             time.sleep(0.25)
         tr = mon.stop()
     (w,) = tr.windows
-    assert w.label == "train_step" and w.origin == "gpio D0"
+    assert w.label == "train_step" and w.origin == "gpio marker D0"
     with PPK2Sim(flat) as sim, create_monitor("ppk2", port=sim.port,
                                               marker_channel=None) as mon:
         mon.configure(V, 100_000)
@@ -86,7 +86,7 @@ def test_host_marks_label_gpio_windows_and_work_alone():
     res = tr.window_energy()
     assert [r.label for r in res] == ["forward", "backward"]
     for r in res:  # constant 10 mA: energy = V·I·(host window), whatever the host jitter
-        assert "host mark" in r.detail
+        assert "protocol events (host clock)" in r.detail
         assert r.energy_j == pytest.approx(V * 0.010 * r.duration_s, rel=2e-3)
 
 

@@ -8,7 +8,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rig.errors import InstrumentError, RigError
-from rig.profile.energy import MEASURED, Mark, Trace, Window
+from rig.profile.energy import HOST_ORIGIN, MEASURED, Mark, MarkerMismatch, Trace, Window
 from rig.profile.monitors import create_monitor, monitor_kinds, register_monitor
 from rig.profile.monitors.base import PowerMonitor
 
@@ -82,13 +82,36 @@ def test_gpio_windows_take_host_labels_when_counts_agree():
                 marks=[Mark(0.05, "a"), Mark(0.35, None), Mark(0.45, "b"), Mark(0.75, None)])
     ws = tr.windows
     assert [(w.label, w.t0_s, w.t1_s, w.origin) for w in ws] == [
-        ("a", pytest.approx(0.1), pytest.approx(0.3), "gpio D0"),
-        ("b", pytest.approx(0.5), pytest.approx(0.7), "gpio D0")]
-    # Counts differ -> GPIO names; a window still high at the end closes at the last sample.
-    tr2 = _trace(t, np.ones(10), digital=np.array([0] * 8 + [1, 1], np.uint8),
-                 marker_channel=0, marks=[Mark(0.0, "x"), Mark(0.1, "y")])
-    assert [(w.label, w.t1_s) for w in tr2.windows] == [("D0#0", pytest.approx(0.9))]
+        ("a", pytest.approx(0.1), pytest.approx(0.3), "gpio marker D0"),
+        ("b", pytest.approx(0.5), pytest.approx(0.7), "gpio marker D0")]
     assert tr.gpio_windows(1)[0].label == "D1#0"
+
+
+def test_marker_count_mismatch_is_an_error_naming_both_counts():
+    t = np.arange(10) * 0.1
+    marks = [Mark(0.0, "x"), Mark(0.2, "y"), Mark(0.4, None)]
+    # One stray pulse for two marked steps: no figure, both counts named.
+    stray = _trace(t, np.ones(10), digital=np.array([0, 1, 1, 0, 0, 0, 0, 0, 0, 0], np.uint8),
+                   marker_channel=0, marks=marks)
+    with pytest.raises(MarkerMismatch, match=r"1 marker pulse\(s\) on D0 for 2 marked step"):
+        stray.window_energy()
+    # Line never driven: 0 pulses.
+    dead = _trace(t, np.ones(10), digital=np.zeros(10, np.uint8), marker_channel=0,
+                  marks=marks)
+    with pytest.raises(MarkerMismatch, match=r"0 marker pulse\(s\) on D0 for 2 marked"):
+        _ = dead.windows
+    # A pulse still high at the end has no known length: not counted, and said so.
+    cut = _trace(t, np.ones(10), digital=np.array([0, 1, 0, 0, 0, 0, 0, 0, 1, 1], np.uint8),
+                 marker_channel=0, marks=marks)
+    with pytest.raises(MarkerMismatch, match=r"1 marker pulse.*1 pulse\(s\) cut by the trace"):
+        _ = cut.windows
+    # No marker channel: protocol-event windows, labelled as such.
+    host = _trace(t, np.ones(10), digital=np.zeros(10, np.uint8), marks=marks)
+    assert [w.origin for w in host.windows] == [HOST_ORIGIN] * 2
+    # Without host marks the pulses are the windows, under their own names.
+    alone = _trace(t, np.ones(10), digital=np.array([0, 1, 1, 0, 0, 0, 1, 0, 1, 1], np.uint8),
+                   marker_channel=0)
+    assert [w.label for w in alone.windows] == ["D0#0", "D0#1"]
 
 
 def test_registry_has_the_three_instruments_and_rejects_unknown():

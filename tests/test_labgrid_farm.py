@@ -20,11 +20,11 @@ import pytest
 
 from rig import cli
 from rig.config import LabConfig, load_config
+from rig.connection import connect
 from rig.errors import BoardBusy, TargetUnavailable
 from rig.farm import LoopbackFarm
-from rig.labgrid_client import format_places, list_places
-from rig.connection import connect
 from rig.fit import fit_spec
+from rig.labgrid_client import format_places, list_places
 from rig.session import Inspect, RunSpec, TrainingSession
 from rig.targets import build_target, make_target
 from rig.targets.labgrid import LabgridTarget

@@ -11,9 +11,9 @@ import time
 import pytest
 
 from rig.config import load_config
+from rig.connection import connect
 from rig.link.frame import FrameDecoder, Packet, encode_frame
 from rig.protocol import MsgType
-from rig.connection import connect
 from rig.targets import build_target
 
 pytestmark = pytest.mark.hil

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from rich.markup import escape
+
 from rig.cli import boards, experiment, profile, run
 from rig.cli.checks import UsageError
 from rig.cli.console import console
@@ -66,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         console.print(f"rig {args.command}: {exc}", markup=False, soft_wrap=True)
         return 2
     except RigError as exc:
-        console.print(f"[red bold]error:[/] {exc}", markup=True)
+        console.print(f"[red bold]error:[/] {escape(str(exc))}", markup=True)
         for note in getattr(exc, "__notes__", []):
             console.print(note, markup=False)
         return 2

@@ -50,6 +50,9 @@ def add_parser(sub: Any) -> None:
     p.add_argument("--monitor-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="option for the monitor (repeatable), e.g. port=/dev/ttyACM1")
     p.add_argument("--monitor-rate", type=float, default=100_000.0, help="samples per second")
+    p.add_argument("--monitor-voltage", type=float, default=None, metavar="V",
+                   help="supply voltage: sourced by a supplying monitor; for an ammeter (PPK2"
+                        " ampere mode) the voltage assumed for energy (default: power model)")
     p.add_argument("--no-charts", action="store_true", help="skip the PNG charts")
     p.set_defaults(func=cmd_profile, check=check_profile)
 
@@ -62,22 +65,9 @@ def check_profile(args: argparse.Namespace) -> None:
 def _monitor(args: argparse.Namespace) -> Any:
     if not args.monitor:
         return None
-    from rig.errors import ConfigError
-    from rig.profile.monitors import create_monitor
+    from rig.profile.monitors import monitor_from_options
 
-    opts: dict[str, Any] = {}
-    for item in args.monitor_opt:
-        key, sep, value = item.partition("=")
-        if not sep:
-            raise ConfigError(f"--monitor-opt {item!r}: expected KEY=VALUE")
-        try:
-            opts[key] = int(value)
-        except ValueError:
-            try:
-                opts[key] = float(value)
-            except ValueError:
-                opts[key] = value
-    return create_monitor(args.monitor, **opts)
+    return monitor_from_options(args.monitor, args.monitor_opt)
 
 
 def cmd_profile(args: argparse.Namespace) -> int:
@@ -121,6 +111,7 @@ def cmd_profile(args: argparse.Namespace) -> int:
         run = profile_target(target, lab, strategies, spec, out, overrides=overrides,
                              icount=not args.no_icount,
                              max_steps=args.steps, monitor=monitor,
+                             monitor_voltage_v=args.monitor_voltage,
                              monitor_rate_hz=args.monitor_rate, on_step=on_step)
     finally:
         if monitor is not None:
@@ -159,10 +150,21 @@ def cmd_profile(args: argparse.Namespace) -> int:
         if em:
             console.print(f"{name}: {em['label']} {em['per_step_j'] * 1e6:.2f} µJ/step "
                           f"({em['windows']} windows, {em['detail']})")
+            cal = em.get("calibrated_model")
+            if cal:
+                console.print(f"{name}: measured/model ×{em['measured_over_model']:.3f}; "
+                              f"model calibrated on it: {cal['current_ma_per_mhz']:.4g} "
+                              f"mA/MHz + {cal['static_current_ma']:g} mA static")
     for f in summary["flags"]:
         console.print(f"[yellow]flag[/] {f['strategy']}/{f['phase']} [{f['kind']}]: "
                       f"{f['message']}")
     console.print(f"report: {paths['html']}  data: {paths['json']}")
+    from rich.markup import escape
+
+    for err in run.measurement_errors:
+        console.print(f"[red bold]error:[/] {escape(err)}", markup=True)
+    if run.measurement_errors:
+        return 2
     bad = [n for n, st in summary["strategies"].items() if not st["ok"]]
     if bad:
         console.print(f"[red bold]device and golden model disagreed for {', '.join(bad)}[/]")

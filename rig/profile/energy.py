@@ -8,10 +8,14 @@ can never pass a model estimate off as a measurement (docs/profiling.md, "label 
 - `energy (model)`: `BoardPowerModel`, E = V · I(f) · t with I = k · f_MHz + I_static and
   t = cycles / f, from datasheet-class figures per board.
 
-Windows come from two places: host marks (`PowerMonitor.mark(label)`, host clock, a few ms
-of USB latency) and a digital marker line the firmware drives (GPIO into the monitor's
-logic input, sampled on the instrument's own clock: exact to one sample). When both exist,
-the GPIO windows are used and take their labels from the host marks in order.
+Windows come from two places: host marks (`PowerMonitor.mark(label)`; in `rig profile` the
+protocol events, a TRAIN_STEP request and its response: host clock, a few ms of USB
+latency) and a digital marker line the firmware drives (GPIO into the monitor's logic
+input, sampled on the instrument's own clock: exact to one sample). When a marker channel
+is configured, the GPIO windows are used and take their labels from the host marks in
+order; if their counts differ, that is a `MarkerMismatch` naming both counts, never a
+figure (a stray or missing pulse would shift every label and energy). Every window carries
+its source in `origin` (`GPIO_ORIGIN` / `HOST_ORIGIN`).
 """
 
 from __future__ import annotations
@@ -22,10 +26,19 @@ from typing import Any
 
 import numpy as np
 
-from rig.errors import ConfigError
+from rig.errors import ConfigError, RigError
 
 MEASURED = "energy (measured)"
 MODELLED = "energy (model)"
+HOST_ORIGIN = "protocol events (host clock)"
+
+
+def gpio_origin(channel: int) -> str:
+    return f"gpio marker D{channel}"
+
+
+class MarkerMismatch(RigError):
+    """The marker line's pulses do not match the marked steps one to one."""
 
 
 @dataclass(frozen=True)
@@ -43,7 +56,7 @@ class Window:
     label: str
     t0_s: float
     t1_s: float
-    origin: str  # "host mark" or "gpio D<n>": how precise the edges are
+    origin: str  # HOST_ORIGIN or gpio_origin(n): where the edges come from, how precise
 
     @property
     def duration_s(self) -> float:
@@ -59,7 +72,7 @@ class EnergyResult:
     duration_s: float
     mean_current_a: float
     source: str  # MEASURED or MODELLED
-    detail: str = ""  # e.g. "gpio D0", "cycles (DWT) @ 180 MHz"
+    detail: str = ""  # e.g. "PPK2, gpio marker D0, voltage assumed 3.3 V", "cycles (DWT) @ 180 MHz"
 
     @property
     def mean_power_w(self) -> float:
@@ -171,13 +184,15 @@ class Trace:
             if m.label is None:
                 continue
             t1 = self.marks[i + 1].t_s if i + 1 < len(self.marks) else end
-            out.append(Window(m.label, m.t_s, t1, "host mark"))
+            out.append(Window(m.label, m.t_s, t1, HOST_ORIGIN))
         return out
 
-    def gpio_windows(self, channel: int) -> list[Window]:
+    def gpio_windows(self, channel: int, *, complete_only: bool = False) -> list[Window]:
         """Windows where logic input D<channel> is high. An edge lies between two samples;
         taking the first high and the first low sample shifts both edges by the same
-        half-sample on average, so durations stay unbiased."""
+        half-sample on average, so durations stay unbiased. `complete_only` drops a pulse
+        already high at the first sample or still high at the last (its true length is
+        unknown)."""
         if self.digital is None:
             raise ValueError(f"{self.instrument} recorded no digital inputs")
         high = ((self.digital >> channel) & 1).astype(np.int8)
@@ -185,22 +200,51 @@ class Trace:
         rises = np.flatnonzero(edges == 1)
         falls = np.flatnonzero(edges == -1)
         last = len(self.t_s) - 1
-        return [Window(f"D{channel}#{k}", float(self.t_s[r]), float(self.t_s[min(f, last)]),
-                       f"gpio D{channel}")
-                for k, (r, f) in enumerate(zip(rises, falls, strict=True))]
+        out = []
+        for k, (r, f) in enumerate(zip(rises, falls, strict=True)):
+            if complete_only and (r == 0 or f > last):
+                continue
+            out.append(Window(f"D{channel}#{k}", float(self.t_s[r]),
+                              float(self.t_s[min(int(f), last)]), gpio_origin(channel)))
+        return out
 
     @property
     def windows(self) -> list[Window]:
-        """GPIO windows when a marker channel was configured and recorded (labelled from
-        the host marks when the counts agree), else the host-mark windows."""
+        """With a marker channel: the complete GPIO pulses, labelled from the host marks
+        in order (a `MarkerMismatch` naming both counts if they differ; the pulses' own
+        names if there are no host marks). Without one: the host-mark windows."""
         host = self.host_windows()
-        if self.marker_channel is None or self.digital is None:
+        if self.marker_channel is None:
             return host
-        gpio = self.gpio_windows(self.marker_channel)
-        if host and len(host) == len(gpio):
-            return [Window(h.label, g.t0_s, g.t1_s, g.origin) for h, g in zip(host, gpio,
-                                                                              strict=True)]
-        return gpio
+        ch = self.marker_channel
+        if self.digital is None:
+            raise MarkerMismatch(f"{self.instrument}: marker channel D{ch} configured but "
+                                 "the trace has no logic inputs")
+        gpio = self.gpio_windows(ch, complete_only=True)
+        if not host:
+            return gpio
+        if len(host) != len(gpio):
+            cut = len(self.gpio_windows(ch)) - len(gpio)
+            raise MarkerMismatch(
+                f"{self.instrument}: {len(gpio)} marker pulse(s) on D{ch} for {len(host)} "
+                f"marked step(s)" + (f" ({cut} pulse(s) cut by the trace edges not counted)"
+                                     if cut else "")
+                + "; check the marker wiring (the board's `marker:` pin to D"
+                f"{ch}) or set marker_channel=none to window on protocol events")
+        return [Window(h.label, g.t0_s, g.t1_s, g.origin)
+                for h, g in zip(host, gpio, strict=True)]
+
+    @property
+    def voltage_label(self) -> str:
+        """How the voltage in the energy figures was obtained: measured per sample, sourced
+        (the instrument supplies the DUT at a set voltage: `meta["voltage"] = "sourced"`)
+        or assumed (ammeter in the board's own supply path: the figure is V·∫I dt with a
+        voltage nobody measured; `meta["voltage_basis"]` says where it came from)."""
+        if self.voltage_measured:
+            return "voltage measured"
+        kind = self.meta.get("voltage", "assumed")
+        basis = self.meta.get("voltage_basis")
+        return f"voltage {kind} {float(self.voltage_v):g} V" + (f" ({basis})" if basis else "")
 
     def window_energy(self, windows: Iterable[Window] | None = None) -> list[EnergyResult]:
         """Energy per window (default: `self.windows`)."""
@@ -209,7 +253,7 @@ class Trace:
             a, b = self._span(w.t0_s, w.t1_s)
             out.append(EnergyResult(w.label, self.energy_j(a, b), b - a,
                                     self.mean_current_a(a, b), self.source,
-                                    f"{self.instrument}, {w.origin}"))
+                                    f"{self.instrument}, {w.origin}, {self.voltage_label}"))
         return out
 
 

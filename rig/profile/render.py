@@ -177,7 +177,9 @@ def render_html(summary: Mapping[str, Any], pngs: Mapping[str, bytes]) -> str:
         f"target {esc(summary['target'])}, firmware build {esc(summary['build_hash'][:12])}; "
         f"device counters: {esc(summary['counter_label'])}<br>"
         f"spec: {esc(json.dumps(summary.get('spec', {})))}"
-        + "".join(f"<br>{esc(n)}" for n in summary.get("notes", [])) + "</p>",
+        + "".join(f"<br>{esc(n)}" for n in summary.get("notes", []))
+        + "".join(f"<br><span class='flag'>measurement error: {esc(e)}</span>"
+                  for e in summary.get("measurement_errors", [])) + "</p>",
         "<h2>Headline</h2><ul>",
     ]
     core = lab["cycles"].split(", ", 1)[1].rstrip(")")

@@ -40,7 +40,14 @@ from typing import Any
 import numpy as np
 
 from rig.profile.cycles import CortexM0Model, CortexM4Model, NotApplicable, model_for
-from rig.profile.energy import MEASURED, MODELLED, BoardPowerModel, EnergyResult, PhaseWork
+from rig.profile.energy import (
+    MEASURED,
+    MODELLED,
+    BoardPowerModel,
+    EnergyResult,
+    PhaseWork,
+    calibrate_from_trace,
+)
 from rig.profile.icount import LABEL as ICOUNT_LABEL
 from rig.profile.icount import StepCounts, WindowCounts
 from rig.protocol import PHASES
@@ -107,6 +114,8 @@ class ProfileRun:
     runs: list[StrategyRun] = field(default_factory=list)
     monitor: str | None = None
     notes: list[str] = field(default_factory=list)  # how the run was adapted to the board
+    #: measurements that could not be trusted (e.g. marker pulses != steps): exit 2
+    measurement_errors: list[str] = field(default_factory=list)
 
     def run_of(self, strategy: str) -> StrategyRun:
         for r in self.runs:
@@ -258,6 +267,19 @@ def summarize_strategy(run: ProfileRun, sr: StrategyRun) -> dict[str, Any]:
                                   "detail": sr.measured[0].detail,
                                   "mean_duration_s": float(np.mean([e.duration_s for e in
                                                                     sr.measured]))}
+        step_model_j = out["phases"].get("step", {}).get("energy_j")
+        if step_model_j:  # the model, calibrated on this run's measured steps
+            em = out["energy_measured"]
+            cycles = step_model_j / run.power.energy_per_cycle_j
+            fitted = calibrate_from_trace(
+                run.power, EnergyResult("step", em["per_step_j"], em["mean_duration_s"],
+                                        0.0, MEASURED, em["detail"]), cycles)
+            em["measured_over_model"] = em["per_step_j"] / step_model_j
+            em["calibrated_model"] = {"current_ma_per_mhz": fitted.current_ma_per_mhz,
+                                      "static_current_ma": fitted.static_current_ma,
+                                      "voltage_v": fitted.voltage_v,
+                                      "basis": "calibrated from energy (measured) per step "
+                                               f"over {cycles:.0f} model/device cycles"}
     return out
 
 
@@ -282,6 +304,7 @@ def summarize(run: ProfileRun, threshold: float = SCALING_THRESHOLD,
         "strategies": {sr.strategy: summarize_strategy(run, sr) for sr in run.runs},
         "monitor": run.monitor,
         "notes": list(run.notes),
+        "measurement_errors": list(run.measurement_errors),
     }
     flags: list[Flag] = []
     strategies = summary["strategies"]

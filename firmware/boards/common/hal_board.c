@@ -41,6 +41,9 @@ static volatile uint32_t rx_overruns, rx_ring_full;
 void hal_init(void)
 {
     board_init();
+#ifdef TR_MARKER_INIT
+    TR_MARKER_INIT(); /* measurement marker GPIO (board_config.h), low until a step */
+#endif
     fault_enable_handlers();
     counter_kind = counter_init();
     NVIC_ICPR(IRQ_WORD) = IRQ_BIT; /* nothing stale from before the reset */

@@ -27,6 +27,19 @@
 #define TR_MAX_VAL 64u
 #define TR_VEL_CAPACITY 4096u
 
+/* Measurement marker (src/tr_marker.c): P1.08 = Arduino D7 on the DK's header, high
+ * around each TRAIN_STEP. Wire it to PPK2 logic D0, Joulescope GPI0 or the LPM01A trigger.
+ * Registers (nRF52840 PS, nrf52840.svd): GPIO P1 at 0x50000300: OUTSET +0x508, OUTCLR
+ * +0x50C, DIRSET +0x518 (write 1 to bit n: pin n high / low / output). */
+#define TR_MARKER_PIN 8u
+#define TR_MARKER_INIT()                                                                    \
+    do {                                                                                    \
+        *(volatile uint32_t *)0x5000080Cu = 1u << TR_MARKER_PIN;                            \
+        *(volatile uint32_t *)0x50000818u = 1u << TR_MARKER_PIN;                            \
+    } while (0)
+#define TR_MARKER_SET() (*(volatile uint32_t *)0x50000808u = 1u << TR_MARKER_PIN)
+#define TR_MARKER_CLR() (*(volatile uint32_t *)0x5000080Cu = 1u << TR_MARKER_PIN)
+
 /* 2: semihosting exit only with a debugger attached (DHCSR.C_DEBUGEN); else halt. */
 #define TR_SEMIHOSTING 2
 

@@ -34,6 +34,24 @@
 #define TR_MAX_VAL 64u
 #define TR_VEL_CAPACITY 4096u
 
+/* Measurement marker (src/tr_marker.c): PF13 = Arduino D7 on the Zio connector CN10,
+ * high around each TRAIN_STEP. Wire it to PPK2 logic D0, Joulescope GPI0, or (with the
+ * LPM01A stacked as a shield, its D7 is this pin) the LPM01A trigger. Registers (RM0090,
+ * STM32F429x SVD): RCC_AHB1ENR 0x40023830 bit 5 GPIOFEN; GPIOF 0x40021400: MODER +0x00
+ * (2 bits per pin, 01 = output), BSRR +0x18 (bit n sets pin n, bit n+16 resets it). */
+#define TR_MARKER_PIN 13u
+#define TR_MARKER_INIT()                                                                    \
+    do {                                                                                    \
+        *(volatile uint32_t *)0x40023830u |= 1u << 5;                                       \
+        (void)*(volatile uint32_t *)0x40023830u; /* RM0090: read after enabling a clock */  \
+        *(volatile uint32_t *)0x40021418u = 1u << (TR_MARKER_PIN + 16u);                    \
+        *(volatile uint32_t *)0x40021400u = (*(volatile uint32_t *)0x40021400u &            \
+                                             ~(3u << (2u * TR_MARKER_PIN))) |               \
+                                            (1u << (2u * TR_MARKER_PIN));                   \
+    } while (0)
+#define TR_MARKER_SET() (*(volatile uint32_t *)0x40021418u = 1u << TR_MARKER_PIN)
+#define TR_MARKER_CLR() (*(volatile uint32_t *)0x40021418u = 1u << (TR_MARKER_PIN + 16u))
+
 /* 2: semihosting exit only with a debugger attached (DHCSR.C_DEBUGEN); else halt. */
 #define TR_SEMIHOSTING 2
 

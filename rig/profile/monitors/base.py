@@ -59,11 +59,23 @@ class PowerMonitor(ABC):
     """One instrument that samples the DUT supply current (and maybe voltage)."""
 
     kind: ClassVar[str] = ""
+    #: (low, high) current in A the instrument measures as configured; None = not stated
+    current_range_a: tuple[float, float] | None = None
 
     def __init__(self, *, timeout_s: float = 2.0, marker_channel: int | None = None) -> None:
-        self.timeout_s = timeout_s
+        if isinstance(timeout_s, bool) or not isinstance(timeout_s, int | float) \
+                or not timeout_s > 0:
+            raise InstrumentError(f"{self.kind or 'monitor'}: timeout_s must be a number > 0,"
+                                  f" got {timeout_s!r}")
+        if marker_channel is not None and (isinstance(marker_channel, bool)
+                                           or not isinstance(marker_channel, int)):
+            raise InstrumentError(f"{self.kind or 'monitor'}: marker_channel must be a "
+                                  f"channel number or none, got {marker_channel!r}")
+        self.timeout_s = float(timeout_s)
         self.marker_channel = marker_channel
         self.voltage_v: float | None = None
+        #: where the energy voltage comes from when the instrument does not measure it
+        self.voltage_basis = ""
         self.sample_rate_hz: float | None = None
         self._state = "closed"
         self._t0 = 0.0
@@ -91,10 +103,46 @@ class PowerMonitor(ABC):
     def configure(self, voltage_v: float, sample_rate_hz: float) -> None:
         """Supply voltage (sourced, or expected in ammeter mode) and sample rate."""
         self._require("idle", "ready", action="configure()")
-        self._do_configure(float(voltage_v), float(sample_rate_hz))
+        actual = self._do_configure(float(voltage_v), float(sample_rate_hz))
         self.voltage_v = float(voltage_v)
-        self.sample_rate_hz = float(sample_rate_hz)
+        # The instrument's own output rate (an adapter returns it where it may differ
+        # from the request): every time axis is built from this, never from the request.
+        self.sample_rate_hz = float(actual if actual is not None else sample_rate_hz)
         self._state = "ready"
+
+    @property
+    def supplies_target(self) -> bool:
+        """True when this monitor (as configured) is the board's power supply: then the
+        monitor must be configured, and the supply on, before the target is started."""
+        return False
+
+    @property
+    def powers_target_only_while_running(self) -> bool:
+        """True when the board has power only between start() and stop() (the LPM01A
+        switches its output on with the acquisition): then one acquisition spans the
+        whole run and starts before the target."""
+        return False
+
+    def check_current(self, expected_a: float) -> str | None:
+        """Compare a current the board is expected to draw (e.g. the power model's) with
+        what the instrument measures as configured: raise InstrumentError if it lies above
+        the range (the figures would be clipped), return a warning if it lies near or
+        below its edges, else None."""
+        if self.current_range_a is None or not expected_a > 0:
+            return None
+        lo, hi = self.current_range_a
+        if expected_a > hi:
+            raise InstrumentError(
+                f"{self.describe()}: the board is expected to draw {expected_a * 1e3:.3g} mA "
+                f"(power model), above the {hi * 1e3:g} mA this instrument measures as "
+                "configured; the measured energy would be clipped")
+        if expected_a > 0.8 * hi:
+            return (f"{self.describe()}: expected {expected_a * 1e3:.3g} mA is within 20 % of "
+                    f"the {hi * 1e3:g} mA range limit; peaks may clip")
+        if expected_a < lo:
+            return (f"{self.describe()}: expected {expected_a * 1e3:.3g} mA is below the "
+                    f"{lo * 1e3:g} mA the instrument resolves")
+        return None
 
     def start(self) -> None:
         self._require("ready", action="start()")
@@ -106,6 +154,7 @@ class PowerMonitor(ABC):
     def stop(self) -> Trace:
         self._require("running", action="stop()")
         t_stop = time.monotonic() - self._t0
+        self._await_coverage(self._marks[-1].t_s if self._marks else 0.0)
         try:
             trace = self._do_stop()
         finally:
@@ -115,7 +164,24 @@ class PowerMonitor(ABC):
             self._marks.append(Mark(t_stop, None))
         trace.marks = list(self._marks)
         trace.marker_channel = self.marker_channel
+        if self.voltage_basis and not trace.voltage_measured:
+            trace.meta.setdefault("voltage_basis", self.voltage_basis)
         return trace
+
+    def _await_coverage(self, t_s: float) -> None:
+        """Wait (at most timeout_s) until the instrument has delivered samples up to
+        `t_s` after start(): a stream lagging the host (USB, a loaded host) would
+        otherwise end before the last marked window."""
+        deadline = time.monotonic() + self.timeout_s
+        while time.monotonic() < deadline:
+            got = self._received_s()
+            if got is None or got >= t_s + 0.01:
+                return
+            time.sleep(0.01)
+
+    def _received_s(self) -> float | None:
+        """Seconds of samples received since start() (None: the adapter cannot tell)."""
+        return None
 
     def mark(self, label: str | None) -> None:
         """From now on the device is in window `label` (closing the previous one);
@@ -160,7 +226,9 @@ class PowerMonitor(ABC):
     def _do_close(self) -> None: ...
 
     @abstractmethod
-    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> None: ...
+    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> float | None:
+        """Apply the settings; return the sample rate the instrument will deliver if it
+        can differ from the request (None: exactly the request)."""
 
     @abstractmethod
     def _do_start(self) -> None: ...

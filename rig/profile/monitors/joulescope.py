@@ -19,15 +19,25 @@ public docs and joulescope/v1/device.py, joulescope/parameters_v1.py):
 
 The real package plugs in with `JoulescopeMonitor(driver=joulescope)` (the default when it
 is importable). Tests use `rig.profile.monitors.sim.joulescope_sim`, a stand-in with the
-same calls. Uncertain: on the JS220 the GPI inputs are also exposed as separate fields;
-the LSB mapping used here is the JS110-era parameter set that the v1 package keeps.
-Missing samples arrive as NaN; we drop them and count them in `meta`.
+same calls, and the real package with only its USB driver (pyjoulescope_driver) faked.
+On the JS220 the v1 package serves the GPI0/GPI1 inputs as the `current_lsb` /
+`voltage_lsb` fields (its stream buffer maps both names to the GPI buffers), so the same
+field names work for both models. Missing samples arrive as NaN; we drop them and count
+them in `meta`.
+
+Per model (`MODELS`, checked against the installed package by tests): the JS110 outputs
+up to 2 MHz and has voltage ranges 15 V / 5 V; the JS220 samples at 2 MHz but outputs at
+most 1 MHz (the package clamps a higher request to 1 MHz) and has ranges 15 V / 2 V. A
+request above the model's maximum is clamped, and every time axis is built from the rate
+the instrument reports (the stream buffer's `sampling_frequency`, else the device's
+`output_sampling_frequency`), never from the request.
 """
 
 from __future__ import annotations
 
 import importlib
 import threading
+from dataclasses import dataclass
 from typing import Any, Protocol
 
 import numpy as np
@@ -38,6 +48,22 @@ from rig.profile.monitors.base import PowerMonitor, register_monitor
 
 SAMPLING_FREQUENCIES = (2_000_000, 1_000_000, 500_000, 200_000, 100_000, 50_000, 20_000,
                         10_000, 5000, 2000, 1000, 500, 200, 100, 50, 20, 10)
+
+
+@dataclass(frozen=True)
+class Model:
+    max_rate_hz: int  # highest output sample rate
+    v_ranges: dict[str, float]  # v_range parameter value -> full scale in V
+
+
+MODELS = {
+    "js110": Model(2_000_000, {"5V": 5.0, "15V": 15.0}),
+    "js220": Model(1_000_000, {"2V": 2.0, "15V": 15.0}),
+}
+#: headroom a supply needs below a voltage range's full scale (ripple, overshoot)
+V_RANGE_HEADROOM = 1.1
+#: seconds of samples the package keeps (its minimum; we drain the buffer continuously)
+BUFFER_DURATION_S = 15
 # marker channel -> (parameter routing that GPI into an LSB, the field carrying it)
 _MARKER_ROUTE = {0: ("current_lsb", "gpi0"), 1: ("voltage_lsb", "gpi1")}
 
@@ -59,6 +85,26 @@ class JoulescopeDriver(Protocol):
     def scan(self) -> list[JoulescopeDevice]: ...
 
 
+def _model_of(dev: Any) -> str:
+    """'js110' / 'js220' from the package's device (its `model`, else 'JS220-<serial>')."""
+    model = getattr(dev, "model", None)
+    if isinstance(model, str) and model:
+        return model.lower()
+    return str(dev).split("-")[0].lower()
+
+
+def _rate_of(res: Any) -> float | None:
+    """The output sample rate a `samples_get` result states, if it states one."""
+    try:
+        t = res["time"]
+        for key in ("sampling_frequency", "output_sampling_frequency"):
+            if key in t:
+                return float(t[key]["value"])
+    except (KeyError, TypeError, ValueError):
+        pass
+    return None
+
+
 def _serial_of(dev: Any) -> str:
     return str(getattr(dev, "device_serial_number", None) or getattr(dev, "serial_number",
                                                                      None) or dev)
@@ -75,6 +121,7 @@ class _Collector:
         self.chunks: dict[str, list[np.ndarray]] = {f: [] for f in fields}
         self.ids: list[np.ndarray] = []
         self.overrun = 0
+        self.rate_hz: float | None = None  # as the stream buffer states it
         self.error: BaseException | None = None
         self.got_data = threading.Event()
 
@@ -87,6 +134,7 @@ class _Collector:
             if end <= lo:
                 return False
             res = stream_buffer.samples_get(lo, end, fields=self.fields)
+            self.rate_hz = _rate_of(res) or self.rate_hz
             sig = res["signals"]
             n = None
             for f in self.fields:
@@ -108,9 +156,15 @@ class _Collector:
 class JoulescopeMonitor(PowerMonitor):
     def __init__(self, *, serial_number: str | None = None, driver: Any = None,
                  timeout_s: float = 2.0, marker_channel: int | None = 0) -> None:
-        if marker_channel is not None and marker_channel not in _MARKER_ROUTE:
-            raise InstrumentError("Joulescope marker_channel must be 0 (GPI0) or 1 (GPI1)")
         super().__init__(timeout_s=timeout_s, marker_channel=marker_channel)
+        if marker_channel is not None and marker_channel not in _MARKER_ROUTE:
+            raise InstrumentError("Joulescope marker_channel must be 0 (GPI0), 1 (GPI1) or "
+                                  f"none, got {marker_channel!r}")
+        if serial_number is not None and not isinstance(serial_number, str):
+            raise InstrumentError(f"Joulescope serial_number must be text, got "
+                                  f"{serial_number!r}")
+        self.model: Model | None = None
+        self.model_name = ""
         self.serial_number = serial_number
         self._driver = driver
         self._dev: Any = None
@@ -149,6 +203,14 @@ class JoulescopeMonitor(PowerMonitor):
                                   + "): give serial_number=")
         self._dev = devices[0]
         self.serial_number = _serial_of(self._dev)
+        self.model_name = _model_of(self._dev)
+        if self.model_name not in MODELS:
+            raise InstrumentError(f"{self.describe()}: unknown Joulescope model "
+                                  f"{self.model_name!r}; known: {', '.join(MODELS)}")
+        self.model = MODELS[self.model_name]
+        if hasattr(self._dev, "buffer_duration"):  # the package: before open allocates it
+            self._call("parameter_set('buffer_duration')", self._dev.parameter_set,
+                       "buffer_duration", BUFFER_DURATION_S)
         self._call("open", self._dev.open)
 
     def _do_close(self) -> None:
@@ -162,16 +224,22 @@ class JoulescopeMonitor(PowerMonitor):
             fields.append(_MARKER_ROUTE[self.marker_channel][0])
         return fields
 
-    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> None:
+    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> float:
+        assert self.model is not None
         rate = int(round(sample_rate_hz))
         if rate not in SAMPLING_FREQUENCIES or abs(rate - sample_rate_hz) > 1e-9:
             raise InstrumentError(f"{self.describe()}: sample rate {sample_rate_hz} Hz not one"
                                   f" of {list(SAMPLING_FREQUENCIES)}")
-        if not 0 < voltage_v <= 15:
-            raise InstrumentError(f"{self.describe()}: {voltage_v} V outside 0..15 V")
+        rate = min(rate, self.model.max_rate_hz)  # what this model outputs at most
+        fits = sorted((full, name) for name, full in self.model.v_ranges.items()
+                      if voltage_v * V_RANGE_HEADROOM <= full)
+        if not voltage_v > 0 or not fits:
+            raise InstrumentError(f"{self.describe()}: {voltage_v} V outside the "
+                                  f"{self.model_name.upper()}'s voltage ranges "
+                                  f"{sorted(self.model.v_ranges)}")
         settings: list[tuple[str, Any]] = [
             ("i_range", "auto"),
-            ("v_range", "5V" if voltage_v <= 5 else "15V"),  # finer range where it fits
+            ("v_range", fits[0][1]),  # the finest range that holds the supply
             ("sampling_frequency", rate),
         ]
         if self.marker_channel is not None:
@@ -179,6 +247,9 @@ class JoulescopeMonitor(PowerMonitor):
         for name, value in settings:
             self._call(f"parameter_set({name!r}, {value!r})", self._dev.parameter_set,
                        name, value)
+        # The instrument's word on its output rate wins over our arithmetic.
+        told = getattr(self._dev, "output_sampling_frequency", None)
+        return float(told) if isinstance(told, int | float) and told > 0 else float(rate)
 
     def _do_start(self) -> None:
         self._collector = _Collector(self._fields())
@@ -189,6 +260,13 @@ class JoulescopeMonitor(PowerMonitor):
             self._call("stop", self._dev.stop)
             raise InstrumentTimeout(f"{self.describe()}: no samples within "
                                     f"{self.timeout_s:g} s of start()")
+
+    def _received_s(self) -> float | None:
+        col = self._collector
+        if col is None or col.next_id is None or col.first_id is None:
+            return None
+        rate = col.rate_hz or self.sample_rate_hz
+        return (col.next_id - col.first_id) / rate if rate else None
 
     def _do_stop(self) -> Trace:
         assert self._collector is not None
@@ -204,11 +282,14 @@ class JoulescopeMonitor(PowerMonitor):
         ids = np.concatenate(col.ids)
         n = min(len(ids), *(len(v) for v in cols.values()))
         return self._trace(ids[:n], {f: v[:n] for f, v in cols.items()},
-                           {"driver_overrun_samples": col.overrun})
+                           {"driver_overrun_samples": col.overrun}, col.rate_hz)
 
     def _trace(self, ids: np.ndarray, cols: dict[str, np.ndarray],
-               meta: dict[str, Any]) -> Trace:
-        rate = float(self.sample_rate_hz or 1.0)
+               meta: dict[str, Any], stated_rate_hz: float | None = None) -> Trace:
+        rate = float(stated_rate_hz or self.sample_rate_hz or 1.0)
+        if stated_rate_hz and self.sample_rate_hz and stated_rate_hz != self.sample_rate_hz:
+            meta = {**meta, "configured_rate_hz": self.sample_rate_hz}
+        meta = {**meta, "model": self.model_name}
         ok = np.isfinite(cols["current"]) & np.isfinite(cols["voltage"])
         meta = {**meta, "missing_samples": int(np.count_nonzero(~ok)),
                 "nominal_voltage_v": self.voltage_v}
@@ -257,6 +338,7 @@ class JoulescopeMonitor(PowerMonitor):
             raise InstrumentError(f"{self.describe()}: read() returned no {exc} signal"
                                   ) from exc
         n = min(len(v) for v in cols.values())
-        trace = self._trace(np.arange(n), {f: v[:n] for f, v in cols.items()}, {})
+        trace = self._trace(np.arange(n), {f: v[:n] for f, v in cols.items()}, {},
+                            _rate_of(res))
         trace.marker_channel = self.marker_channel
         return trace

@@ -70,12 +70,21 @@ def decode_value(text: str) -> float | None:
 
 @register_monitor("lpm01a")
 class LPM01AMonitor(PowerMonitor):
+    """The LPM01A supplies the board (1.8..3.3 V, sourced: set, not measured) and measures
+    its current. Dynamic mode (the one streaming here) measures 100 nA .. 50 mA, with
+    overcurrent protection from 59 mA (ST UM2243 rev 2, "Dynamic current measurement
+    principle"): `check_current` compares the board's modelled current with that."""
+
+    current_range_a = (100e-9, 50e-3)
+
     def __init__(self, port: str, *, timeout_s: float = 2.0, trigger: str = "sw",
-                 marker_channel: None = None) -> None:
+                 marker_channel: int | None = None) -> None:
         if marker_channel is not None:
             raise InstrumentError("LPM01A has no logic inputs: use host marks, or "
                                   "trigger='d7' to start on the firmware's GPIO edge")
         super().__init__(timeout_s=timeout_s, marker_channel=None)
+        if not isinstance(port, str) or not port:
+            raise InstrumentError(f"LPM01A port must be a device path or URL, got {port!r}")
         if trigger not in ("sw", "d7"):
             raise InstrumentError(f"LPM01A trigger must be 'sw' or 'd7', got {trigger!r}")
         self.port = port
@@ -85,6 +94,16 @@ class LPM01AMonitor(PowerMonitor):
 
     def describe(self) -> str:
         return f"LPM01A on {self.port}"
+
+    @property
+    def supplies_target(self) -> bool:
+        return True
+
+    @property
+    def powers_target_only_while_running(self) -> bool:
+        # The PowerShield switches its output to the target on with `start` (and off
+        # at the end of the acquisition): the board is dead outside an acquisition.
+        return True
 
     def _send(self, line: str) -> None:
         assert self._ser is not None
@@ -153,7 +172,7 @@ class LPM01AMonitor(PowerMonitor):
             self._ser.close()
             self._ser = None
 
-    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> None:
+    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> float:
         mv = round(voltage_v * 1000)
         if not VOLT_RANGE_MV[0] <= mv <= VOLT_RANGE_MV[1]:
             raise InstrumentError(f"{self.describe()}: voltage {voltage_v} V outside "
@@ -169,6 +188,7 @@ class LPM01AMonitor(PowerMonitor):
         for cmd in (f"volt {mv}m", f"freq {FREQS[rate]}", "acqtime 0", "format ascii_dec",
                     "output current", f"trigsrc {self.trigger}"):
             self.command(cmd)
+        return float(rate)
 
     def _do_start(self) -> None:
         self.command("start")
@@ -184,7 +204,8 @@ class LPM01AMonitor(PowerMonitor):
         rate = float(self.sample_rate_hz or 1.0)
         return Trace(t_s=np.arange(len(values)) / rate, current_a=np.asarray(values),
                      voltage_v=float(self.voltage_v or 0.0), instrument=self.describe(),
-                     sample_rate_hz=rate, voltage_measured=False, meta=meta)
+                     sample_rate_hz=rate, voltage_measured=False,
+                     meta={**meta, "voltage": "sourced"})
 
     def _parse_stream(self, lines: list[str]) -> tuple[list[float], dict[str, object]]:
         values: list[float] = []

@@ -20,12 +20,34 @@ ppk2-api-python; no code taken from either):
 - Current in A for range r: x = (4·adc − O_r) · (1.8 / 163840) / R_r;
   I = UG_r · (x · (GS_r · x + GI_r) + S_r · V_dd + I_r), V_dd in volts.
 
+DUT power: the PPK2's DUT power switch (DeviceRunningSet 0x0C 0x01) gates the path to the
+DUT in *both* modes. Nordic's app sends it in ampere mode too, and Nordic's documentation
+says ampere mode turns "Enable power output" on by default; without it the board behind a
+PPK2 in ampere mode is unpowered and reads ~0 A. So `power_dut=True` (default) sends it
+after the mode and regulator commands in either mode. At close, source mode switches the
+DUT off again (the PPK2 was its supply); ampere mode leaves the path on, so the board keeps
+running from its own supply.
+
 Uncertain, and said so where it matters below: that the counter steps once per sample
 (Nordic's loss detector assumes it; we check it, `counter_check=False` turns that off);
 that RegulatorSet also matters in ampere mode (we send it: Nordic's app does, and the S_r
 term needs V_dd anyway); the USB baud rate is ignored by CDC (Nordic opens 115200).
-We do not apply Nordic's post-range-switch spike filter (a display smoothing of the three
-samples after a shunt change); raw samples integrate the same charge up to that transient.
+
+Why a driver of our own and not PyPI `ppk2-api` (0.9.2, read for this decision): it opens
+its own `serial.Serial(port)` (no socket:// or rfc2217:// URLs, so no remote bench); it
+ignores the rolling counter (lost USB data silently shortens the time axis), maps range
+codes 5..7 to range 4, drops a sample it cannot convert after printing "Measurement
+outside of range!", and returns None from a metadata parse that failed; it decodes in a
+Python loop per sample and always applies the spike filter. Ours checks all of that and
+says so (see decode_samples). The command bytes and decoding agree with it (issue 19:
+all 4,201 voltage settings byte-identical, currents within 2e-15 relative).
+
+Spike filter: Nordic's app (and ppk2-api) smooth the few samples after each shunt-range
+switch, where the analogue front end settles. Decision: not applied. The filter replaces
+measured samples by a moving average whose effect on a window's charge depends on the
+unknown transient; we integrate the calibrated samples as measured and report the number
+of range switches per trace (`meta["range_switches"]`), which bounds the exposure
+(each switch touches ~3 samples = 30 us at 100 kS/s).
 """
 
 from __future__ import annotations
@@ -115,7 +137,8 @@ def decode_samples(data: bytes, cal: dict[str, np.ndarray], vdd_v: float, *,
     """(sample index, current A, logic byte, stats) from the raw stream."""
     n = len(data) // 4
     raw = np.frombuffer(data[: n * 4], dtype="<u4")
-    stats = {"trailing_bytes": len(data) - n * 4, "missing_samples": 0, "bad_range": 0}
+    stats = {"trailing_bytes": len(data) - n * 4, "missing_samples": 0, "bad_range": 0,
+             "range_switches": 0}
     if n == 0:
         empty = np.zeros(0)
         return empty.astype(np.int64), empty, empty.astype(np.uint8), stats
@@ -144,6 +167,7 @@ def decode_samples(data: bytes, cal: dict[str, np.ndarray], vdd_v: float, *,
         raise InstrumentError(f"{who}: {stats['bad_range']} of {n} samples carry range "
                               "5..7, which a PPK2 does not have: stream corrupt")
     adc, rng, index, logic = adc[ok], rng[ok], index[ok], logic[ok]
+    stats["range_switches"] = int(np.count_nonzero(np.diff(rng))) if len(rng) > 1 else 0
     x = (adc - cal["o"][rng]) * (ADC_MULT / cal["r"][rng])
     current = cal["ug"][rng] * (x * (cal["gs"][rng] * x + cal["gi"][rng])
                                 + cal["s"][rng] * vdd_v + cal["i"][rng])
@@ -171,17 +195,26 @@ def decimate(index: np.ndarray, current: np.ndarray, logic: np.ndarray, factor: 
 @register_monitor("ppk2")
 class PPK2Monitor(PowerMonitor):
     """`mode="ampere"`: PPK2 in series with the board's own supply (voltage_v is the
-    expected supply, used for energy and the S_r term). `mode="source"`: the PPK2 powers
-    the DUT at voltage_v."""
+    board's supply voltage, *assumed*: used for energy and the S_r term, not measured).
+    `mode="source"`: the PPK2 powers the DUT at voltage_v (sourced, not measured)."""
+
+    #: PPK2 measurement range (Nordic: 200 nA .. 1 A)
+    current_range_a = (200e-9, 1.0)
 
     def __init__(self, port: str, *, mode: str = "ampere", timeout_s: float = 2.0,
                  marker_channel: int | None = 0, counter_check: bool = True,
                  power_dut: bool = True) -> None:
         super().__init__(timeout_s=timeout_s, marker_channel=marker_channel)
+        if not isinstance(port, str) or not port:
+            raise InstrumentError(f"PPK2 port must be a device path or URL, got {port!r}")
         if mode not in POWER_MODE:
             raise InstrumentError(f"PPK2 mode must be one of {sorted(POWER_MODE)}, got {mode!r}")
         if marker_channel is not None and not 0 <= marker_channel <= 7:
-            raise InstrumentError("PPK2 marker_channel must be 0..7 (logic port D0..D7)")
+            raise InstrumentError("PPK2 marker_channel must be 0..7 (logic port D0..D7) or "
+                                  f"none, got {marker_channel!r}")
+        for name, flag in (("counter_check", counter_check), ("power_dut", power_dut)):
+            if not isinstance(flag, bool):
+                raise InstrumentError(f"PPK2 {name} must be true or false, got {flag!r}")
         self.port = port
         self.mode = mode
         self.counter_check = counter_check
@@ -194,6 +227,10 @@ class PPK2Monitor(PowerMonitor):
 
     def describe(self) -> str:
         return f"PPK2 on {self.port}"
+
+    @property
+    def supplies_target(self) -> bool:
+        return self.mode == "source" and self.power_dut
 
     def _write(self, *cmd: int) -> None:
         assert self._ser is not None
@@ -234,7 +271,7 @@ class PPK2Monitor(PowerMonitor):
             self._ser.close()
             self._ser = None
 
-    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> None:
+    def _do_configure(self, voltage_v: float, sample_rate_hz: float) -> float:
         mv = round(voltage_v * 1000)
         if not VDD_RANGE_MV[0] <= mv <= VDD_RANGE_MV[1]:
             raise InstrumentError(f"{self.describe()}: voltage {voltage_v} V outside "
@@ -247,8 +284,9 @@ class PPK2Monitor(PowerMonitor):
         self._factor = int(round(factor))
         self._write(CMD_SET_POWER_MODE, POWER_MODE[self.mode])
         self._write(CMD_REGULATOR_SET, mv >> 8, mv & 0xFF)
-        if self.mode == "source" and self.power_dut:
+        if self.power_dut:  # both modes: the switch gates the DUT path (module docstring)
             self._write(CMD_DEVICE_RUNNING_SET, 1)
+        return NATIVE_RATE_HZ / self._factor
 
     def _do_start(self) -> None:
         assert self._reader is not None
@@ -257,6 +295,11 @@ class PPK2Monitor(PowerMonitor):
         # Fail now, not at stop(), if nothing streams: the usual cause is a wrong port.
         self._reader.wait_for(lambda b: len(b) >= 4, self.timeout_s,
                               "samples after AverageStart (0x06)")
+
+    def _received_s(self) -> float | None:
+        if self._reader is None:
+            return None
+        return self._reader.size() / 4 / NATIVE_RATE_HZ
 
     def _do_stop(self) -> Trace:
         assert self._reader is not None and self.calibration is not None
@@ -274,4 +317,5 @@ class PPK2Monitor(PowerMonitor):
                      sample_rate_hz=NATIVE_RATE_HZ / self._factor, digital=bits,
                      voltage_measured=False,
                      meta={**stats, "native_samples": int(len(index)), "mode": self.mode,
-                           "decimation": self._factor})
+                           "decimation": self._factor,
+                           "voltage": "sourced" if self.mode == "source" else "assumed"})

@@ -7,7 +7,9 @@ read(contiguous_duration=..., out_format=..., fields=...).
 
 Physics: the DUT current follows a `Waveform`; the measured voltage sags by
 `burden_ohm · I` (so a host that ignored the measured voltage would be caught); an LSB not
-routed to a GPI carries ADC noise (random bits), as on the real instrument.
+routed to a GPI carries ADC noise (random bits), as on the real instrument. `model`
+"js220" behaves as the package's JS220: voltage ranges 15V / 2V, output rate clamped to
+1 MHz. A live `logic=` input (`rig.profile.monitors.sim.logic`) drives GPI0/GPI1.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ from typing import Any
 
 import numpy as np
 
+from rig.profile.monitors.sim.logic import LAG_S, LogicInput
 from rig.profile.monitors.sim.waveform import Waveform
 
 _PARAMS: dict[str, tuple[Any, ...]] = {
@@ -33,7 +36,8 @@ _PARAMS: dict[str, tuple[Any, ...]] = {
 
 
 class SimStreamBuffer:
-    def __init__(self) -> None:
+    def __init__(self, rate_hz: float = 0.0) -> None:
+        self.rate_hz = rate_hz
         self._lock = threading.Lock()
         self._cols: dict[str, list[np.ndarray]] = {}
         self.sample_id_range = (0, 0)
@@ -56,7 +60,8 @@ class SimStreamBuffer:
         with self._lock:
             flat = {k: np.concatenate(v) for k, v in self._cols.items()}
         units = {"current": "A", "voltage": "V", "current_lsb": "", "voltage_lsb": ""}
-        return {"time": {"sample_id_range": {"value": [start, stop], "units": "samples"}},
+        return {"time": {"sample_id_range": {"value": [start, stop], "units": "samples"},
+                         "sampling_frequency": {"value": self.rate_hz, "units": "Hz"}},
                 "signals": {f: {"value": flat[f][start:stop], "units": units[f]}
                             for f in fields}}
 
@@ -64,6 +69,7 @@ class SimStreamBuffer:
 class SimJoulescopeDevice:
     def __init__(self, driver: SimJoulescopeDriver, serial: str) -> None:
         self.driver = driver
+        self.model = driver.model
         self.device_serial_number = serial
         self.params: dict[str, Any] = {"i_range": "off", "v_range": "15V",
                                        "current_lsb": "normal", "voltage_lsb": "normal",
@@ -93,22 +99,34 @@ class SimJoulescopeDevice:
             raise RuntimeError("device not open")
         if name not in _PARAMS:
             raise KeyError(name)
-        if value not in _PARAMS[name]:
+        allowed = _PARAMS[name]
+        if name == "v_range" and self.model == "js220":
+            allowed = ("15V", "2V")
+        if value not in allowed:
             raise ValueError(f"{name}: {value!r} not allowed")
+        if name == "sampling_frequency" and self.model == "js220":
+            value = min(int(value), 1_000_000)  # as the package's JS220 does
         self.params[name] = value
         self.param_log.append((name, value))
 
+    @property
+    def output_sampling_frequency(self) -> int:
+        return int(self.params["sampling_frequency"])
+
     # -- sample generation ---------------------------------------------------------------
 
-    def _generate(self, first: int, n: int) -> dict[str, np.ndarray]:
+    def _generate(self, first: int, n: int, t0_abs: float = 0.0) -> dict[str, np.ndarray]:
         rate = float(self.params["sampling_frequency"])
         t = (first + np.arange(n)) / rate
+        wave = self.driver.waveform
+        t_wave = t + t0_abs if getattr(wave, "absolute_time", False) else t
         if self.params["i_range"] == "off":
             i = np.zeros(n)
         else:
-            i = self.driver.waveform.current(t).astype(np.float64)
+            i = wave.current(t_wave).astype(np.float64)
         v = self.driver.voltage_v - self.driver.burden_ohm * i
-        logic = self.driver.waveform.logic(t)
+        logic = (self.driver.logic.levels(t + t0_abs) if self.driver.logic is not None
+                 else wave.logic(t_wave))
         cols = {"current": i.astype(np.float32), "voltage": v.astype(np.float32)}
         for field in ("current_lsb", "voltage_lsb"):
             route = self.params[field]
@@ -123,14 +141,17 @@ class SimJoulescopeDevice:
 
     def _stream(self) -> None:
         rate = float(self.params["sampling_frequency"])
+        self.stream_buffer.rate_hz = rate
+        live = self.driver.logic is not None or getattr(self.driver.waveform,
+                                                         "absolute_time", False)
         t0 = time.monotonic()
         sent = 0
         while self._run.is_set():
             time.sleep(0.005)
-            due = int((time.monotonic() - t0) * rate)
+            due = int((time.monotonic() - (LAG_S if live else 0.0) - t0) * rate)
             if due <= sent or self.driver.fault == "stall":
                 continue
-            self.stream_buffer.append(self._generate(sent, due - sent))
+            self.stream_buffer.append(self._generate(sent, due - sent, t0))
             sent = due
             for obj in list(self._objs):
                 if getattr(obj, "driver_active", True) and obj.stream_notify(self.stream_buffer):
@@ -172,7 +193,7 @@ class SimJoulescopeDevice:
         cols = self._generate(0, n)
         if out_format in (None, "calibrated"):
             return np.stack([cols["current"], cols["voltage"]], axis=1)
-        buf = SimStreamBuffer()
+        buf = SimStreamBuffer(float(self.params["sampling_frequency"]))
         buf.append(cols)
         return buf.samples_get(0, n, fields)
 
@@ -183,8 +204,11 @@ class SimJoulescopeDriver:
     | "nan" (20 missing samples, reported as NaN)."""
 
     def __init__(self, waveform: Waveform, voltage_v: float = 3.3, burden_ohm: float = 2.0,
-                 fault: str | None = None, serials: tuple[str, ...] = ("000415",)) -> None:
+                 fault: str | None = None, serials: tuple[str, ...] = ("000415",),
+                 model: str = "js110", logic: LogicInput | None = None) -> None:
         self.waveform = waveform
+        self.model = model
+        self.logic = logic
         self.voltage_v = voltage_v
         self.burden_ohm = burden_ohm
         self.fault = fault

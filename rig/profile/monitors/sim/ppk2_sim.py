@@ -3,12 +3,18 @@ out, paced in real time at 100 kS/s. Written from the protocol description (see
 rig/profile/monitors/ppk2.py), as the inverse of the host-side decoding: it picks the
 most sensitive range that holds the current (as the PPK2's auto-ranging does) and inverts
 the calibration polynomial to an ADC code.
+
+The DUT power switch is modelled: until the host sends DeviceRunningSet 0x0C 0x01 (and
+after 0x0C 0x00) the DUT is unpowered in either mode: it draws no current and drives no
+logic line. A live logic input (`logic=`, e.g. an `EdgeQueue` a board twin's marker GPIO
+drives) replaces the waveform's logic bits; see `rig.profile.monitors.sim.logic`.
 """
 
 from __future__ import annotations
 
 import numpy as np
 
+from rig.profile.monitors.sim.logic import LAG_S, LogicInput
 from rig.profile.monitors.sim.pty_server import PtyServer
 from rig.profile.monitors.sim.waveform import Waveform
 
@@ -70,9 +76,12 @@ class PPK2Sim(PtyServer):
 
     name = "ppk2"
 
-    def __init__(self, waveform: Waveform, fault: str | None = None) -> None:
+    def __init__(self, waveform: Waveform, fault: str | None = None,
+                 logic: LogicInput | None = None) -> None:
         super().__init__()
         self.waveform = waveform
+        self.logic = logic
+        self._live = logic is not None or getattr(waveform, "absolute_time", False)
         self.fault = fault
         self.vdd_mv = 0
         self.power_mode = 0
@@ -124,18 +133,28 @@ class PPK2Sim(PtyServer):
         elif op == 0x07:
             self.running = False
 
+    @property
+    def dut_powered(self) -> bool:
+        """The DUT power switch is on (and, in source mode, a voltage was set)."""
+        return self.dut_on and (self.power_mode != 2 or self.vdd_mv > 0)
+
     def tick(self, now: float) -> None:
         if not self.running or self.fault == "stall":
             return
         if self._t_start == 0.0:
             self._t_start = now
-        due = int((now - self._t_start) * RATE)
+        due = int((now - (LAG_S if self._live else 0.0) - self._t_start) * RATE)
         n = min(due - self._sent, 5000)
         if n <= 0:
             return
         t = (self._sent + np.arange(n)) / RATE
-        words = encode(self.waveform.current(t), self.waveform.logic(t), self._sent,
-                       self.vdd_mv / 1000.0)
+        t_wave = t + self._t_start if getattr(self.waveform, "absolute_time", False) else t
+        current = self.waveform.current(t_wave)
+        logic = (self.logic.levels(t + self._t_start) if self.logic is not None
+                 else self.waveform.logic(t_wave))
+        if not self.dut_powered:
+            current, logic = np.zeros(n), np.zeros(n, dtype=np.uint8)
+        words = encode(current, logic, self._sent, self.vdd_mv / 1000.0)
         if self.fault == "drop":
             for b in self.DROP_AT:  # three samples lost in transit at each of these
                 if self._sent <= b < self._sent + n - 3:
