@@ -197,87 +197,27 @@ static inline int tr_nn_ctx_ok(const tr_nn_context *ctx, int32_t need)
 }
 
 /* Argument checks and batch loop of the fully-connected kernels
- * (tr_fully_connected_s8.c: quant_stride 0, tr_fully_connected_per_channel_s8.c: 1):
- * output r of every batch is requantized with mult/shift[r * quant_stride]. */
-static inline tr_nn_status tr_nn_fc_s8(const tr_nn_context *ctx, const tr_nn_fc_params *fc_params,
-                                       const int32_t *mult, const int32_t *shift,
-                                       int32_t quant_stride, const tr_nn_dims *input_dims,
-                                       const int8_t *input_data, const tr_nn_dims *filter_dims,
-                                       const int8_t *filter_data, const int32_t *bias_data,
-                                       const tr_nn_dims *output_dims, int8_t *output_data)
-{
-    const int32_t cols = filter_dims->n;
-    const int32_t rows = output_dims->c;
-    const int32_t batches = input_dims->n;
-    if (cols <= 0 || rows <= 0 || batches <= 0 || filter_dims->c != rows ||
-        fc_params->filter_offset != 0 || tr_nn_bad_offset_in(fc_params->input_offset) ||
-        tr_nn_bad_offset_out(fc_params->output_offset) || tr_nn_bad_act(&fc_params->activation))
-        return TR_NN_ARG_ERROR;
-    if (!tr_nn_ctx_ok(ctx, tr_nn_vec_mat_ext_bytes(cols)))
-        return TR_NN_ARG_ERROR;
-    const int32_t n_shift = quant_stride ? rows : 1;
-    for (int32_t r = 0; r < n_shift; r++)
-        if (shift[r] < -31 || shift[r] > 30)
-            return TR_NN_ARG_ERROR;
-    uint32_t *ext = ctx ? (uint32_t *)ctx->buf : NULL;
-    for (int32_t b = 0; b < batches; b++) {
-        tr_nn_vec_mat_mult_t_s8(input_data, filter_data, bias_data, output_data,
-                                fc_params->input_offset, fc_params->output_offset, mult, shift,
-                                quant_stride, cols, rows, fc_params->activation.min,
-                                fc_params->activation.max, ext);
-        input_data += cols;
-        output_data += rows;
-    }
-    return TR_NN_SUCCESS;
-}
+ * (tr_fully_connected_common_s8.c; tr_fully_connected_s8.c passes quant_stride 0,
+ * tr_fully_connected_per_channel_s8.c 1): output r of every batch is requantized with
+ * mult/shift[r * quant_stride]. */
+tr_nn_status tr_nn_fc_s8(const tr_nn_context *ctx, const tr_nn_fc_params *fc_params,
+                         const int32_t *mult, const int32_t *shift, int32_t quant_stride,
+                         const tr_nn_dims *input_dims, const int8_t *input_data,
+                         const tr_nn_dims *filter_dims, const int8_t *filter_data,
+                         const int32_t *bias_data, const tr_nn_dims *output_dims,
+                         int8_t *output_data);
 
-
-/* ---- shared pooling driver (tr_avgpool_s8.c, tr_maxpool_s8.c) -------------------------- */
-/* 1 if some window along one axis would hold no input element. */
-static inline int tr_nn_pool_empty_window(int32_t in, int32_t out, int32_t k, int32_t stride,
-                                          int32_t pad)
-{
-    return pad >= k || (out - 1) * stride - pad > in - 1;
-}
-
+/* ---- shared pooling driver (tr_pool_common_s8.c) --------------------------------------- */
 /* A pooling reduction: the unclamped output for channel c of the window rows [ya, yb),
  * columns [xa, xb) (never empty) of the HWC image `in` (width w, n_ch channels). */
 typedef int32_t (*tr_nn_pool_reduce_fn)(const int8_t *in, int32_t w, int32_t n_ch, int32_t c,
                                         int32_t ya, int32_t yb, int32_t xa, int32_t xb);
 
-/* Argument checks and window loops of the pooling kernels: every output is
- * clamp(reduce(window), activation). Inline, so `reduce` is a direct (inlined) call. */
-static inline tr_nn_status tr_nn_pool_s8(const tr_nn_pool_params *p,
-                                         const tr_nn_dims *input_dims, const int8_t *input_data,
-                                         const tr_nn_dims *filter_dims,
-                                         const tr_nn_dims *output_dims, int8_t *output_data,
-                                         tr_nn_pool_reduce_fn reduce)
-{
-    const int32_t N = input_dims->n, H = input_dims->h, W = input_dims->w, C = input_dims->c;
-    const int32_t KH = filter_dims->h, KW = filter_dims->w, OH = output_dims->h,
-                  OW = output_dims->w;
-    const int32_t sh = p->stride.h, sw = p->stride.w, ph = p->padding.h, pw = p->padding.w;
-    if (N <= 0 || H <= 0 || W <= 0 || C <= 0 || KH <= 0 || KW <= 0 || OH <= 0 || OW <= 0 ||
-        output_dims->c != C || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 ||
-        tr_nn_bad_act(&p->activation) || tr_nn_pool_empty_window(H, OH, KH, sh, ph) ||
-        tr_nn_pool_empty_window(W, OW, KW, sw, pw))
-        return TR_NN_ARG_ERROR;
-
-    for (int32_t n = 0; n < N; n++) {
-        const int8_t *in = input_data + (uint32_t)n * (uint32_t)(H * W * C);
-        for (int32_t oy = 0; oy < OH; oy++) {
-            const int32_t y0 = oy * sh - ph;
-            const int32_t ya = y0 < 0 ? 0 : y0, yb = y0 + KH > H ? H : y0 + KH;
-            for (int32_t ox = 0; ox < OW; ox++) {
-                const int32_t x0 = ox * sw - pw;
-                const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + KW > W ? W : x0 + KW;
-                for (int32_t c = 0; c < C; c++)
-                    *output_data++ = tr_nn_clamp_s8(reduce(in, W, C, c, ya, yb, xa, xb),
-                                                    p->activation.min, p->activation.max);
-            }
-        }
-    }
-    return TR_NN_SUCCESS;
-}
+/* Argument checks and window loops of the pooling kernels (tr_avgpool_s8.c,
+ * tr_maxpool_s8.c): every output is clamp(reduce(window), activation). */
+tr_nn_status tr_nn_pool_s8(const tr_nn_pool_params *p, const tr_nn_dims *input_dims,
+                           const int8_t *input_data, const tr_nn_dims *filter_dims,
+                           const tr_nn_dims *output_dims, int8_t *output_data,
+                           tr_nn_pool_reduce_fn reduce);
 
 #endif
