@@ -139,9 +139,10 @@ static const struct {
     const char *name;
     int hw, c, oc, k;
 } conv_shapes[] = {
-    {"8x8x1-k3-o8", 8, 1, 8, 3},      /* default backbone, layer 0 */
-    {"4x4x8-k1-o16", 4, 8, 16, 1},    /* default backbone, pointwise layer */
     {"16x16x16-k3-o32", 16, 16, 32, 3},
+    {"8x8x1-k3-o16", 8, 1, 16, 3},    /* a small first layer */
+    {"4x4x16-k1-o32", 4, 16, 32, 1},  /* pointwise */
+    {"4x4x8-k1-o16", 4, 8, 16, 1},    /* default backbone, pointwise layer */
 };
 
 static void run_fc(void)

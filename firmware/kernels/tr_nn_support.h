@@ -56,13 +56,42 @@ static inline int32_t tr_nn_rshift_round_nz(int32_t x, int32_t e)
     return (t >> e) + ((t >> (e - 1)) & 1);
 }
 
-static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+/* The general requantization (any x, mult, shift in [-31, 30]); tr_requantize.c. */
+int32_t tr_nn_requant_general(int32_t x, int32_t mult, int32_t shift);
+
+static inline int32_t tr_nn_requant_c(int32_t x, int32_t mult, int32_t shift)
 {
     if (shift > 0)
         return tr_nn_dhm((int32_t)((uint32_t)x << shift), mult);
     const int32_t h = tr_nn_dhm(x, mult);
     return shift < 0 ? tr_nn_rshift_round_nz(h, -shift) : h;
 }
+
+#if TR_NN_DSP
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b);
+/* The same result on the DSP path in about half the instructions, for the case every real
+ * layer is in (shift <= 0, 2x fits in int32): (2x·m + 2^31) >> 32 == (x·m + 2^30) >> 31 is
+ * one SMMULR and never the saturating case (|h| <= 2^30), and the rounding right shift of
+ * t = h - [h < 0] by e >= 1 is ((t >> (e - 1)) + 1) >> 1 (no overflow: |t| <= 2^30).
+ * Anything else goes to the general (out-of-line) form. */
+static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+{
+    int32_t x2;
+    if (__builtin_expect(shift <= 0 && !__builtin_add_overflow(x, x, &x2), 1)) {
+        const int32_t h = tr_nn_smmulr(x2, mult);
+        if (shift == 0)
+            return h;
+        const int32_t t = h + (h >> 31);
+        return ((t >> (~shift)) + 1) >> 1; /* ~shift == e - 1 */
+    }
+    return tr_nn_requant_general(x, mult, shift);
+}
+#else
+static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+{
+    return tr_nn_requant_c(x, mult, shift);
+}
+#endif
 
 static inline int8_t tr_nn_clamp_s8(int32_t v, int32_t lo, int32_t hi)
 {
@@ -107,6 +136,13 @@ static inline int32_t tr_nn_smlad(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t tr_nn_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+/* SMMULR (no ACLE intrinsic): (a·b + 2^31) >> 32. */
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 static inline int32_t tr_nn_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -157,6 +193,10 @@ static inline int32_t tr_nn_smlabb(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t tr_nn_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(tr_nn_hi16(a) * tr_nn_hi16(b)));
+}
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + (1ll << 31)) >> 32);
 }
 static inline uint32_t tr_nn_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
 static inline uint32_t tr_nn_sxtb16_ror8(uint32_t x) { return tr_nn_sxtb16(tr_nn_ror8(x)); }
