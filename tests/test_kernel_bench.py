@@ -1,6 +1,7 @@
 """The kernel benchmark (benchmarks/kernel_instructions.py) as a regression guard: the
-insn_window TCG plugin counts exactly, and our fully-connected kernel stays at or below
-Arm's published CMSIS-NN instruction counts on the Cortex-M4."""
+insn_window TCG plugin counts exactly, and our fully-connected and 3x3 convolution kernels
+stay at or below CMSIS-NN 99f736a's instruction counts (measured the same way) on the
+Cortex-M4. The pointwise shapes are still above CMSIS-NN's 1x1 fast path (issue 21)."""
 
 from __future__ import annotations
 
@@ -36,13 +37,20 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path, d
     return mod, build, mod.measure(build)
 
 
-def test_fully_connected_beats_cmsis_nn(bench: tuple[ModuleType, Path, dict]) -> None:
+#: Shapes where ours is not (yet) below CMSIS-NN: its arm_convolve_1x1_s8_fast path.
+NOT_YET = {"conv 4x4x16-k1-o32", "conv 4x4x8-k1-o16"}
+
+
+def test_beats_cmsis_nn(bench: tuple[ModuleType, Path, dict]) -> None:
     mod, _, res = bench
     rows = {r["shape"]: r for r in mod.table(res)}
-    for shape, published in mod.CMSIS_NN_PUBLISHED.items():
-        ours = rows[shape]["ours_dsp"]
-        assert ours <= published, f"{shape}: {ours:.3f} instructions/MAC > CMSIS-NN {published}"
+    assert set(rows) == set(mod.CMSIS_NN_REFERENCE)  # every shape has its CMSIS-NN figure
+    for shape, reference in mod.CMSIS_NN_REFERENCE.items():
         assert rows[shape]["ours_plain_c"] < rows[shape]["plain_c_int8"]
+        if shape in NOT_YET:
+            continue
+        ours = rows[shape]["ours_dsp"]
+        assert ours <= reference, f"{shape}: {ours:.3f} instructions/MAC > CMSIS-NN {reference}"
 
 
 def test_counts_are_exact_and_repeatable(bench: tuple[ModuleType, Path, dict]) -> None:

@@ -445,3 +445,27 @@ def test_pooling_rejects_empty_window(libs: list[Kernels]) -> None:
 def test_implementation_ids(libs: list[Kernels]) -> None:
     # both host builds are "ours"; the DSP one runs C models of the instructions
     assert [k.lib.tr_nn_implementation() for k in libs] == [0, 0]
+
+
+def test_int32_min_corner_saturates(libs: list[Kernels]) -> None:
+    """The one place the arithmetic differs from CMSIS-NN: accumulator and multiplier both
+    INT32_MIN. TFLite's reference (and the golden model) saturates the doubling high
+    multiply to INT32_MAX, so the output is 127; CMSIS-NN's non-saturating multiply gives
+    -128 there. Only a negative multiplier gets here, which TFLite never emits."""
+    mn = -(2**31)
+    x = np.zeros((1, 4), np.int8)  # (x + offset) * w == 0: the accumulator is the bias
+    w = np.ones((1, 4), np.int8)
+    bias = np.array([mn], np.int32)
+    for shift in (0, -1, -5):
+        want = G.fully_connected_s8(x, w, bias, np.array([mn], np.int32),
+                                    np.array([shift], np.int32), input_offset=0,
+                                    output_offset=0, act_min=-128, act_max=127)
+        assert want[0, 0] == 127
+        for k in libs:
+            ctx, _keep = k.scratch(64)
+            out = np.zeros((1, 1), np.int8)
+            assert k.lib.tr_fully_connected_s8(
+                ctx, FcParams(0, 0, 0, Act(-128, 127)), PerTensor(mn, shift), Dims(1, 1, 1, 4),
+                _i8(x), Dims(4, 1, 1, 1), _i8(w), Dims(1, 1, 1, 1), _i32(bias),
+                Dims(1, 1, 1, 1), _i8(out)) == SUCCESS
+            assert out[0, 0] == 127, (k.name, shift)

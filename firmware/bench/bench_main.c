@@ -6,12 +6,17 @@
  *
  * Cases: our fully-connected and convolution kernels (the build decides DSP or plain C:
  * see Makefile), a plain-C int8 reference loop (what a straightforward implementation
- * compiles to) and a plain-C float32 loop, on the shapes Arm publishes for CMSIS-NN. */
+ * compiles to) and a plain-C float32 loop. Built with BENCH_CMSIS_NN (make
+ * CMSIS_NN_ROOT=..., a CMSIS-NN copy the user supplies) the image runs Arm's
+ * arm_fully_connected_s8 / arm_convolve_wrapper_s8 on the same shapes and data instead. */
 #include <stdint.h>
 
 #include "bench.h"
 #include "tr_nn.h"
 #include "tr_nn_support.h"
+#ifdef BENCH_CMSIS_NN
+#include <arm_nnfunctions.h>
+#endif
 
 __attribute__((noipa, used)) void bench_begin(void) { __asm__ volatile(""); }
 __attribute__((noipa, used)) void bench_end(void) { __asm__ volatile(""); }
@@ -82,6 +87,17 @@ static void put_case(const char *name, uint32_t macs)
     *p = 0;
     bench_puts(line);
 }
+
+#ifdef BENCH_CMSIS_NN
+static void name_of(char *dst, const char *prefix, const char *shape)
+{
+    while (*prefix)
+        *dst++ = *prefix++;
+    while (*shape)
+        *dst++ = *shape++;
+    *dst = 0;
+}
+#endif
 
 /* ---- plain-C references ------------------------------------------------------------------ */
 __attribute__((noinline)) static void ref_fc_s8(const int8_t *x, const int8_t *w, const int32_t *b,
@@ -221,14 +237,60 @@ static void run_conv(void)
     }
 }
 
+#ifdef BENCH_CMSIS_NN
+/* Arm's kernels on the same shapes, data and parameters. */
+static void run_cmsis(void)
+{
+    char name[48];
+    for (unsigned i = 0; i < sizeof fc_shapes / sizeof fc_shapes[0]; i++) {
+        const int cols = fc_shapes[i].cols, rows = fc_shapes[i].rows;
+        const cmsis_nn_fc_params fp = {3, 0, -5, {-128, 127}};
+        const cmsis_nn_per_tensor_quant_params q = {mult[0], shift[0]};
+        const cmsis_nn_dims in_d = {1, 1, 1, cols}, f_d = {cols, 1, 1, rows},
+                            b_d = {1, 1, 1, rows}, o_d = {1, 1, 1, rows};
+        const cmsis_nn_context ctx = {scratch, arm_fully_connected_s8_get_buffer_size(&f_d)};
+        name_of(name, "cmsis_fc_s8/", fc_shapes[i].name);
+        put_case(name, (uint32_t)(cols * rows));
+        bench_begin();
+        arm_fully_connected_s8(&ctx, &fp, &q, &in_d, input, &f_d, weights, &b_d, bias, &o_d,
+                               output);
+        bench_end();
+    }
+    for (unsigned i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
+        const int hw = conv_shapes[i].hw, c = conv_shapes[i].c, oc = conv_shapes[i].oc,
+                  k = conv_shapes[i].k, pad = k / 2;
+        const cmsis_nn_conv_params cp = {7, -3, {1, 1}, {pad, pad}, {1, 1}, {-128, 127}};
+        const cmsis_nn_per_channel_quant_params q = {mult, shift};
+        const cmsis_nn_dims in_d = {1, hw, hw, c}, f_d = {oc, k, k, c}, b_d = {1, 1, 1, oc},
+                            o_d = {1, hw, hw, oc};
+        const int32_t need = arm_convolve_wrapper_s8_get_buffer_size(&cp, &in_d, &f_d, &o_d);
+        if (need > (int32_t)sizeof scratch) {
+            bench_puts("scratch too small\n");
+            bench_exit(1);
+        }
+        const cmsis_nn_context ctx = {scratch, need};
+        name_of(name, "cmsis_conv_s8/", conv_shapes[i].name);
+        put_case(name, (uint32_t)(hw * hw * oc * k * k * c));
+        bench_begin();
+        arm_convolve_wrapper_s8(&ctx, &cp, &q, &in_d, input, &f_d, weights, &b_d, bias, &o_d,
+                                output);
+        bench_end();
+    }
+}
+#endif
+
 int main(void)
 {
     fill();
     put_case("empty", 0);
     bench_begin();
     bench_end();
+#ifdef BENCH_CMSIS_NN
+    run_cmsis();
+#else
     run_fc();
     run_conv();
+#endif
     bench_puts("done\n");
     return 0;
 }
