@@ -125,7 +125,7 @@ def measure(build_dir: Path | None = None,
             cmsis_nn_root: Path | None = None) -> dict[str, list[Case]]:
     """Build and run every variant: {'dsp': cases, 'c': cases[, 'cmsis': cases]}."""
     owned = build_dir is None
-    d = Path(tempfile.mkdtemp(prefix="tinyrig-bench-build-")) if owned else build_dir
+    d = build_dir if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinyrig-bench-"))
     try:
         paths = build(d, cmsis_nn_root)
         return {variant: run(paths[variant], paths["plugin"])
@@ -202,7 +202,8 @@ def main() -> int:
           " f32: straightforward loops in firmware/bench/bench_main.c;")
     print(f"CMSIS-NN: {cmsis_label} (arm_fully_connected_s8, arm_convolve_wrapper_s8);"
           f" target: ours/CMSIS <= {TARGET_RATIO}")
-    over = [r["shape"] for r in rows if r["ratio"] is not None and r["ratio"] > TARGET_RATIO]
+    over = [r["shape"] for r in rows
+            if isinstance(r["ratio"], float) and r["ratio"] > TARGET_RATIO]
     print(f"shapes above {TARGET_RATIO}: {', '.join(map(str, over)) or 'none'}")
     if args.json:
         args.json.write_text(json.dumps({"cmsis_nn": cmsis_label, "rows": rows, "cases": {

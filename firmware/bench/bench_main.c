@@ -30,6 +30,7 @@ __attribute__((noipa, used)) void bench_end(void) { __asm__ volatile(""); }
 static int8_t weights[MAX_W];
 static int8_t input[MAX_IN];
 static int8_t output[MAX_OUT];
+static int8_t output_ref[MAX_OUT];
 static int32_t bias[MAX_CH];
 static int32_t mult[MAX_CH];
 static int32_t shift[MAX_CH];
@@ -98,6 +99,26 @@ static void name_of(char *dst, const char *prefix, const char *shape)
     *dst = 0;
 }
 #endif
+
+/* Our kernel's output (saved in output_ref by the caller's order: kernel first, then the
+ * reference into `output`) must equal the plain-C reference loop's: a wrong fast path
+ * fails the benchmark instead of looking fast. */
+static void check_same(const char *name, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (output[i] != output_ref[i]) {
+            bench_puts("mismatch ");
+            bench_puts(name);
+            bench_puts("\n");
+            bench_exit(1);
+        }
+}
+
+static void keep_output(int n)
+{
+    for (int i = 0; i < n; i++)
+        output_ref[i] = output[i];
+}
 
 /* ---- plain-C references ------------------------------------------------------------------ */
 __attribute__((noinline)) static void ref_fc_s8(const int8_t *x, const int8_t *w, const int32_t *b,
@@ -187,9 +208,11 @@ static void run_fc(void)
             *p++ = *s++;
         *p = 0;
         put_case(name2, (uint32_t)(cols * rows));
+        keep_output(rows);
         bench_begin();
         ref_fc_s8(input, weights, bias, output, cols, rows, in_off, out_off, mult[0], shift[0]);
         bench_end();
+        check_same(name, rows);
 
         char name3[48] = "ref_fc_f32/";
         p = name3 + 11;
@@ -231,9 +254,11 @@ static void run_conv(void)
             *p++ = *s++;
         *p = 0;
         put_case(name2, macs);
+        keep_output(hw * hw * oc);
         bench_begin();
         ref_conv_s8(input, hw, hw, c, weights, oc, k, pad, bias, output, in_off, out_off);
         bench_end();
+        check_same(name, hw * hw * oc);
     }
 }
 

@@ -206,8 +206,47 @@ static inline uint32_t tr_nn_sxtab16_ror8(uint32_t a, uint32_t x)
 }
 #endif
 
+/* *a = p[0], *b = p[1], p += 2: one LDRD with post-increment (GCC emits LDRD with an
+ * offset plus a separate pointer increment: one more instruction per loop pass). */
+static inline void tr_nn_ld2(const uint32_t **p, uint32_t *a, uint32_t *b)
+{
+#if TR_NN_DSP_NATIVE
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*a), "=r"(*b), "+r"(*p) : : "memory");
+#else
+    *a = (*p)[0];
+    *b = (*p)[1];
+    *p += 2;
+#endif
+}
+
+/* p[0] = a, p[1] = b, p += 2: one STRD with post-increment. */
+static inline void tr_nn_st2(uint32_t **p, uint32_t a, uint32_t b)
+{
+#if TR_NN_DSP_NATIVE
+    __asm__ volatile("strd %1, %2, [%0], #8" : "+r"(*p) : "r"(a), "r"(b) : "memory");
+#else
+    (*p)[0] = a;
+    (*p)[1] = b;
+    *p += 2;
+#endif
+}
+
 /* Both halves = v (v in [-32768, 32767]). */
 static inline uint32_t tr_nn_dup16(int32_t v) { return ((uint32_t)v & 0xFFFFu) * 0x00010001u; }
+
+/* Saturate to int8 (SSAT #8). */
+#if TR_NN_DSP_NATIVE
+#define tr_nn_ssat8(v) ((int32_t)__ssat((v), 8))
+#else
+static inline int32_t tr_nn_ssat8(int32_t v) { return v < -128 ? -128 : v > 127 ? 127 : v; }
+#endif
+
+/* dst[i] = clamp(requant(acc[i], mult[i·qs], shift[i·qs]) + dst_offset, act_min, act_max)
+ * for i < n (qs = quant_stride, 0 or 1): the requantization of a block of accumulators in
+ * one tight loop (tr_nn_vec_mat_mult_t_s8.c). */
+void tr_nn_requant_block_s8(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
+                            const int32_t *shift, int32_t quant_stride, int32_t dst_offset,
+                            int32_t act_min, int32_t act_max);
 
 #endif /* TR_NN_DSP */
 

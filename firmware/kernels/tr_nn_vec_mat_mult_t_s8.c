@@ -31,6 +31,60 @@ static inline int32_t mac4(uint32_t w, uint32_t x02, uint32_t x13, int32_t acc)
     return tr_nn_smlad(tr_nn_sxtb16_ror8(w), x13, acc);
 }
 
+/* One output of the block loop below: the fast path of tr_nn_requant with the output
+ * offset folded into the last rounding step (((t >> (e-1)) + 1) >> 1) + off ==
+ * ((t >> (e-1)) + 2·off + 1) >> 1, exact as 2·off is even). shift == 0 and everything
+ * unusual take the general form. */
+static inline int32_t requant_off(int32_t x, int32_t m, int32_t s, int32_t off,
+                                  int32_t off2p1)
+{
+    int32_t x2;
+    if (__builtin_expect(s < 0 && !__builtin_add_overflow(x, x, &x2), 1)) {
+        const int32_t h = tr_nn_smmulr(x2, m);
+        const int32_t t = h + (h >> 31);
+        return ((t >> (~s)) + off2p1) >> 1;
+    }
+    return tr_nn_addw(tr_nn_requant_general(x, m, s), off);
+}
+
+/* `full`: the activation range is all of int8, so one SSAT clamps; `qs`: 0 (one
+ * multiplier/shift, loaded once) or 1. Both are constants in each inlined copy. */
+static inline void requant_loop(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
+                                const int32_t *shift, int32_t qs, int32_t off, int32_t lo,
+                                int32_t hi, int full)
+{
+    const int32_t off2p1 = 2 * off + 1;
+    const int32_t m0 = *mult, s0 = *shift;
+    for (const int32_t *const end = acc + n; acc < end;) {
+        const int32_t m = qs ? *mult++ : m0, s = qs ? *shift++ : s0;
+        const int32_t v = requant_off(*acc++, m, s, off, off2p1);
+        *dst++ = (int8_t)(full ? tr_nn_ssat8(v) : tr_nn_clamp_s8(v, lo, hi));
+    }
+}
+
+void tr_nn_requant_block_s8(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
+                            const int32_t *shift, int32_t quant_stride, int32_t dst_offset,
+                            int32_t act_min, int32_t act_max)
+{
+    const int full = act_min == -128 && act_max == 127;
+    if (quant_stride) {
+        if (full)
+            requant_loop(acc, dst, n, mult, shift, 1, dst_offset, 0, 0, 1);
+        else
+            requant_loop(acc, dst, n, mult, shift, 1, dst_offset, act_min, act_max, 0);
+    } else {
+        if (full)
+            requant_loop(acc, dst, n, mult, shift, 0, dst_offset, 0, 0, 1);
+        else
+            requant_loop(acc, dst, n, mult, shift, 0, dst_offset, act_min, act_max, 0);
+    }
+}
+
+/* Accumulators per block: they go to a small array and tr_nn_requant_block_s8 requantizes
+ * them in one loop; requantizing right after the 4-row loop instead spills the quant
+ * parameters (~30 instead of ~18 instructions per output, measured). */
+#define ROW_BLOCK 32
+
 /* GCC's pre-register-allocation scheduler hoists the four weight loads and then spills
  * two row pointers and the loop bound inside the 4-row loop (29 instead of 24
  * instructions per 16 MACs, measured); without it the loop keeps all 14 values in
@@ -51,16 +105,14 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         const uint32_t off2 = tr_nn_dup16(lhs_offset);
         const int8_t *x = lhs;
         uint32_t *e = ext;
-        for (int32_t c = 0; c < cols4; c += 4) {
+        for (const int8_t *const x_end = lhs + cols4; x < x_end; x += 4) {
             const uint32_t xv = tr_nn_read_s8x4(x);
-            x += 4;
-            e[0] = tr_nn_sxtab16(off2, xv);
-            e[1] = tr_nn_sxtab16_ror8(off2, xv);
-            e += 2;
+            tr_nn_st2(&e, tr_nn_sxtab16(off2, xv), tr_nn_sxtab16_ror8(off2, xv));
         }
     }
     const uint32_t *const ext_end = ext + (cols4 >> 1);
-    int32_t r = 0;
+    int32_t acc[ROW_BLOCK];
+    int32_t r = 0, blk = 0; /* blk: first row of the block in acc[] */
 
     for (; r + 4 <= rows; r += 4) {
         const int8_t *w0 = rhs + (uint32_t)r * (uint32_t)cols;
@@ -74,8 +126,9 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
             a2 = bias[r + 2];
             a3 = bias[r + 3];
         }
-        for (const uint32_t *e = ext; e < ext_end; e += 2) {
-            const uint32_t x02 = e[0], x13 = e[1];
+        for (const uint32_t *e = ext; e < ext_end;) {
+            uint32_t x02, x13;
+            tr_nn_ld2(&e, &x02, &x13);
             a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
             w0 += 4;
             a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
@@ -92,14 +145,17 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
             a2 = tr_nn_addw(a2, xc * *w2++);
             a3 = tr_nn_addw(a3, xc * *w3++);
         }
-        const int32_t q = r * quant_stride;
-        finish(dst + r, a0, mult + q, shift + q, dst_offset, act_min, act_max);
-        finish(dst + r + 1, a1, mult + q + quant_stride, shift + q + quant_stride, dst_offset,
-               act_min, act_max);
-        finish(dst + r + 2, a2, mult + q + 2 * quant_stride, shift + q + 2 * quant_stride,
-               dst_offset, act_min, act_max);
-        finish(dst + r + 3, a3, mult + q + 3 * quant_stride, shift + q + 3 * quant_stride,
-               dst_offset, act_min, act_max);
+        int32_t *a = acc + (r - blk);
+        a[0] = a0;
+        a[1] = a1;
+        a[2] = a2;
+        a[3] = a3;
+        if (r + 4 - blk == ROW_BLOCK) {
+            tr_nn_requant_block_s8(acc, dst + blk, ROW_BLOCK, mult + blk * quant_stride,
+                                   shift + blk * quant_stride, quant_stride, dst_offset,
+                                   act_min, act_max);
+            blk = r + 4;
+        }
     }
 
     for (; r + 2 <= rows; r += 2) {
@@ -107,8 +163,9 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         const int8_t *w1 = w0 + cols;
         int32_t a0 = bias ? bias[r] : 0;
         int32_t a1 = bias ? bias[r + 1] : 0;
-        for (const uint32_t *e = ext; e < ext_end; e += 2) {
-            const uint32_t x02 = e[0], x13 = e[1];
+        for (const uint32_t *e = ext; e < ext_end;) {
+            uint32_t x02, x13;
+            tr_nn_ld2(&e, &x02, &x13);
             a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
             w0 += 4;
             a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
@@ -119,10 +176,8 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
             a0 = tr_nn_addw(a0, xc * *w0++);
             a1 = tr_nn_addw(a1, xc * *w1++);
         }
-        const int32_t q = r * quant_stride;
-        finish(dst + r, a0, mult + q, shift + q, dst_offset, act_min, act_max);
-        finish(dst + r + 1, a1, mult + q + quant_stride, shift + q + quant_stride, dst_offset,
-               act_min, act_max);
+        acc[r - blk] = a0;
+        acc[r - blk + 1] = a1;
     }
 
     if (r < rows) {
@@ -134,9 +189,13 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
         }
         for (int32_t c = cols4; c < cols; c++)
             a0 = tr_nn_addw(a0, (lhs[c] + lhs_offset) * *w0++);
-        const int32_t q = r * quant_stride;
-        finish(dst + r, a0, mult + q, shift + q, dst_offset, act_min, act_max);
+        acc[r - blk] = a0;
+        r++;
     }
+    if (rows > blk)
+        tr_nn_requant_block_s8(acc, dst + blk, rows - blk, mult + blk * quant_stride,
+                               shift + blk * quant_stride, quant_stride, dst_offset, act_min,
+                               act_max);
 }
 
 #else /* plain C */
