@@ -241,13 +241,6 @@ static inline uint32_t tr_nn_dup16(int32_t v) { return ((uint32_t)v & 0xFFFFu) *
 static inline int32_t tr_nn_ssat8(int32_t v) { return v < -128 ? -128 : v > 127 ? 127 : v; }
 #endif
 
-/* dst[i] = clamp(requant(acc[i], mult[i·qs], shift[i·qs]) + dst_offset, act_min, act_max)
- * for i < n (qs = quant_stride, 0 or 1): the requantization of a block of accumulators in
- * one tight loop (tr_nn_vec_mat_mult_t_s8.c). */
-void tr_nn_requant_block_s8(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
-                            const int32_t *shift, int32_t quant_stride, int32_t dst_offset,
-                            int32_t act_min, int32_t act_max);
-
 #endif /* TR_NN_DSP */
 
 /* ---- shared matrix-vector core (tr_nn_vec_mat_mult_t_s8.c) ---------------------------- */

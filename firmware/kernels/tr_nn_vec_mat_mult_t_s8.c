@@ -3,11 +3,13 @@
  * output per row).
  *
  * DSP path: first the input is extended once into scratch as halfword pairs with the
- * offset added ([x0+o, x2+o], [x1+o, x3+o]: 1.5 instructions per input, shared by all
- * rows). Then four rows at a time: per four columns one LDRD of the pair, and per row one
- * load, SXTB16 and SXTB16 ROR 8 (the matching [w0, w2], [w1, w3]) and two SMLAD:
- * 1 + 4·5 = 21 instructions for 16 multiply-accumulates plus the loop test, with the 14
- * live values in registers (no spills at -O2). Leftover rows two at a time, then one.
+ * offset added ([x0+o, x2+o], [x1+o, x3+o]: LDR, 2 SXTAB16, STRD per four inputs, shared
+ * by all rows). Then four rows at a time: per four columns one LDRD (post-increment) of
+ * the pair, and per row one load, SXTB16 and SXTB16 ROR 8 (the matching [w0, w2],
+ * [w1, w3]) and two SMLAD: 1 + 4·5 = 21 instructions for 16 multiply-accumulates plus the
+ * loop test, with the 14 live values in registers (no spills at -O2). Leftover rows two at
+ * a time, then one. The accumulators of up to ROW_BLOCK rows then go through one tight
+ * requantization loop (SMMULR fast path, SSAT when the activation is all of int8).
  * Accumulators are int32 and wrap on overflow exactly like SMLAD (the plain-C path sums
  * in uint32 for the same defined wrap-around). */
 #include "tr_nn_support.h"
@@ -62,9 +64,13 @@ static inline void requant_loop(const int32_t *acc, int8_t *dst, int32_t n, cons
     }
 }
 
-void tr_nn_requant_block_s8(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
-                            const int32_t *shift, int32_t quant_stride, int32_t dst_offset,
-                            int32_t act_min, int32_t act_max)
+/* dst[i] = clamp(requant(acc[i], mult[i·qs], shift[i·qs]) + dst_offset, act_min, act_max)
+ * for i < n (qs = quant_stride, 0 or 1): a block of accumulators requantized in one tight
+ * loop. */
+static inline __attribute__((always_inline)) void
+requant_block(const int32_t *acc, int8_t *dst, int32_t n, const int32_t *mult,
+              const int32_t *shift, int32_t quant_stride, int32_t dst_offset, int32_t act_min,
+              int32_t act_max)
 {
     const int full = act_min == -128 && act_max == 127;
     if (quant_stride) {
@@ -80,7 +86,7 @@ void tr_nn_requant_block_s8(const int32_t *acc, int8_t *dst, int32_t n, const in
     }
 }
 
-/* Accumulators per block: they go to a small array and tr_nn_requant_block_s8 requantizes
+/* Accumulators per block: they go to a small array and requant_block requantizes
  * them in one loop; requantizing right after the 4-row loop instead spills the quant
  * parameters (~30 instead of ~18 instructions per output, measured). */
 #define ROW_BLOCK 32
@@ -112,90 +118,92 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
     }
     const uint32_t *const ext_end = ext + (cols4 >> 1);
     int32_t acc[ROW_BLOCK];
-    int32_t r = 0, blk = 0; /* blk: first row of the block in acc[] */
+    const int8_t *w = rhs; /* the next row's weights */
+    const int32_t *b = bias;
 
-    for (; r + 4 <= rows; r += 4) {
-        const int8_t *w0 = rhs + (uint32_t)r * (uint32_t)cols;
-        const int8_t *w1 = w0 + cols;
-        const int8_t *w2 = w1 + cols;
-        const int8_t *w3 = w2 + cols;
-        int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
-        if (bias) {
-            a0 = bias[r];
-            a1 = bias[r + 1];
-            a2 = bias[r + 2];
-            a3 = bias[r + 3];
+    for (int32_t blk = 0; blk < rows; blk += ROW_BLOCK) {
+        const int32_t n = rows - blk < ROW_BLOCK ? rows - blk : ROW_BLOCK;
+        int32_t *a = acc;
+        for (int32_t *const a4_end = acc + (n & ~3); a < a4_end; a += 4) {
+            const int8_t *w0 = w;
+            const int8_t *w1 = w0 + cols;
+            const int8_t *w2 = w1 + cols;
+            const int8_t *w3 = w2 + cols;
+            w = w3 + cols;
+            int32_t a0 = 0, a1 = 0, a2 = 0, a3 = 0;
+            if (b) {
+                a0 = b[0];
+                a1 = b[1];
+                a2 = b[2];
+                a3 = b[3];
+                b += 4;
+            }
+            for (const uint32_t *e = ext; e < ext_end;) {
+                uint32_t x02, x13;
+                tr_nn_ld2(&e, &x02, &x13);
+                a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
+                w0 += 4;
+                a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
+                w1 += 4;
+                a2 = mac4(tr_nn_read_s8x4(w2), x02, x13, a2);
+                w2 += 4;
+                a3 = mac4(tr_nn_read_s8x4(w3), x02, x13, a3);
+                w3 += 4;
+            }
+            for (int32_t c = cols4; c < cols; c++) {
+                const int32_t xc = lhs[c] + lhs_offset;
+                a0 = tr_nn_addw(a0, xc * *w0++);
+                a1 = tr_nn_addw(a1, xc * *w1++);
+                a2 = tr_nn_addw(a2, xc * *w2++);
+                a3 = tr_nn_addw(a3, xc * *w3++);
+            }
+            a[0] = a0;
+            a[1] = a1;
+            a[2] = a2;
+            a[3] = a3;
         }
-        for (const uint32_t *e = ext; e < ext_end;) {
-            uint32_t x02, x13;
-            tr_nn_ld2(&e, &x02, &x13);
-            a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
-            w0 += 4;
-            a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
-            w1 += 4;
-            a2 = mac4(tr_nn_read_s8x4(w2), x02, x13, a2);
-            w2 += 4;
-            a3 = mac4(tr_nn_read_s8x4(w3), x02, x13, a3);
-            w3 += 4;
+        if (n & 2) {
+            const int8_t *w0 = w;
+            const int8_t *w1 = w0 + cols;
+            w = w1 + cols;
+            int32_t a0 = 0, a1 = 0;
+            if (b) {
+                a0 = b[0];
+                a1 = b[1];
+                b += 2;
+            }
+            for (const uint32_t *e = ext; e < ext_end;) {
+                uint32_t x02, x13;
+                tr_nn_ld2(&e, &x02, &x13);
+                a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
+                w0 += 4;
+                a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
+                w1 += 4;
+            }
+            for (int32_t c = cols4; c < cols; c++) {
+                const int32_t xc = lhs[c] + lhs_offset;
+                a0 = tr_nn_addw(a0, xc * *w0++);
+                a1 = tr_nn_addw(a1, xc * *w1++);
+            }
+            a[0] = a0;
+            a[1] = a1;
+            a += 2;
         }
-        for (int32_t c = cols4; c < cols; c++) {
-            const int32_t xc = lhs[c] + lhs_offset;
-            a0 = tr_nn_addw(a0, xc * *w0++);
-            a1 = tr_nn_addw(a1, xc * *w1++);
-            a2 = tr_nn_addw(a2, xc * *w2++);
-            a3 = tr_nn_addw(a3, xc * *w3++);
+        if (n & 1) {
+            const int8_t *w0 = w;
+            w += cols;
+            int32_t a0 = b ? *b++ : 0;
+            for (const uint32_t *e = ext; e < ext_end; e += 2) {
+                a0 = mac4(tr_nn_read_s8x4(w0), e[0], e[1], a0);
+                w0 += 4;
+            }
+            for (int32_t c = cols4; c < cols; c++)
+                a0 = tr_nn_addw(a0, (lhs[c] + lhs_offset) * *w0++);
+            a[0] = a0;
         }
-        int32_t *a = acc + (r - blk);
-        a[0] = a0;
-        a[1] = a1;
-        a[2] = a2;
-        a[3] = a3;
-        if (r + 4 - blk == ROW_BLOCK) {
-            tr_nn_requant_block_s8(acc, dst + blk, ROW_BLOCK, mult + blk * quant_stride,
-                                   shift + blk * quant_stride, quant_stride, dst_offset,
-                                   act_min, act_max);
-            blk = r + 4;
-        }
+        requant_block(acc, dst + blk, n, mult + blk * quant_stride, shift + blk * quant_stride,
+                      quant_stride, dst_offset, act_min, act_max);
     }
-
-    for (; r + 2 <= rows; r += 2) {
-        const int8_t *w0 = rhs + (uint32_t)r * (uint32_t)cols;
-        const int8_t *w1 = w0 + cols;
-        int32_t a0 = bias ? bias[r] : 0;
-        int32_t a1 = bias ? bias[r + 1] : 0;
-        for (const uint32_t *e = ext; e < ext_end;) {
-            uint32_t x02, x13;
-            tr_nn_ld2(&e, &x02, &x13);
-            a0 = mac4(tr_nn_read_s8x4(w0), x02, x13, a0);
-            w0 += 4;
-            a1 = mac4(tr_nn_read_s8x4(w1), x02, x13, a1);
-            w1 += 4;
-        }
-        for (int32_t c = cols4; c < cols; c++) {
-            const int32_t xc = lhs[c] + lhs_offset;
-            a0 = tr_nn_addw(a0, xc * *w0++);
-            a1 = tr_nn_addw(a1, xc * *w1++);
-        }
-        acc[r - blk] = a0;
-        acc[r - blk + 1] = a1;
-    }
-
-    if (r < rows) {
-        const int8_t *w0 = rhs + (uint32_t)r * (uint32_t)cols;
-        int32_t a0 = bias ? bias[r] : 0;
-        for (const uint32_t *e = ext; e < ext_end; e += 2) {
-            a0 = mac4(tr_nn_read_s8x4(w0), e[0], e[1], a0);
-            w0 += 4;
-        }
-        for (int32_t c = cols4; c < cols; c++)
-            a0 = tr_nn_addw(a0, (lhs[c] + lhs_offset) * *w0++);
-        acc[r - blk] = a0;
-        r++;
-    }
-    if (rows > blk)
-        tr_nn_requant_block_s8(acc, dst + blk, rows - blk, mult + blk * quant_stride,
-                               shift + blk * quant_stride, quant_stride, dst_offset, act_min,
-                               act_max);
 }
 
 #else /* plain C */
