@@ -1,7 +1,7 @@
 """The kernel benchmark (benchmarks/kernel_instructions.py) as a regression guard: the
-insn_window TCG plugin counts exactly, and our fully-connected and 3x3 convolution kernels
-stay at or below CMSIS-NN 99f736a's instruction counts (measured the same way) on the
-Cortex-M4. The pointwise shapes are still above CMSIS-NN's 1x1 fast path (issue 21)."""
+insn_window TCG plugin counts exactly, and on every benchmark shape our kernels stay at or
+below 0.9x CMSIS-NN 99f736a's instructions per MAC (measured the same way) on the
+Cortex-M4. The bench image itself checks each kernel's output against a plain-C loop."""
 
 from __future__ import annotations
 
@@ -37,20 +37,15 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path, d
     return mod, build, mod.measure(build)
 
 
-#: Shapes where ours is not (yet) below CMSIS-NN: its arm_convolve_1x1_s8_fast path.
-NOT_YET = {"conv 4x4x16-k1-o32", "conv 4x4x8-k1-o16"}
-
-
 def test_beats_cmsis_nn(bench: tuple[ModuleType, Path, dict]) -> None:
     mod, _, res = bench
     rows = {r["shape"]: r for r in mod.table(res)}
     assert set(rows) == set(mod.CMSIS_NN_REFERENCE)  # every shape has its CMSIS-NN figure
     for shape, reference in mod.CMSIS_NN_REFERENCE.items():
         assert rows[shape]["ours_plain_c"] < rows[shape]["plain_c_int8"]
-        if shape in NOT_YET:
-            continue
         ours = rows[shape]["ours_dsp"]
-        assert ours <= reference, f"{shape}: {ours:.3f} instructions/MAC > CMSIS-NN {reference}"
+        assert ours <= mod.TARGET_RATIO * reference, (
+            f"{shape}: {ours:.3f} instructions/MAC > {mod.TARGET_RATIO} x CMSIS-NN {reference}")
 
 
 def test_counts_are_exact_and_repeatable(bench: tuple[ModuleType, Path, dict]) -> None:

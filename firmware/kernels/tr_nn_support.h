@@ -255,6 +255,17 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
                              int32_t cols, int32_t rows, int32_t act_min, int32_t act_max,
                              uint32_t *ext);
 
+#if TR_NN_DSP
+/* DSP builds: two input vectors against the same per-channel matrix (quant_stride 1),
+ * cols a multiple of 4; ext: 2 · tr_nn_vec_mat_ext_bytes(cols) bytes, 4-aligned. The
+ * pointwise-convolution fast path (tr_convolve_s8.c). */
+void tr_nn_vec2_mat_mult_t_s8(const int8_t *lhs_a, const int8_t *lhs_b, const int8_t *rhs,
+                              const int32_t *bias, int8_t *dst_a, int8_t *dst_b,
+                              int32_t lhs_offset, int32_t dst_offset, const int32_t *mult,
+                              const int32_t *shift, int32_t cols, int32_t rows, int32_t act_min,
+                              int32_t act_max, uint32_t *ext);
+#endif
+
 static inline int32_t tr_nn_vec_mat_ext_bytes(int32_t cols)
 {
     return TR_NN_DSP ? (cols / 4) * 8 : 0;
