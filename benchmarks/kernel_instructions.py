@@ -1,7 +1,6 @@
 #!/usr/bin/env python3
 """Exact retired instructions per multiply-accumulate of the int8 kernels on QEMU
-mps2-an386 (Cortex-M4F), next to plain-C reference loops and Arm's published CMSIS-NN
-counts.
+mps2-an386 (Cortex-M4F), next to plain-C reference loops and Arm's CMSIS-NN.
 
 Builds firmware/bench/ (a small image that runs each case once between two marker
 functions; compiled with the firmware's flags, arm-none-eabi-gcc 12.2 -O2) in two
@@ -12,7 +11,13 @@ between the markers. A case's count is its window minus the empty window (the ma
 own instructions), so it includes argument setup, the call and the return. MACs are
 nominal (padding taps included for convolutions).
 
+The CMSIS-NN column holds CMSIS-NN commit 99f736a measured exactly this way (same gcc,
+flags, data and plugin; CMSIS-NN is not part of this repository). With
+`--cmsis-nn-root PATH` (or $CMSIS_NN_ROOT) a third image links the user's CMSIS-NN copy
+(arm_fully_connected_s8, arm_convolve_wrapper_s8) and the column is measured live.
+
     python benchmarks/kernel_instructions.py [--json out.json] [--build DIR]
+                                             [--cmsis-nn-root PATH]
 
 Figures are `instructions (QEMU)`, not cycles: QEMU does not model the pipeline.
 """
@@ -33,9 +38,15 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = ROOT / "firmware" / "bench"
 
-#: Arm's CMSIS-NN arm_fully_connected_s8 on mps2-an386 at -O2, exact instruction counts
-#: per MAC (the issue's reference figures; its inner loop: 32 MACs in 60 instructions).
-CMSIS_NN_PUBLISHED = {"fc 256x128": 2.07, "fc 512x10": 2.00, "fc 64x32": 2.72}
+#: CMSIS-NN commit 99f736a on mps2-an386 at -O2, instructions per MAC counted with this
+#: project's plugin on these shapes (arm_fully_connected_s8; convolutions through
+#: arm_convolve_wrapper_s8, which takes arm_convolve_1x1_s8_fast for the 1x1 ones).
+CMSIS_NN_REFERENCE = {"fc 256x128": 2.07, "fc 512x10": 2.00, "fc 64x32": 2.72,
+                      "conv 16x16x16-k3-o32": 2.138, "conv 8x8x1-k3-o16": 10.414,
+                      "conv 4x4x16-k1-o32": 4.308, "conv 4x4x8-k1-o16": 7.194}
+CMSIS_NN_REFERENCE_LABEL = "CMSIS-NN 99f736a, instructions (QEMU, this project's plugin)"
+#: The acceptance bound of issue 21: ours <= 0.9 x CMSIS-NN on every shape.
+TARGET_RATIO = 0.9
 
 
 @dataclass
@@ -61,15 +72,20 @@ def _tool(name: str) -> str:
     return path
 
 
-def build(build_dir: Path) -> dict[str, Path]:
-    """make -C firmware/bench: {'dsp': elf, 'c': elf, 'plugin': so}."""
-    proc = subprocess.run(["make", "-C", str(BENCH), f"BUILD={build_dir}"],
-                          capture_output=True, text=True)
+def build(build_dir: Path, cmsis_nn_root: Path | None = None) -> dict[str, Path]:
+    """make -C firmware/bench: {'dsp': elf, 'c': elf, 'plugin': so[, 'cmsis': elf]}."""
+    cmd = ["make", "-C", str(BENCH), f"BUILD={build_dir}"]
+    if cmsis_nn_root is not None:
+        cmd.append(f"CMSIS_NN_ROOT={cmsis_nn_root.resolve()}")
+    proc = subprocess.run(cmd, capture_output=True, text=True)
     if proc.returncode != 0:
         raise BenchError(f"building firmware/bench failed:\n{proc.stdout[-2000:]}"
                          f"\n{proc.stderr[-2000:]}")
-    return {"dsp": build_dir / "bench_dsp.elf", "c": build_dir / "bench_c.elf",
-            "plugin": build_dir / "libinsn_window.so"}
+    paths = {"dsp": build_dir / "bench_dsp.elf", "c": build_dir / "bench_c.elf",
+             "plugin": build_dir / "libinsn_window.so"}
+    if cmsis_nn_root is not None:
+        paths["cmsis"] = build_dir / "bench_cmsis.elf"
+    return paths
 
 
 def symbol(elf: Path, name: str) -> int:
@@ -105,22 +121,26 @@ def run(elf: Path, plugin: Path, timeout: float = 120.0) -> list[Case]:
     return [Case(name, macs, w - base) for (name, macs), w in zip(cases, windows, strict=True)][1:]
 
 
-def measure(build_dir: Path | None = None) -> dict[str, list[Case]]:
-    """Build and run both variants: {'dsp': cases, 'c': cases}."""
+def measure(build_dir: Path | None = None,
+            cmsis_nn_root: Path | None = None) -> dict[str, list[Case]]:
+    """Build and run every variant: {'dsp': cases, 'c': cases[, 'cmsis': cases]}."""
     owned = build_dir is None
-    d = Path(tempfile.mkdtemp(prefix="tinyrig-bench-build-")) if owned else build_dir
+    d = build_dir if build_dir is not None else Path(tempfile.mkdtemp(prefix="tinyrig-bench-"))
     try:
-        paths = build(d)
-        return {variant: run(paths[variant], paths["plugin"]) for variant in ("dsp", "c")}
+        paths = build(d, cmsis_nn_root)
+        return {variant: run(paths[variant], paths["plugin"])
+                for variant in ("dsp", "c", "cmsis") if variant in paths}
     finally:
         if owned:
             shutil.rmtree(d, ignore_errors=True)
 
 
 def table(results: dict[str, list[Case]]) -> list[dict[str, object]]:
-    """One row per shape: ours (DSP, plain C), the plain-C loops, CMSIS-NN's figure."""
+    """One row per shape: ours (DSP, plain C), the plain-C loops, CMSIS-NN (measured live
+    when the results hold a 'cmsis' run, else the 99f736a reference) and ours / CMSIS-NN."""
     dsp = {c.name: c for c in results["dsp"]}
     plain = {c.name: c for c in results["c"]}
+    live = {c.name: c for c in results.get("cmsis", [])}
     rows = []
     for name, case in dsp.items():
         kind, shape = name.split("/")
@@ -128,13 +148,15 @@ def table(results: dict[str, list[Case]]) -> list[dict[str, object]]:
             continue
         label = f"{'fc' if kind == 'fc_s8' else 'conv'} {shape}"
         ref = "ref_fc" if kind == "fc_s8" else "ref_conv"
+        cmsis = live[f"cmsis_{name}"].per_mac if live else CMSIS_NN_REFERENCE.get(label)
         rows.append({
             "shape": label, "macs": case.macs,
             "ours_dsp": case.per_mac,
             "ours_plain_c": plain[name].per_mac,
             "plain_c_int8": dsp[f"{ref}_s8/{shape}"].per_mac,
             "plain_c_f32": dsp[f"ref_fc_f32/{shape}"].per_mac if kind == "fc_s8" else None,
-            "cmsis_nn": CMSIS_NN_PUBLISHED.get(label),
+            "cmsis_nn": cmsis,
+            "ratio": case.per_mac / cmsis if cmsis else None,
         })
     return rows
 
@@ -143,34 +165,48 @@ def main() -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--json", type=Path, help="also write the rows as JSON")
     ap.add_argument("--build", type=Path, help="build directory (default: a temporary one)")
+    ap.add_argument("--cmsis-nn-root", type=Path, default=os.environ.get("CMSIS_NN_ROOT") or None,
+                    help="a CMSIS-NN checkout: measure its kernels live (default: "
+                         "$CMSIS_NN_ROOT; without it the 99f736a reference figures)")
     args = ap.parse_args()
+    root = args.cmsis_nn_root
+    if root is not None and not (root / "Include" / "arm_nnfunctions.h").is_file():
+        print(f"kernel_instructions: --cmsis-nn-root {root}: no Include/arm_nnfunctions.h",
+              file=sys.stderr)
+        return 2
     try:
-        results = measure(args.build)
+        results = measure(args.build, root)
     except (BenchError, subprocess.TimeoutExpired) as exc:
         print(f"kernel_instructions: {exc}", file=sys.stderr)
         return 2
     rows = table(results)
+    cmsis_label = (f"CMSIS-NN {root}, instructions (QEMU, this project's plugin), measured now"
+                   if root is not None else CMSIS_NN_REFERENCE_LABEL)
 
     def f(v: object) -> str:
         return "-" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
 
     head = ("shape", "MACs", "ours DSP", "ours plain C", "plain-C int8", "plain-C f32",
-            "CMSIS-NN")
+            "CMSIS-NN", "ours/CMSIS")
     print("instructions per MAC (QEMU mps2-an386, Cortex-M4F; exact retired instructions,"
           " TCG plugin; arm-none-eabi-gcc 12.2 -O2)")
-    widths = [20, 9, 9, 13, 13, 12, 9]
+    widths = [22, 9, 9, 13, 13, 12, 9, 10]
     print("  ".join(h.rjust(w) if i else h.ljust(w) for i, (h, w) in
                     enumerate(zip(head, widths, strict=True))))
     for r in rows:
         vals = [r["shape"], r["macs"], r["ours_dsp"], r["ours_plain_c"], r["plain_c_int8"],
-                r["plain_c_f32"], r["cmsis_nn"]]
+                r["plain_c_f32"], r["cmsis_nn"], r["ratio"]]
         print("  ".join(f(v).rjust(w) if i else f(v).ljust(w) for i, (v, w) in
                         enumerate(zip(vals, widths, strict=True))))
     print("ours DSP / plain C: firmware/kernels (SMLAD path / plain-C path); plain-C int8 /"
-          " f32: straightforward loops in firmware/bench/bench_main.c; CMSIS-NN: Arm's"
-          " arm_fully_connected_s8, published counts for the same setup.")
+          " f32: straightforward loops in firmware/bench/bench_main.c;")
+    print(f"CMSIS-NN: {cmsis_label} (arm_fully_connected_s8, arm_convolve_wrapper_s8);"
+          f" target: ours/CMSIS <= {TARGET_RATIO}")
+    over = [r["shape"] for r in rows
+            if isinstance(r["ratio"], float) and r["ratio"] > TARGET_RATIO]
+    print(f"shapes above {TARGET_RATIO}: {', '.join(map(str, over)) or 'none'}")
     if args.json:
-        args.json.write_text(json.dumps({"rows": rows, "cases": {
+        args.json.write_text(json.dumps({"cmsis_nn": cmsis_label, "rows": rows, "cases": {
             k: [asdict(c) | {"per_mac": c.per_mac} for c in v] for k, v in results.items()}},
             indent=2))
     return 0

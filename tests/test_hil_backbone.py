@@ -5,12 +5,24 @@ Cortex-M4 DSP kernels) in front of the float head the firmware trains.
   golden int8 model, and backbone + head trains in lockstep with the golden head;
 - a sample of random layers (all five ops, random shapes and quantization parameters, the
   kernels' real SMLAD/SXTB16 path) gives bit-identical FEATURES.
+
+The same tests accept an image built against Arm's CMSIS-NN (`make -C firmware
+CMSIS_NN_ROOT=...`, run with `--target qemu-cmsis-nn`): it reports the CMSIS-NN
+implementation and must give the same features. Random layers therefore stay in the regime
+TFLite's converter emits (multipliers in [2^30, 2^31), i.e. non-negative): the one
+arithmetic difference between the two implementations, accumulator and multiplier both
+INT32_MIN, needs a negative multiplier (tests/test_kernels_native.py tests that corner on
+our kernels).
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 import pytest
+from elftools.elf.elffile import ELFFile
+from elftools.elf.sections import SymbolTableSection
 from hypothesis import HealthCheck, assume, given, settings
 from hypothesis import strategies as st
 
@@ -44,12 +56,27 @@ def test_no_backbone_memory_is_a_clear_nak(dut: Device) -> None:
     assert exc.value.reason == NakReason.NO_SPACE
 
 
-def test_backbone_info(bb_dut: Device) -> None:
+def _links_cmsis_nn(elf: Path) -> bool:
+    """Whether the image's symbol table has Arm's convolution (a CMSIS_NN_ROOT build)."""
+    with elf.open("rb") as f:
+        symtab = ELFFile(f).get_section_by_name(".symtab")
+        return isinstance(symtab, SymbolTableSection) and \
+            bool(symtab.get_symbol_by_name("arm_convolve_s8"))
+
+
+def test_backbone_info(bb_dut: Device, target) -> None:  # type: ignore[no-untyped-def]
     dut = bb_dut
     info = dut.backbone_info()
     assert info.state == 0 and info.n_layers == 0  # RESET forgot any backbone
-    if dut.info.board == "mps2-an386":
-        assert info.kernels == KernelImpl.TINYRIG_DSP  # Cortex-M4: the SMLAD path
+    elf = getattr(target, "elf", None)
+    if isinstance(elf, Path) and elf.is_file():
+        # what the image links (its symbols) against what the firmware reports
+        expected = KernelImpl.CMSIS_NN if _links_cmsis_nn(elf) else (
+            KernelImpl.TINYRIG_DSP if dut.info.board == "mps2-an386" else None)
+        if expected is not None:
+            assert info.kernels == expected, f"{elf.name}: {info.kernels!r}"
+    if dut.info.board == "mps2-an386":  # Cortex-M4: the SMLAD path or Arm's kernels
+        assert info.kernels in (KernelImpl.TINYRIG_DSP, KernelImpl.CMSIS_NN)
 
 
 def test_backbone_head_trains_and_matches_golden(bb_dut: Device, train_session) -> None:  # type: ignore[no-untyped-def]
@@ -136,6 +163,7 @@ def _random_layer(rng: np.random.Generator, op: Op, shape: tuple[int, int, int])
                       act_max=act[1])
     oc = out[2]
     wshape = {Op.CONV: (oc, *k, c), Op.DWCONV: (1, *k, oc), Op.FC: (oc, h * w * c)}[op]
+    # 30 % full-range biases and shifts; multipliers as TFLite emits them (see the top)
     full = rng.random() < 0.3
     return QLayer(
         op, shape, out, kernel=k, stride=s, padding=p, dilation=d,
@@ -144,8 +172,7 @@ def _random_layer(rng: np.random.Generator, op: Op, shape: tuple[int, int, int])
         weights=rng.integers(-128, 128, size=wshape).astype(np.int8),
         bias=rng.integers(-(2**31) if full else -20000, 2**31 if full else 20000,
                           size=oc).astype(np.int32),
-        multiplier=(rng.integers(-(2**31), 2**31, size=oc) if full
-                    else rng.integers(1 << 30, 1 << 31, size=oc)).astype(np.int32),
+        multiplier=rng.integers(1 << 30, 1 << 31, size=oc).astype(np.int32),
         shift=(rng.integers(-31, 31, size=oc) if full
                else rng.integers(-14, 1, size=oc)).astype(np.int32))
 

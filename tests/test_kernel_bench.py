@@ -1,6 +1,7 @@
 """The kernel benchmark (benchmarks/kernel_instructions.py) as a regression guard: the
-insn_window TCG plugin counts exactly, and our fully-connected kernel stays at or below
-Arm's published CMSIS-NN instruction counts on the Cortex-M4."""
+insn_window TCG plugin counts exactly, and on every benchmark shape our kernels stay at or
+below 0.9x CMSIS-NN 99f736a's instructions per MAC (measured the same way) on the
+Cortex-M4. The bench image itself checks each kernel's output against a plain-C loop."""
 
 from __future__ import annotations
 
@@ -36,13 +37,15 @@ def bench(tmp_path_factory: pytest.TempPathFactory) -> tuple[ModuleType, Path, d
     return mod, build, mod.measure(build)
 
 
-def test_fully_connected_beats_cmsis_nn(bench: tuple[ModuleType, Path, dict]) -> None:
+def test_beats_cmsis_nn(bench: tuple[ModuleType, Path, dict]) -> None:
     mod, _, res = bench
     rows = {r["shape"]: r for r in mod.table(res)}
-    for shape, published in mod.CMSIS_NN_PUBLISHED.items():
-        ours = rows[shape]["ours_dsp"]
-        assert ours <= published, f"{shape}: {ours:.3f} instructions/MAC > CMSIS-NN {published}"
+    assert set(rows) == set(mod.CMSIS_NN_REFERENCE)  # every shape has its CMSIS-NN figure
+    for shape, reference in mod.CMSIS_NN_REFERENCE.items():
         assert rows[shape]["ours_plain_c"] < rows[shape]["plain_c_int8"]
+        ours = rows[shape]["ours_dsp"]
+        assert ours <= mod.TARGET_RATIO * reference, (
+            f"{shape}: {ours:.3f} instructions/MAC > {mod.TARGET_RATIO} x CMSIS-NN {reference}")
 
 
 def test_counts_are_exact_and_repeatable(bench: tuple[ModuleType, Path, dict]) -> None:

@@ -5,7 +5,7 @@ of random layer shapes and quantization parameters.
 Two builds of the same sources (`make -C firmware kernels-native`): the plain-C path (what
 a Cortex-M0 runs) and the DSP path with C models of SMLAD/SXTB16/SXTAB16/SMLABB/SMLATT
 (what a Cortex-M4 runs; the real instructions are checked in QEMU by
-tests/test_hil_backbone.py). 3,400 random layers per build (x2 builds) plus 2,000
+tests/test_hil_backbone.py). 3,800 random layers per build (x2 builds) plus 2,000
 requantization triples by default; TINYRIG_KERNEL_EXAMPLES scales the counts.
 """
 
@@ -276,7 +276,8 @@ def test_dequantize(libs: list[Kernels], data: st.DataObject) -> None:
 @given(data=st.data())
 def test_fully_connected(libs: list[Kernels], data: st.DataObject) -> None:
     cols = data.draw(st.one_of(st.integers(1, 40), st.integers(1, 300)))
-    rows = data.draw(st.integers(1, 13))
+    # more than 32 rows: the DSP core requantizes in blocks of 32 accumulators
+    rows = data.draw(st.one_of(st.integers(1, 13), st.integers(14, 80)))
     batch = data.draw(st.integers(1, 3))
     per_channel = data.draw(st.booleans())
     q = data.draw(quants(rows))
@@ -343,6 +344,38 @@ def test_convolve(libs: list[Kernels], data: st.DataObject) -> None:
         need = k.lib.tr_convolve_s8_get_buffer_size(ctypes.byref(idims), ctypes.byref(fdims))
         assert need >= kh * kw * c
         ctx, _keep = k.scratch(need)
+        out = np.zeros((n, oh, ow, oc), np.int8)
+        st_ = k.lib.tr_convolve_s8(ctx, params, PerChannel(_i32(q.mult), _i32(q.shift)), idims,
+                                   _i8(x), fdims, _i8(f), Dims(1, 1, 1, oc), _bias_ptr(q),
+                                   Dims(n, oh, ow, oc), _i8(out))
+        assert st_ == SUCCESS
+        np.testing.assert_array_equal(out, want, err_msg=k.name)
+
+
+@examples(400)
+@given(data=st.data())
+def test_convolve_pointwise(libs: list[Kernels], data: st.DataObject) -> None:
+    """1x1 without padding: the DSP build's two-pixels-per-pass path (C_IN a multiple of
+    4), odd pixel counts (the last pixel alone), more than 32 output channels (several
+    requantization blocks) and strides that skip pixels."""
+    h, w_ = data.draw(st.integers(1, 7)), data.draw(st.integers(1, 7))
+    sh, sw = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
+    oh, ow = (h - 1) // sh + 1, (w_ - 1) // sw + 1
+    c = data.draw(st.one_of(st.sampled_from([4, 8, 12, 16, 20, 32]), st.integers(1, 9)))
+    oc = data.draw(st.one_of(st.integers(1, 9), st.integers(30, 70)))
+    n = data.draw(st.integers(1, 2))
+    q = data.draw(quants(oc))
+    x = _arr(data.draw, (n, h, w_, c), -128, 127, np.int8)
+    f = _arr(data.draw, (oc, 1, 1, c), -128, 127, np.int8)
+    want = G.convolve_s8(x, f, q.bias, q.mult, q.shift, input_offset=q.in_off,
+                         output_offset=q.out_off, act_min=q.act[0], act_max=q.act[1],
+                         stride=(sh, sw), padding=(0, 0), dilation=(1, 1), out_hw=(oh, ow))
+    params = ConvParams(q.in_off, q.out_off, Tile(sw, sh), Tile(0, 0), Tile(1, 1),
+                        Act(*q.act))
+    idims, fdims = Dims(n, h, w_, c), Dims(oc, 1, 1, c)
+    for k in libs:
+        ctx, _keep = k.scratch(k.lib.tr_convolve_s8_get_buffer_size(ctypes.byref(idims),
+                                                                    ctypes.byref(fdims)))
         out = np.zeros((n, oh, ow, oc), np.int8)
         st_ = k.lib.tr_convolve_s8(ctx, params, PerChannel(_i32(q.mult), _i32(q.shift)), idims,
                                    _i8(x), fdims, _i8(f), Dims(1, 1, 1, oc), _bias_ptr(q),
@@ -434,3 +467,27 @@ def test_pooling_rejects_empty_window(libs: list[Kernels]) -> None:
 def test_implementation_ids(libs: list[Kernels]) -> None:
     # both host builds are "ours"; the DSP one runs C models of the instructions
     assert [k.lib.tr_nn_implementation() for k in libs] == [0, 0]
+
+
+def test_int32_min_corner_saturates(libs: list[Kernels]) -> None:
+    """The one place the arithmetic differs from CMSIS-NN: accumulator and multiplier both
+    INT32_MIN. TFLite's reference (and the golden model) saturates the doubling high
+    multiply to INT32_MAX, so the output is 127; CMSIS-NN's non-saturating multiply gives
+    -128 there. Only a negative multiplier gets here, which TFLite never emits."""
+    mn = -(2**31)
+    x = np.zeros((1, 4), np.int8)  # (x + offset) * w == 0: the accumulator is the bias
+    w = np.ones((1, 4), np.int8)
+    bias = np.array([mn], np.int32)
+    for shift in (0, -1, -5):
+        want = G.fully_connected_s8(x, w, bias, np.array([mn], np.int32),
+                                    np.array([shift], np.int32), input_offset=0,
+                                    output_offset=0, act_min=-128, act_max=127)
+        assert want[0, 0] == 127
+        for k in libs:
+            ctx, _keep = k.scratch(64)
+            out = np.zeros((1, 1), np.int8)
+            assert k.lib.tr_fully_connected_s8(
+                ctx, FcParams(0, 0, 0, Act(-128, 127)), PerTensor(mn, shift), Dims(1, 1, 1, 4),
+                _i8(x), Dims(4, 1, 1, 1), _i8(w), Dims(1, 1, 1, 1), _i32(bias),
+                Dims(1, 1, 1, 1), _i8(out)) == SUCCESS
+            assert out[0, 0] == 127, (k.name, shift)

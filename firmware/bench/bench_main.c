@@ -6,12 +6,17 @@
  *
  * Cases: our fully-connected and convolution kernels (the build decides DSP or plain C:
  * see Makefile), a plain-C int8 reference loop (what a straightforward implementation
- * compiles to) and a plain-C float32 loop, on the shapes Arm publishes for CMSIS-NN. */
+ * compiles to) and a plain-C float32 loop. Built with BENCH_CMSIS_NN (make
+ * CMSIS_NN_ROOT=..., a CMSIS-NN copy the user supplies) the image runs Arm's
+ * arm_fully_connected_s8 / arm_convolve_wrapper_s8 on the same shapes and data instead. */
 #include <stdint.h>
 
 #include "bench.h"
 #include "tr_nn.h"
 #include "tr_nn_support.h"
+#ifdef BENCH_CMSIS_NN
+#include <arm_nnfunctions.h>
+#endif
 
 __attribute__((noipa, used)) void bench_begin(void) { __asm__ volatile(""); }
 __attribute__((noipa, used)) void bench_end(void) { __asm__ volatile(""); }
@@ -25,6 +30,7 @@ __attribute__((noipa, used)) void bench_end(void) { __asm__ volatile(""); }
 static int8_t weights[MAX_W];
 static int8_t input[MAX_IN];
 static int8_t output[MAX_OUT];
+static int8_t output_ref[MAX_OUT];
 static int32_t bias[MAX_CH];
 static int32_t mult[MAX_CH];
 static int32_t shift[MAX_CH];
@@ -83,6 +89,37 @@ static void put_case(const char *name, uint32_t macs)
     bench_puts(line);
 }
 
+#ifdef BENCH_CMSIS_NN
+static void name_of(char *dst, const char *prefix, const char *shape)
+{
+    while (*prefix)
+        *dst++ = *prefix++;
+    while (*shape)
+        *dst++ = *shape++;
+    *dst = 0;
+}
+#endif
+
+/* Our kernel's output (saved in output_ref by the caller's order: kernel first, then the
+ * reference into `output`) must equal the plain-C reference loop's: a wrong fast path
+ * fails the benchmark instead of looking fast. */
+static void check_same(const char *name, int n)
+{
+    for (int i = 0; i < n; i++)
+        if (output[i] != output_ref[i]) {
+            bench_puts("mismatch ");
+            bench_puts(name);
+            bench_puts("\n");
+            bench_exit(1);
+        }
+}
+
+static void keep_output(int n)
+{
+    for (int i = 0; i < n; i++)
+        output_ref[i] = output[i];
+}
+
 /* ---- plain-C references ------------------------------------------------------------------ */
 __attribute__((noinline)) static void ref_fc_s8(const int8_t *x, const int8_t *w, const int32_t *b,
                                                 int8_t *y, int cols, int rows, int32_t in_off,
@@ -139,9 +176,10 @@ static const struct {
     const char *name;
     int hw, c, oc, k;
 } conv_shapes[] = {
-    {"8x8x1-k3-o8", 8, 1, 8, 3},      /* default backbone, layer 0 */
-    {"4x4x8-k1-o16", 4, 8, 16, 1},    /* default backbone, pointwise layer */
     {"16x16x16-k3-o32", 16, 16, 32, 3},
+    {"8x8x1-k3-o16", 8, 1, 16, 3},    /* a small first layer */
+    {"4x4x16-k1-o32", 4, 16, 32, 1},  /* pointwise */
+    {"4x4x8-k1-o16", 4, 8, 16, 1},    /* default backbone, pointwise layer */
 };
 
 static void run_fc(void)
@@ -170,9 +208,11 @@ static void run_fc(void)
             *p++ = *s++;
         *p = 0;
         put_case(name2, (uint32_t)(cols * rows));
+        keep_output(rows);
         bench_begin();
         ref_fc_s8(input, weights, bias, output, cols, rows, in_off, out_off, mult[0], shift[0]);
         bench_end();
+        check_same(name, rows);
 
         char name3[48] = "ref_fc_f32/";
         p = name3 + 11;
@@ -214,11 +254,55 @@ static void run_conv(void)
             *p++ = *s++;
         *p = 0;
         put_case(name2, macs);
+        keep_output(hw * hw * oc);
         bench_begin();
         ref_conv_s8(input, hw, hw, c, weights, oc, k, pad, bias, output, in_off, out_off);
         bench_end();
+        check_same(name, hw * hw * oc);
     }
 }
+
+#ifdef BENCH_CMSIS_NN
+/* Arm's kernels on the same shapes, data and parameters. */
+static void run_cmsis(void)
+{
+    char name[48];
+    for (unsigned i = 0; i < sizeof fc_shapes / sizeof fc_shapes[0]; i++) {
+        const int cols = fc_shapes[i].cols, rows = fc_shapes[i].rows;
+        const cmsis_nn_fc_params fp = {3, 0, -5, {-128, 127}};
+        const cmsis_nn_per_tensor_quant_params q = {mult[0], shift[0]};
+        const cmsis_nn_dims in_d = {1, 1, 1, cols}, f_d = {cols, 1, 1, rows},
+                            b_d = {1, 1, 1, rows}, o_d = {1, 1, 1, rows};
+        const cmsis_nn_context ctx = {scratch, arm_fully_connected_s8_get_buffer_size(&f_d)};
+        name_of(name, "cmsis_fc_s8/", fc_shapes[i].name);
+        put_case(name, (uint32_t)(cols * rows));
+        bench_begin();
+        arm_fully_connected_s8(&ctx, &fp, &q, &in_d, input, &f_d, weights, &b_d, bias, &o_d,
+                               output);
+        bench_end();
+    }
+    for (unsigned i = 0; i < sizeof conv_shapes / sizeof conv_shapes[0]; i++) {
+        const int hw = conv_shapes[i].hw, c = conv_shapes[i].c, oc = conv_shapes[i].oc,
+                  k = conv_shapes[i].k, pad = k / 2;
+        const cmsis_nn_conv_params cp = {7, -3, {1, 1}, {pad, pad}, {1, 1}, {-128, 127}};
+        const cmsis_nn_per_channel_quant_params q = {mult, shift};
+        const cmsis_nn_dims in_d = {1, hw, hw, c}, f_d = {oc, k, k, c}, b_d = {1, 1, 1, oc},
+                            o_d = {1, hw, hw, oc};
+        const int32_t need = arm_convolve_wrapper_s8_get_buffer_size(&cp, &in_d, &f_d, &o_d);
+        if (need > (int32_t)sizeof scratch) {
+            bench_puts("scratch too small\n");
+            bench_exit(1);
+        }
+        const cmsis_nn_context ctx = {scratch, need};
+        name_of(name, "cmsis_conv_s8/", conv_shapes[i].name);
+        put_case(name, (uint32_t)(hw * hw * oc * k * k * c));
+        bench_begin();
+        arm_convolve_wrapper_s8(&ctx, &cp, &q, &in_d, input, &f_d, weights, &b_d, bias, &o_d,
+                                output);
+        bench_end();
+    }
+}
+#endif
 
 int main(void)
 {
@@ -226,8 +310,12 @@ int main(void)
     put_case("empty", 0);
     bench_begin();
     bench_end();
+#ifdef BENCH_CMSIS_NN
+    run_cmsis();
+#else
     run_fc();
     run_conv();
+#endif
     bench_puts("done\n");
     return 0;
 }

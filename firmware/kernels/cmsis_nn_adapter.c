@@ -14,10 +14,16 @@
  *   tr_maxpool_s8                      arm_max_pool_s8
  *
  * tr_requantize.c and tr_dequantize_s8_f32.c stay ours (no CMSIS-NN counterpart).
- * Written against the CMSIS-NN API of arm_nnfunctions.h V.12.x (CMSIS-NN 5.x/6.x, the
- * signatures above); it cannot be compiled in this lab (CMSIS-NN is not available here),
- * so a lab that has CMSIS-NN should run tests/test_hil_backbone.py against such an image
- * once: both implementations must give bit-identical features. */
+ *
+ * CMSIS-NN has no version macro; kernels.mk passes the API revision of arm_nnfunctions.h
+ * ("$Revision: V.<n>") as TR_CMSIS_NN_API. Supported: V.12 (v5.0.0) to the V.19 of the v7
+ * line (built and run against v5.0.0, v6.0.0, v7.0.0 and 99f736a). From V.18 (v7.0.0)
+ * arm_convolve_s8 takes `upscale_dims` (transposed convolution); we pass 1x1, no upscaling.
+ * The _Static_asserts below check that signature against the header, so a revision that
+ * changes it again fails here with a clear message rather than at a call. */
+#ifndef TR_CMSIS_NN_API
+#error "TR_CMSIS_NN_API (the arm_nnfunctions.h revision) is set by kernels/kernels.mk"
+#endif
 #include <arm_nnfunctions.h>
 
 #include "tr_nn.h"
@@ -27,6 +33,21 @@ _Static_assert(sizeof(tr_nn_conv_params) == sizeof(cmsis_nn_conv_params), "conv 
 _Static_assert(sizeof(tr_nn_dw_conv_params) == sizeof(cmsis_nn_dw_conv_params), "dw layout");
 _Static_assert(sizeof(tr_nn_fc_params) == sizeof(cmsis_nn_fc_params), "fc layout");
 _Static_assert(sizeof(tr_nn_pool_params) == sizeof(cmsis_nn_pool_params), "pool layout");
+
+#if TR_CMSIS_NN_API >= 18
+#define TR_CONV_UPSCALE_ARG const cmsis_nn_dims *upscale_dims,
+#else
+#define TR_CONV_UPSCALE_ARG
+#endif
+typedef arm_cmsis_nn_status tr_arm_convolve_s8_fn(
+    const cmsis_nn_context *ctx, const cmsis_nn_conv_params *conv_params,
+    const cmsis_nn_per_channel_quant_params *quant_params, const cmsis_nn_dims *input_dims,
+    const int8_t *input_data, const cmsis_nn_dims *filter_dims, const int8_t *filter_data,
+    const cmsis_nn_dims *bias_dims, const int32_t *bias_data,
+    TR_CONV_UPSCALE_ARG const cmsis_nn_dims *output_dims, int8_t *output_data);
+_Static_assert(_Generic(&arm_convolve_s8, tr_arm_convolve_s8_fn *: 1, default: 0),
+               "arm_convolve_s8 does not have the signature of this API revision "
+               "(TR_CMSIS_NN_API): see kernels/README.md for the supported releases");
 
 uint8_t tr_nn_implementation(void) { return TR_NN_IMPL_CMSIS; }
 
@@ -93,8 +114,14 @@ tr_nn_status tr_convolve_s8(const tr_nn_context *ctx, const tr_nn_conv_params *c
     const cmsis_nn_per_channel_quant_params q = pcq(quant_params);
     const cmsis_nn_dims i = dims(input_dims), f = dims(filter_dims), b = dims(bias_dims),
                         o = dims(output_dims);
+#if TR_CMSIS_NN_API >= 18
+    const cmsis_nn_dims no_upscale = {1, 1, 1, 1};
+    return st(arm_convolve_s8(&c, &p, &q, &i, input_data, &f, filter_data, &b, bias_data,
+                              &no_upscale, &o, output_data));
+#else
     return st(arm_convolve_s8(&c, &p, &q, &i, input_data, &f, filter_data, &b, bias_data, &o,
                               output_data));
+#endif
 }
 
 int32_t tr_depthwise_conv_s8_get_buffer_size(const tr_nn_dims *input_dims,

@@ -1,7 +1,7 @@
 /* Average pooling, int8 (CMSIS-NN: arm_avgpool_s8; TFLite reference arithmetic).
  * Each output = (sum of the window's valid inputs) / (their count), rounded half away from
  * zero, then clamped to the activation range. Input and output share one quantization.
- * Checks and window loops: tr_nn_pool_s8 (tr_nn_support.h). */
+ * Checks and window loops: tr_nn_pool_s8 (tr_pool_common_s8.c). */
 #include "tr_nn_support.h"
 
 int32_t tr_avgpool_s8_get_buffer_size(int32_t dim_dst_width, int32_t ch_src)

@@ -3,18 +3,20 @@
  * im2col one output pixel at a time into the scratch buffer (K = KH·KW·C_IN bytes;
  * padding taps are filled with the input zero point, so (x + input_offset) is 0 there),
  * then the shared matrix-vector core computes all output channels of that pixel. A 1x1
- * kernel without padding reads the input pixel in place (no copy). The scratch buffer is
- * always required (tr_convolve_s8_get_buffer_size > 0). */
+ * kernel without padding reads the input pixel in place (no copy); on DSP cores with
+ * C_IN a multiple of 4 it takes two output pixels per call (tr_nn_vec2_mat_mult_t_s8:
+ * each weight word loaded once for both). The scratch buffer is always required
+ * (tr_convolve_s8_get_buffer_size > 0). */
 #include "tr_nn_support.h"
 
 /* Scratch: the int8 im2col column (rounded up to 4 bytes), then the matrix-vector
- * core's extended input (DSP builds). */
+ * core's extended input (DSP builds: room for two pixels, the pointwise fast path). */
 static int32_t col_bytes(int32_t k) { return (k + 3) & ~3; }
 
 int32_t tr_convolve_s8_get_buffer_size(const tr_nn_dims *input_dims, const tr_nn_dims *filter_dims)
 {
     const int32_t k = filter_dims->h * filter_dims->w * input_dims->c;
-    return col_bytes(k) + tr_nn_vec_mat_ext_bytes(k);
+    return col_bytes(k) + 2 * tr_nn_vec_mat_ext_bytes(k);
 }
 
 static void copy_taps(int8_t *dst, const int8_t *src, int32_t n)
@@ -73,6 +75,35 @@ tr_nn_status tr_convolve_s8(const tr_nn_context *ctx, const tr_nn_conv_params *c
 
     for (int32_t n = 0; n < N; n++) {
         const int8_t *in = input_data + (uint32_t)n * (uint32_t)(H * W * C);
+#if TR_NN_DSP
+        if (direct && (C & 3) == 0) {
+            /* pointwise: output pixels two at a time (row-major, a pair may span rows) */
+            const int8_t *pending = NULL;
+            int8_t *pending_out = NULL;
+            for (int32_t oy = 0; oy < OH; oy++) {
+                const int8_t *row = in + (uint32_t)(oy * sh * W * C);
+                for (int32_t ox = 0; ox < OW; ox++, output_data += OC) {
+                    const int8_t *px = row + (uint32_t)(ox * sw * C);
+                    if (!pending) {
+                        pending = px;
+                        pending_out = output_data;
+                        continue;
+                    }
+                    tr_nn_vec2_mat_mult_t_s8(pending, px, filter_data, bias_data, pending_out,
+                                             output_data, p->input_offset, p->output_offset,
+                                             quant_params->multiplier, quant_params->shift,
+                                             K, OC, amin, amax, ext);
+                    pending = NULL;
+                }
+            }
+            if (pending)
+                tr_nn_vec_mat_mult_t_s8(pending, filter_data, bias_data, pending_out,
+                                        p->input_offset, p->output_offset,
+                                        quant_params->multiplier, quant_params->shift, 1, K,
+                                        OC, amin, amax, ext);
+            continue;
+        }
+#endif
         for (int32_t oy = 0; oy < OH; oy++) {
             for (int32_t ox = 0; ox < OW; ox++) {
                 const int8_t *lhs;

@@ -1,5 +1,6 @@
 /* Fully connected, int8, one multiplier/shift per output (CMSIS-NN:
- * arm_fully_connected_per_channel_s8). Checks and batch loop: tr_nn_fc_s8 (tr_nn_support.h). */
+ * arm_fully_connected_per_channel_s8). Checks and batch loop: tr_nn_fc_s8
+ * (tr_fully_connected_common_s8.c). */
 #include "tr_nn_support.h"
 
 int32_t tr_fully_connected_per_channel_s8_get_buffer_size(const tr_nn_dims *filter_dims)

@@ -1,5 +1,5 @@
 /* Fully connected, int8, per-tensor requantization (CMSIS-NN: arm_fully_connected_s8).
- * Checks and batch loop: tr_nn_fc_s8 (tr_nn_support.h). */
+ * Checks and batch loop: tr_nn_fc_s8 (tr_fully_connected_common_s8.c). */
 #include "tr_nn_support.h"
 
 int32_t tr_fully_connected_s8_get_buffer_size(const tr_nn_dims *filter_dims)

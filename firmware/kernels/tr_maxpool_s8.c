@@ -1,6 +1,6 @@
 /* Max pooling, int8 (CMSIS-NN: arm_max_pool_s8). Maximum of the window's valid inputs,
  * clamped to the activation range. Input and output share one quantization.
- * Checks and window loops: tr_nn_pool_s8 (tr_nn_support.h). */
+ * Checks and window loops: tr_nn_pool_s8 (tr_pool_common_s8.c). */
 #include "tr_nn_support.h"
 
 int32_t tr_maxpool_s8_get_buffer_size(int32_t dim_dst_width, int32_t ch_src)

@@ -1,8 +1,10 @@
 /* tinyrig int8 neural-network kernels.
  *
  * Interface shaped like CMSIS-NN (context / params / quant params / dims, status codes,
- * `_get_buffer_size` for scratch memory) and the same arithmetic contract: the TFLite int8
- * quantization spec.
+ * `_get_buffer_size` for scratch memory) and the TFLite int8 quantization spec's arithmetic.
+ * It equals CMSIS-NN's everywhere but one corner: x' == m == INT32_MIN saturates here (as in
+ * TFLite's reference) and not in CMSIS-NN (only negative multipliers reach it; TFLite emits
+ * none).
  *
  *   acc  = bias[oc] + Σ (x + input_offset) · w          int32, exact (weights symmetric:
  *                                                         filter zero point 0)

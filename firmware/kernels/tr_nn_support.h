@@ -56,13 +56,42 @@ static inline int32_t tr_nn_rshift_round_nz(int32_t x, int32_t e)
     return (t >> e) + ((t >> (e - 1)) & 1);
 }
 
-static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+/* The general requantization (any x, mult, shift in [-31, 30]); tr_requantize.c. */
+int32_t tr_nn_requant_general(int32_t x, int32_t mult, int32_t shift);
+
+static inline int32_t tr_nn_requant_c(int32_t x, int32_t mult, int32_t shift)
 {
     if (shift > 0)
         return tr_nn_dhm((int32_t)((uint32_t)x << shift), mult);
     const int32_t h = tr_nn_dhm(x, mult);
     return shift < 0 ? tr_nn_rshift_round_nz(h, -shift) : h;
 }
+
+#if TR_NN_DSP
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b);
+/* The same result on the DSP path in about half the instructions, for the case every real
+ * layer is in (shift <= 0, 2x fits in int32): (2x·m + 2^31) >> 32 == (x·m + 2^30) >> 31 is
+ * one SMMULR and never the saturating case (|h| <= 2^30), and the rounding right shift of
+ * t = h - [h < 0] by e >= 1 is ((t >> (e - 1)) + 1) >> 1 (no overflow: |t| <= 2^30).
+ * Anything else goes to the general (out-of-line) form. */
+static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+{
+    int32_t x2;
+    if (__builtin_expect(shift <= 0 && !__builtin_add_overflow(x, x, &x2), 1)) {
+        const int32_t h = tr_nn_smmulr(x2, mult);
+        if (shift == 0)
+            return h;
+        const int32_t t = h + (h >> 31);
+        return ((t >> (~shift)) + 1) >> 1; /* ~shift == e - 1 */
+    }
+    return tr_nn_requant_general(x, mult, shift);
+}
+#else
+static inline int32_t tr_nn_requant(int32_t x, int32_t mult, int32_t shift)
+{
+    return tr_nn_requant_c(x, mult, shift);
+}
+#endif
 
 static inline int8_t tr_nn_clamp_s8(int32_t v, int32_t lo, int32_t hi)
 {
@@ -107,6 +136,13 @@ static inline int32_t tr_nn_smlad(uint32_t a, uint32_t b, int32_t acc)
 static inline int32_t tr_nn_smlabb(uint32_t a, uint32_t b, int32_t acc)
 {
     return __smlabb((int32_t)a, (int32_t)b, acc);
+}
+/* SMMULR (no ACLE intrinsic): (a·b + 2^31) >> 32. */
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b)
+{
+    int32_t r;
+    __asm__("smmulr %0, %1, %2" : "=r"(r) : "r"(a), "r"(b));
+    return r;
 }
 static inline int32_t tr_nn_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
@@ -158,6 +194,10 @@ static inline int32_t tr_nn_smlatt(uint32_t a, uint32_t b, int32_t acc)
 {
     return (int32_t)((uint32_t)acc + (uint32_t)(tr_nn_hi16(a) * tr_nn_hi16(b)));
 }
+static inline int32_t tr_nn_smmulr(int32_t a, int32_t b)
+{
+    return (int32_t)(((int64_t)a * b + (1ll << 31)) >> 32);
+}
 static inline uint32_t tr_nn_ror8(uint32_t x) { return (x >> 8) | (x << 24); }
 static inline uint32_t tr_nn_sxtb16_ror8(uint32_t x) { return tr_nn_sxtb16(tr_nn_ror8(x)); }
 static inline uint32_t tr_nn_sxtab16_ror8(uint32_t a, uint32_t x)
@@ -166,8 +206,40 @@ static inline uint32_t tr_nn_sxtab16_ror8(uint32_t a, uint32_t x)
 }
 #endif
 
+/* *a = p[0], *b = p[1], p += 2: one LDRD with post-increment (GCC emits LDRD with an
+ * offset plus a separate pointer increment: one more instruction per loop pass). */
+static inline void tr_nn_ld2(const uint32_t **p, uint32_t *a, uint32_t *b)
+{
+#if TR_NN_DSP_NATIVE
+    __asm__("ldrd %0, %1, [%2], #8" : "=r"(*a), "=r"(*b), "+r"(*p) : : "memory");
+#else
+    *a = (*p)[0];
+    *b = (*p)[1];
+    *p += 2;
+#endif
+}
+
+/* p[0] = a, p[1] = b, p += 2: one STRD with post-increment. */
+static inline void tr_nn_st2(uint32_t **p, uint32_t a, uint32_t b)
+{
+#if TR_NN_DSP_NATIVE
+    __asm__ volatile("strd %1, %2, [%0], #8" : "+r"(*p) : "r"(a), "r"(b) : "memory");
+#else
+    (*p)[0] = a;
+    (*p)[1] = b;
+    *p += 2;
+#endif
+}
+
 /* Both halves = v (v in [-32768, 32767]). */
 static inline uint32_t tr_nn_dup16(int32_t v) { return ((uint32_t)v & 0xFFFFu) * 0x00010001u; }
+
+/* Saturate to int8 (SSAT #8). */
+#if TR_NN_DSP_NATIVE
+#define tr_nn_ssat8(v) ((int32_t)__ssat((v), 8))
+#else
+static inline int32_t tr_nn_ssat8(int32_t v) { return v < -128 ? -128 : v > 127 ? 127 : v; }
+#endif
 
 #endif /* TR_NN_DSP */
 
@@ -183,6 +255,17 @@ void tr_nn_vec_mat_mult_t_s8(const int8_t *lhs, const int8_t *rhs, const int32_t
                              int32_t cols, int32_t rows, int32_t act_min, int32_t act_max,
                              uint32_t *ext);
 
+#if TR_NN_DSP
+/* DSP builds: two input vectors against the same per-channel matrix (quant_stride 1),
+ * cols a multiple of 4; ext: 2 · tr_nn_vec_mat_ext_bytes(cols) bytes, 4-aligned. The
+ * pointwise-convolution fast path (tr_convolve_s8.c). */
+void tr_nn_vec2_mat_mult_t_s8(const int8_t *lhs_a, const int8_t *lhs_b, const int8_t *rhs,
+                              const int32_t *bias, int8_t *dst_a, int8_t *dst_b,
+                              int32_t lhs_offset, int32_t dst_offset, const int32_t *mult,
+                              const int32_t *shift, int32_t cols, int32_t rows, int32_t act_min,
+                              int32_t act_max, uint32_t *ext);
+#endif
+
 static inline int32_t tr_nn_vec_mat_ext_bytes(int32_t cols)
 {
     return TR_NN_DSP ? (cols / 4) * 8 : 0;
@@ -197,87 +280,27 @@ static inline int tr_nn_ctx_ok(const tr_nn_context *ctx, int32_t need)
 }
 
 /* Argument checks and batch loop of the fully-connected kernels
- * (tr_fully_connected_s8.c: quant_stride 0, tr_fully_connected_per_channel_s8.c: 1):
- * output r of every batch is requantized with mult/shift[r * quant_stride]. */
-static inline tr_nn_status tr_nn_fc_s8(const tr_nn_context *ctx, const tr_nn_fc_params *fc_params,
-                                       const int32_t *mult, const int32_t *shift,
-                                       int32_t quant_stride, const tr_nn_dims *input_dims,
-                                       const int8_t *input_data, const tr_nn_dims *filter_dims,
-                                       const int8_t *filter_data, const int32_t *bias_data,
-                                       const tr_nn_dims *output_dims, int8_t *output_data)
-{
-    const int32_t cols = filter_dims->n;
-    const int32_t rows = output_dims->c;
-    const int32_t batches = input_dims->n;
-    if (cols <= 0 || rows <= 0 || batches <= 0 || filter_dims->c != rows ||
-        fc_params->filter_offset != 0 || tr_nn_bad_offset_in(fc_params->input_offset) ||
-        tr_nn_bad_offset_out(fc_params->output_offset) || tr_nn_bad_act(&fc_params->activation))
-        return TR_NN_ARG_ERROR;
-    if (!tr_nn_ctx_ok(ctx, tr_nn_vec_mat_ext_bytes(cols)))
-        return TR_NN_ARG_ERROR;
-    const int32_t n_shift = quant_stride ? rows : 1;
-    for (int32_t r = 0; r < n_shift; r++)
-        if (shift[r] < -31 || shift[r] > 30)
-            return TR_NN_ARG_ERROR;
-    uint32_t *ext = ctx ? (uint32_t *)ctx->buf : NULL;
-    for (int32_t b = 0; b < batches; b++) {
-        tr_nn_vec_mat_mult_t_s8(input_data, filter_data, bias_data, output_data,
-                                fc_params->input_offset, fc_params->output_offset, mult, shift,
-                                quant_stride, cols, rows, fc_params->activation.min,
-                                fc_params->activation.max, ext);
-        input_data += cols;
-        output_data += rows;
-    }
-    return TR_NN_SUCCESS;
-}
+ * (tr_fully_connected_common_s8.c; tr_fully_connected_s8.c passes quant_stride 0,
+ * tr_fully_connected_per_channel_s8.c 1): output r of every batch is requantized with
+ * mult/shift[r * quant_stride]. */
+tr_nn_status tr_nn_fc_s8(const tr_nn_context *ctx, const tr_nn_fc_params *fc_params,
+                         const int32_t *mult, const int32_t *shift, int32_t quant_stride,
+                         const tr_nn_dims *input_dims, const int8_t *input_data,
+                         const tr_nn_dims *filter_dims, const int8_t *filter_data,
+                         const int32_t *bias_data, const tr_nn_dims *output_dims,
+                         int8_t *output_data);
 
-
-/* ---- shared pooling driver (tr_avgpool_s8.c, tr_maxpool_s8.c) -------------------------- */
-/* 1 if some window along one axis would hold no input element. */
-static inline int tr_nn_pool_empty_window(int32_t in, int32_t out, int32_t k, int32_t stride,
-                                          int32_t pad)
-{
-    return pad >= k || (out - 1) * stride - pad > in - 1;
-}
-
+/* ---- shared pooling driver (tr_pool_common_s8.c) --------------------------------------- */
 /* A pooling reduction: the unclamped output for channel c of the window rows [ya, yb),
  * columns [xa, xb) (never empty) of the HWC image `in` (width w, n_ch channels). */
 typedef int32_t (*tr_nn_pool_reduce_fn)(const int8_t *in, int32_t w, int32_t n_ch, int32_t c,
                                         int32_t ya, int32_t yb, int32_t xa, int32_t xb);
 
-/* Argument checks and window loops of the pooling kernels: every output is
- * clamp(reduce(window), activation). Inline, so `reduce` is a direct (inlined) call. */
-static inline tr_nn_status tr_nn_pool_s8(const tr_nn_pool_params *p,
-                                         const tr_nn_dims *input_dims, const int8_t *input_data,
-                                         const tr_nn_dims *filter_dims,
-                                         const tr_nn_dims *output_dims, int8_t *output_data,
-                                         tr_nn_pool_reduce_fn reduce)
-{
-    const int32_t N = input_dims->n, H = input_dims->h, W = input_dims->w, C = input_dims->c;
-    const int32_t KH = filter_dims->h, KW = filter_dims->w, OH = output_dims->h,
-                  OW = output_dims->w;
-    const int32_t sh = p->stride.h, sw = p->stride.w, ph = p->padding.h, pw = p->padding.w;
-    if (N <= 0 || H <= 0 || W <= 0 || C <= 0 || KH <= 0 || KW <= 0 || OH <= 0 || OW <= 0 ||
-        output_dims->c != C || sh <= 0 || sw <= 0 || ph < 0 || pw < 0 ||
-        tr_nn_bad_act(&p->activation) || tr_nn_pool_empty_window(H, OH, KH, sh, ph) ||
-        tr_nn_pool_empty_window(W, OW, KW, sw, pw))
-        return TR_NN_ARG_ERROR;
-
-    for (int32_t n = 0; n < N; n++) {
-        const int8_t *in = input_data + (uint32_t)n * (uint32_t)(H * W * C);
-        for (int32_t oy = 0; oy < OH; oy++) {
-            const int32_t y0 = oy * sh - ph;
-            const int32_t ya = y0 < 0 ? 0 : y0, yb = y0 + KH > H ? H : y0 + KH;
-            for (int32_t ox = 0; ox < OW; ox++) {
-                const int32_t x0 = ox * sw - pw;
-                const int32_t xa = x0 < 0 ? 0 : x0, xb = x0 + KW > W ? W : x0 + KW;
-                for (int32_t c = 0; c < C; c++)
-                    *output_data++ = tr_nn_clamp_s8(reduce(in, W, C, c, ya, yb, xa, xb),
-                                                    p->activation.min, p->activation.max);
-            }
-        }
-    }
-    return TR_NN_SUCCESS;
-}
+/* Argument checks and window loops of the pooling kernels (tr_avgpool_s8.c,
+ * tr_maxpool_s8.c): every output is clamp(reduce(window), activation). */
+tr_nn_status tr_nn_pool_s8(const tr_nn_pool_params *p, const tr_nn_dims *input_dims,
+                           const int8_t *input_data, const tr_nn_dims *filter_dims,
+                           const tr_nn_dims *output_dims, int8_t *output_data,
+                           tr_nn_pool_reduce_fn reduce);
 
 #endif

@@ -7,6 +7,11 @@
 
 int32_t tr_nn_doubling_high_mult(int32_t a, int32_t b) { return tr_nn_dhm(a, b); }
 
+int32_t tr_nn_requant_general(int32_t x, int32_t mult, int32_t shift)
+{
+    return tr_nn_requant_c(x, mult, shift);
+}
+
 int32_t tr_nn_divide_by_power_of_two(int32_t x, int32_t exponent)
 {
     return tr_nn_rshift_round(x, exponent < 0 ? 0 : exponent > 31 ? 31 : exponent);

@@ -1,5 +1,6 @@
 """The int8 feature extractor, bit-exact: the firmware's kernels (firmware/kernels/, the
-CMSIS-NN / TFLite int8 contract) written out in numpy int64.
+TFLite int8 contract; CMSIS-NN's but for the INT32_MIN·INT32_MIN corner) written out in
+numpy int64.
 
 Everything is integer arithmetic on int64 arrays, so results are exact and independent of
 BLAS or summation order; the only float step is the final dequantization, one float32
