@@ -304,6 +304,11 @@ TARGET_OPTIONS: dict[str, dict[str, Field]] = {
         "flash": Field(choice("auto", "always", "never"), "auto"),
         "open_timeout_s": Field(number(positive=True), 5.0),  # USB re-enumeration after reset
     },
+    "twin": {  # a board twin in unicorn (rig.twin); the board must have a twin model
+        "elf": Field(optional(text), None),  # None: the board's prebuilt image
+        "strict": Field(boolean, True),  # unknown register access / model finding = error
+        "wall_factor": Field(number(positive=True), 10.0),  # wall-clock cap per read/timeout
+    },
 }
 
 

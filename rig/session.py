@@ -253,7 +253,7 @@ class TrainingSession:
             for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
                 self.device.write_samples(start, part.labels, part.q)
         self._prepared = True
-        self.report = RunReport(spec, hello, hello.counter_label)
+        self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label)
         if self.backbone is not None and self.window is None and self.inspect.features > 0:
             self.report.setup.append(self.compare_features(0, min(self.inspect.features,
                                                                   n_total)))
@@ -524,6 +524,7 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
     try:
         transport = target.start()
         device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        device.counter_label = target.device_counter_label
         hello = device.hello()
         image = target.expected_firmware()
         if check_firmware and image is not None:

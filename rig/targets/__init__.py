@@ -1,5 +1,5 @@
 """Targets: ways of reaching a device. Importing this package registers the built-in kinds
-(qemu, serial, native, pyocd); `resolve_target` turns a lab config and a name into a Target.
+(qemu, serial, native, pyocd, twin); `resolve_target` turns a lab config and a name into a Target.
 
 Selection (`defaults.target` or the caller's choice):
 - a target name: that target (it must be enabled);
@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from rig.config import TARGET_CATEGORIES, LabConfig, TargetConfig, suggest
 from rig.errors import ConfigError, TargetUnavailable
-from rig.targets import native, pyocd, qemu, serial  # noqa: F401 - registers the built-in kinds
+from rig.targets import native, pyocd, qemu, serial, twin  # noqa: F401 - registers the built-in kinds
 from rig.targets.base import Target, make_target, register_target, target_kinds
 
 __all__ = ["Target", "build_target", "make_target", "register_target", "resolve_target",

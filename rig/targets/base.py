@@ -42,6 +42,9 @@ class Target(ABC):
     counter_label: str = "counter"
     #: True for kinds that reach real silicon (what `defaults.target: board` selects)
     hardware: ClassVar[bool] = False
+    #: replaces the firmware's own counter label (HELLO) in reports, for kinds whose
+    #: counters are a model of the board's (twins)
+    device_counter_label: ClassVar[str | None] = None
 
     def __init__(self, name: str, options: dict[str, Any]) -> None:
         self.name = name

@@ -1,0 +1,590 @@
+"""The twin's engine: an unmodified board image on unicorn's Cortex-M4 (Thumb-2, FPU), with
+the board's memory map and register models, Cortex-M exception entry/return and WFI.
+
+How it runs (speed matters: lockstep training executes millions of instructions):
+- unicorn executes in chunks; the only hooks in the hot path are a block hook (counts
+  instructions: the size of each translated block, decoded once and cached) and MMIO
+  callbacks on the peripheral and System Control Space windows. No per-instruction hook.
+- Instruction counts are exact for every block that runs to its end; a block cut short by
+  a fault counts in full (only at faults). Instructions skipped by a failed IT condition
+  count as executed (as in QEMU's plugin). A CYCCNT read is exact to the instruction: the
+  count at block entry plus the instructions before the load in that block.
+- Exceptions are the machine's job (unicorn has no NVIC): faults unicorn reports and
+  interrupts that are pending, enabled and of sufficient priority are entered between
+  chunks: the 8-word frame (26 words with the FP context once the FPU is enabled, as on a
+  core whose CONTROL.FPCA is set), 8-byte stack alignment, LR = EXC_RETURN, the handler
+  from the vector table at VTOR. A return to an EXC_RETURN value (unicorn reports it as an
+  exception-exit) pops the frame.
+- WFI ends a chunk; with nothing pending the machine is asleep and gives control back to
+  the host (the transport) instead of spinning. A polled firmware is idle after two empty
+  receiver polls with no byte moved in between. Time does not advance while the host has
+  control: the twin's clock is its instruction count.
+- A branch to itself (the firmware's halt loops) stops the machine: `halted`.
+
+Every access into a peripheral window at an address no model declares is an unknown
+access, logged with the PC; in strict mode it stops the machine with a TwinError. The same
+holds for the `finding`s of the behaviour models (wrong pin, clock, baud rate).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from rig.errors import RigError
+from rig.profile.elf import ElfImage
+from rig.twin import core
+from rig.twin.core import SystemControl
+from rig.twin.regs import RegisterFile
+
+CHUNK = 200_000  # instructions per emu_start when nothing else stops the machine
+EXC_RETURN_THREAD_MSP = 0xFFFFFFF9
+EXC_HARDFAULT, EXC_MEMMANAGE, EXC_BUSFAULT, EXC_USAGEFAULT = 3, 4, 5, 6
+EXC_SVCALL, EXC_PENDSV, EXC_SYSTICK = 11, 14, 15
+FRAME_BASIC, FRAME_FP = 0x20, 0x68
+
+
+class TwinError(RigError):
+    """The twin met something it must not hide: an unknown register access (strict), a
+    board-code problem a model found, or a state it does not model."""
+
+
+@dataclass(frozen=True)
+class Access:
+    pc: int
+    address: int
+    write: bool
+    value: int
+    where: str  # the SVD's name for the address, or the window
+
+    def __str__(self) -> str:
+        op = f"write {self.value:#x} to" if self.write else "read of"
+        return f"pc={self.pc:#010x}: {op} {self.address:#010x} ({self.where})"
+
+
+@dataclass(frozen=True)
+class MemoryRegion:
+    name: str
+    base: int
+    size: int
+    writable: bool
+
+
+@dataclass(frozen=True)
+class Window:
+    """An address range the machine maps as MMIO (peripherals or the PPB)."""
+
+    base: int
+    size: int
+
+
+class TwinMachine:
+    """One board's core, memory and peripherals. Peripheral models are attached with
+    `attach` before `reset`; the link UART calls `rx_pop` / `tx_push`."""
+
+    def __init__(self, elf: ElfImage, regions: list[MemoryRegion], windows: list[Window],
+                 n_irqs: int, prio_bits: int, strict: bool = True,
+                 boot_alias: tuple[int, int] | None = None,
+                 name_of: Callable[[int], str] | None = None) -> None:
+        import unicorn
+        from unicorn import arm_const
+
+        self._u, self._a = unicorn, arm_const
+        self.elf = elf
+        self.regions = regions
+        self.windows = windows
+        self.strict = strict
+        self.boot_alias = boot_alias
+        self._name_of = name_of or (lambda a: "no register")
+        self.scs = SystemControl(self, n_irqs, prio_bits)
+        self.peripherals: list[RegisterFile] = []
+        self._index: dict[int, RegisterFile] = {}  # address >> 10 -> model
+        self.unknown: list[Access] = []
+        self.findings: list[str] = []
+        self.rx = bytearray()  # host -> device, not yet taken by the UART
+        self.tx = bytearray()  # device -> host, not yet read
+        self._block_cache: dict[tuple[int, int], tuple[int, bool]] = {}
+        self._uc: Any = None
+        self._buffers: list[Any] = []
+        self._wfi = _find_halfwords(elf, (0xBF30,))  # WFI (T1)
+        self._cpsie = _find_halfwords(elf, (0xB662,))  # CPSIE I
+        self._clear()
+
+    def _clear(self) -> None:
+        self.insns = 0
+        self.pc = 0
+        self.active: list[int] = []  # active exception numbers, innermost last
+        self.frames: list[int] = []  # EXC_RETURN pushed for each active exception
+        self.sleeping = self.idle = self.halted = False
+        self._blk = (0, 0, 0)  # current block: address, instructions, bytes
+        self._wfi_at: int | None = None
+        self._empty_polls = 0
+        self._poll_pc = 0
+        self._stop_at = CHUNK
+        self._exit_pending = False
+        self._fault: tuple[int, int, int] | None = None  # (exc, cfsr bits, bfar)
+        self._error: str | None = None
+        self._reset_requested = False
+
+    # ------------------------------------------------------------------ set-up
+
+    def attach(self, model: RegisterFile) -> None:
+        self.peripherals.append(model)
+        for a in range(model.base, model.base + model.size, 0x400):
+            self._index[a >> 10] = model
+
+    def reset(self) -> None:
+        """Power-on: fresh memory with the image loaded at its load addresses, registers at
+        their reset values, SP and PC from the vector table at address 0."""
+        u, a = self._u, self._a
+        uc = u.Uc(u.UC_ARCH_ARM, u.UC_MODE_THUMB | u.UC_MODE_MCLASS)
+        uc.ctl_set_cpu_model(a.UC_CPU_ARM_CORTEX_M4)
+        self._buffers = []
+        for r in self.regions:
+            perms = u.UC_PROT_ALL if r.writable else u.UC_PROT_READ | u.UC_PROT_EXEC
+            buf = ctypes.create_string_buffer(r.size)
+            self._buffers.append(buf)
+            uc.mem_map_ptr(r.base, r.size, perms, buf)
+            if self.boot_alias is not None and self.boot_alias[1] == r.base:
+                uc.mem_map_ptr(self.boot_alias[0], r.size, perms, buf)  # same bytes
+        for seg in self.elf.segments:
+            if not seg.data:
+                continue
+            if not any(r.base <= seg.paddr and seg.paddr + len(seg.data) <= r.base + r.size
+                       for r in self.regions):
+                raise TwinError(f"{self.elf.path}: segment at {seg.paddr:#x} (+{len(seg.data)})"
+                                " lies outside the board's memory (linker script)")
+            uc.mem_write(seg.paddr, seg.data)
+        for w in self.windows:
+            uc.mmio_map(w.base, w.size, self._mmio_read, w.base, self._mmio_write, w.base)
+        uc.mmio_map(core.PPB[0], core.PPB[1], self._ppb_read, None, self._ppb_write, None)
+        uc.hook_add(u.UC_HOOK_BLOCK, self._on_block)
+        uc.hook_add(u.UC_HOOK_INTR, self._on_intr)
+        uc.hook_add(u.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
+        for addr in self._wfi:  # one-address code hooks: no cost elsewhere
+            uc.hook_add(u.UC_HOOK_CODE, self._on_wfi, begin=addr, end=addr)
+        for addr in self._cpsie:
+            uc.hook_add(u.UC_HOOK_CODE, self._on_cpsie, begin=addr, end=addr)
+        self._uc = uc
+        self.scs = SystemControl(self, self.scs.n_irqs, self.scs.prio_bits)
+        for p in self.peripherals:
+            p.reset()
+        self._clear()
+        try:
+            vec = bytes(uc.mem_read(0, 8))
+        except u.UcError as exc:
+            raise TwinError("nothing is mapped at address 0, where the core fetches its reset "
+                            "vector") from exc
+        sp, pc = int.from_bytes(vec[:4], "little"), int.from_bytes(vec[4:], "little")
+        uc.reg_write(a.UC_ARM_REG_MSP, sp)
+        uc.reg_write(a.UC_ARM_REG_SP, sp)
+        self.pc = pc & ~1
+        if not pc & 1:
+            raise TwinError(f"reset vector {pc:#x} has bit 0 clear (not Thumb): the core "
+                            "would fault on the first instruction")
+
+    # ------------------------------------------------------------------ what models call
+
+    def now(self) -> int:
+        """Instructions executed so far, exact at the current PC inside a block."""
+        pc = self._uc.reg_read(self._a.UC_ARM_REG_PC)
+        start, n, size = self._blk
+        if not start <= pc < start + size:
+            return self.insns
+        return self.insns - n + self._count(start, pc - start)
+
+    def kick(self) -> None:
+        """Something an interrupt depends on changed: stop at the end of this block so the
+        exception logic looks again."""
+        if self._uc is not None:
+            self._stop_at = 0
+
+    def finding(self, text: str) -> None:
+        pc = self._uc.reg_read(self._a.UC_ARM_REG_PC) if self._uc else 0
+        msg = f"pc={pc:#010x}: {text}"
+        self.findings.append(msg)
+        if self.strict and self._error is None:
+            self._error = msg
+            self._uc.emu_stop()
+
+    def rx_pop(self) -> int | None:
+        if not self.rx:
+            return None
+        b = self.rx[0]
+        del self.rx[0]
+        return b
+
+    def tx_push(self, byte: int) -> None:
+        self.tx.append(byte)
+        self._empty_polls = 0
+
+    def note_rx_poll(self) -> None:
+        """The firmware found its receiver empty. The second time in a row at the same PC
+        with no byte moved in between, it is idle (waiting for the host). The PC matters:
+        on the STM32 the transmitter's TXE wait reads the same status register."""
+        pc = self._pc()
+        if pc != self._poll_pc:
+            self._poll_pc, self._empty_polls = pc, 0
+        self._empty_polls += 1
+        if self._empty_polls >= 2 and not self.rx:
+            self.idle = True
+            self._uc.emu_stop()
+
+    def note_rx_data(self) -> None:
+        self._empty_polls = 0
+
+    def request_reset(self) -> None:
+        self._reset_requested = True
+        self._uc.emu_stop()
+
+    def active_exception(self) -> int:
+        return self.active[-1] if self.active else 0
+
+    def active_irqs(self) -> set[int]:
+        return {e - 16 for e in self.active if e >= 16}
+
+    def pending_irqs(self) -> set[int]:
+        lines = set(self.scs.pending)
+        for p in self.peripherals:
+            lines.update(p.irq_lines())
+        return lines
+
+    def highest_pending(self) -> int | None:
+        best = self._next_exception(ignore_mask=True)
+        return best[1] if best else None
+
+    # ------------------------------------------------------------------ the host side
+
+    def feed(self, data: bytes) -> None:
+        self.rx.extend(data)
+        self.idle = False
+        self._empty_polls = 0
+        for p in self.peripherals:
+            hook = getattr(p, "on_host_data", None)
+            if hook is not None:
+                hook()
+
+    def run(self, deadline: float, until_tx: bool = True, until_insns: int | None = None
+            ) -> str:
+        """Execute until there is output (`until_tx`), the firmware waits for the host
+        ("idle": WFI with nothing pending, or polling an empty receiver), it halts, the
+        instruction count reaches `until_insns` ("budget") or the wall-clock `deadline`
+        passes ("timeout"). Returns the reason."""
+        u, a = self._u, self._a
+        uc = self._uc
+        while True:
+            if self._error is not None:
+                raise TwinError(self._error)
+            if self._reset_requested:
+                self.reset()
+                return "reset"
+            if self.halted:
+                return "halted"
+            self.scs.systick_due(self.insns)
+            if self._deliver():
+                self.sleeping = False
+            if self.sleeping:
+                if self._next_exception(ignore_mask=True) is None:
+                    return "idle"
+                self.sleeping = False  # WFI wakes on a pending interrupt even if masked
+            if self.idle:
+                if not self.rx:
+                    return "idle"
+                self.idle = False
+            if until_tx and self.tx:
+                return "tx"
+            if time.monotonic() >= deadline:
+                return "timeout"
+            if until_insns is not None and self.insns >= until_insns:
+                return "budget"
+            self._blk = (self.pc, 0, 0)
+            self._wfi_at = None
+            self._stop_at = self.insns + CHUNK
+            if until_insns is not None:
+                self._stop_at = min(self._stop_at, until_insns)
+            nxt = self.scs.st_next
+            if nxt is not None and self.scs.values[core.SYST_CSR] & 2:
+                self._stop_at = min(self._stop_at, max(nxt, self.insns + 1))
+            try:
+                uc.emu_start(self.pc | 1, 0xFFFFFFFF)
+            except u.UcError as exc:
+                self._on_uc_error(exc)
+            self.pc = uc.reg_read(a.UC_ARM_REG_PC)
+            if self._exit_pending:
+                self._exit_pending = False
+                self._exception_return(self.pc | 1)
+            elif self._fault is not None:
+                exc_n, cfsr, bfar = self._fault
+                self._fault = None
+                self._take_fault(exc_n, cfsr, bfar)
+            elif self._wfi_at is not None and self.pc == self._wfi_at + 2:
+                self.sleeping = True
+
+    # ------------------------------------------------------------------ hooks
+
+    def _count(self, addr: int, size: int) -> int:
+        """Thumb instructions in [addr, addr + size): 32-bit when the first halfword's top
+        five bits are 0b11101, 0b11110 or 0b11111."""
+        code = bytes(self._uc.mem_read(addr, size)) if size else b""
+        n = i = 0
+        while i < size:
+            hw = code[i] | (code[i + 1] << 8) if i + 1 < size else 0
+            i += 4 if (hw >> 11) >= 0x1D else 2
+            n += 1
+        return n
+
+    def _on_block(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+        info = self._block_cache.get((addr, size))
+        if info is None:
+            code = bytes(uc.mem_read(addr, size))
+            loop = code in (b"\xfe\xe7", b"\xff\xf7\xfe\xbf")  # b . / b.w .
+            info = (self._count(addr, size), loop)
+            self._block_cache[(addr, size)] = info
+        n, loop = info
+        self.insns += n
+        self._blk = (addr, n, size)
+        if loop:
+            self.halted = True
+            uc.emu_stop()
+        elif self.insns >= self._stop_at:
+            uc.emu_stop()
+
+    def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
+        # QEMU's EXCP_* numbers: 2 SWI, 7 BKPT, 8 EXCEPTION_EXIT, 18 INVSTATE
+        if intno == 8:
+            self._exit_pending = True
+        elif intno == 2:
+            self._fault = (EXC_SVCALL, 0, 0)
+        elif intno == 7:  # BKPT without a debugger: HardFault (DEBUGEVT)
+            self._fault = (EXC_HARDFAULT, -1, 0)
+        elif intno == 18:
+            self._fault = (EXC_USAGEFAULT, 1 << 17, 0)  # INVSTATE
+        else:
+            self._set_error(f"unmodelled core exception (QEMU EXCP {intno})")
+        uc.emu_stop()
+
+    def _on_unmapped(self, uc: Any, access: int, address: int, size: int, value: int,
+                     _ud: Any) -> bool:
+        fetch = access == self._u.UC_MEM_FETCH_UNMAPPED
+        if fetch and address >= 0xFFFFFF00:
+            return False  # an EXC_RETURN branch outside handler mode: reported by intr
+        self._fault = (EXC_BUSFAULT, core.CFSR_IBUSERR if fetch else
+                       core.CFSR_PRECISERR | core.CFSR_BFARVALID, address)
+        return False
+
+    def _on_uc_error(self, exc: Exception) -> None:
+        err = getattr(exc, "errno", None)
+        u = self._u
+        if err == u.UC_ERR_INSN_INVALID:
+            self._fault = (EXC_USAGEFAULT, core.CFSR_UNDEFINSTR, 0)
+        elif self._fault is not None or self._exit_pending:
+            pass
+        elif err in (u.UC_ERR_WRITE_PROT, u.UC_ERR_FETCH_PROT):
+            pc = self._uc.reg_read(self._a.UC_ARM_REG_PC)
+            self._set_error(f"pc={pc:#010x}: {exc} (a write to flash, or code run from RAM "
+                            "that is not executable)")
+        else:
+            pc = self._uc.reg_read(self._a.UC_ARM_REG_PC)
+            self._set_error(f"pc={pc:#010x}: unicorn stopped: {exc}")
+
+    def _set_error(self, text: str) -> None:
+        if self._error is None:
+            self._error = text
+
+    def _on_wfi(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+        self._wfi_at = addr  # unicorn ends emu_start after a WFI: run() sees PC = addr + 2
+
+    def _on_cpsie(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
+        self._stop_at = 0  # interrupts unmasked: look for a pending one after this block
+
+    # -- MMIO --------------------------------------------------------------------------
+
+    def _pc(self) -> int:
+        return int(self._uc.reg_read(self._a.UC_ARM_REG_PC))
+
+    def _unknown(self, address: int, write: bool, value: int) -> None:
+        acc = Access(self._pc(), address, write, value, self._name_of(address))
+        self.unknown.append(acc)
+        if self.strict:
+            self._set_error(f"unknown register access: {acc}")
+            self._uc.emu_stop()
+
+    def _mmio_read(self, uc: Any, offset: int, size: int, base: int) -> int:
+        addr = base + offset
+        model = self._index.get(addr >> 10)
+        value = None
+        if model is not None and addr - model.base < model.size:
+            value = model.bus_read(addr - model.base, size)
+        if value is None:
+            self._unknown(addr, False, 0)
+            return 0
+        return value
+
+    def _mmio_write(self, uc: Any, offset: int, size: int, value: int, base: int) -> None:
+        addr = base + offset
+        model = self._index.get(addr >> 10)
+        if model is None or addr - model.base >= model.size or \
+                not model.bus_write(addr - model.base, size, value):
+            self._unknown(addr, True, value)
+
+    def _ppb_read(self, uc: Any, offset: int, size: int, _ud: Any) -> int:
+        value = self.scs.bus_read(offset, size)
+        if value is None:
+            self._unknown(core.PPB[0] + offset, False, 0)
+            return 0
+        return value
+
+    def _ppb_write(self, uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
+        if not self.scs.bus_write(offset, size, value):
+            self._unknown(core.PPB[0] + offset, True, value)
+
+    # ------------------------------------------------------------------ exceptions
+
+    def _priority(self, exc: int) -> int:
+        if exc == EXC_HARDFAULT:
+            return -1
+        if exc >= 16:
+            return self.scs.irq_priority(exc - 16)
+        return self.scs.sys_priority(exc)
+
+    def _running_priority(self) -> int:
+        prio = min((self._priority(e) for e in self.active), default=256)
+        basepri = self._uc.reg_read(self._a.UC_ARM_REG_BASEPRI) & 0xFF
+        if basepri:
+            prio = min(prio, basepri)
+        if self._uc.reg_read(self._a.UC_ARM_REG_PRIMASK) & 1:
+            prio = min(prio, 0)
+        return prio
+
+    def _next_exception(self, ignore_mask: bool = False) -> tuple[int, int] | None:
+        """(priority, exception number) of the interrupt to take now, or None."""
+        cands = []
+        if self.scs.st_pending:
+            cands.append((self._priority(EXC_SYSTICK), EXC_SYSTICK))
+        for irq in self.pending_irqs():
+            if irq in self.scs.enabled and irq + 16 not in self.active:
+                cands.append((self._priority(irq + 16), irq + 16))
+        if not cands:
+            return None
+        best = min(cands)
+        if ignore_mask:
+            return best
+        return best if best[0] < self._running_priority() else None
+
+    def _deliver(self) -> bool:
+        best = self._next_exception()
+        if best is None:
+            return False
+        exc = best[1]
+        if exc == EXC_SYSTICK:
+            self.scs.st_pending = False
+        else:
+            self.scs.pending.discard(exc - 16)
+        self._enter(exc, self.pc)
+        return True
+
+    def _take_fault(self, exc: int, cfsr: int, bfar: int) -> None:
+        scs = self.scs
+        enable_bit = {EXC_MEMMANAGE: 16, EXC_BUSFAULT: 17, EXC_USAGEFAULT: 18}.get(exc)
+        if cfsr == -1:  # BKPT
+            scs.values[core.HFSR] |= core.HFSR_DEBUGEVT
+            cfsr = 0
+        scs.values[core.CFSR] |= cfsr
+        if cfsr & core.CFSR_BFARVALID:
+            scs.values[core.BFAR] = bfar
+        if enable_bit is not None and not scs.values[core.SHCSR] >> enable_bit & 1:
+            exc = EXC_HARDFAULT
+            scs.values[core.HFSR] |= core.HFSR_FORCED
+        if exc in self.active or (self.active and self._priority(exc) >=
+                                  self._running_priority() and exc != EXC_SVCALL):
+            if EXC_HARDFAULT in self.active or exc == EXC_HARDFAULT:
+                raise TwinError(f"lockup: fault {exc} at pc={self.pc:#010x} inside exception "
+                                f"{self.active[-1]} (a core stops here)")
+            exc = EXC_HARDFAULT
+            scs.values[core.HFSR] |= core.HFSR_FORCED
+        # faults return to the faulting instruction; SVC to the one after it
+        self._enter(exc, self.pc)
+
+    def _fp_on(self) -> bool:
+        return (self.scs.values[core.CPACR] >> 20 & 0xF) == 0xF
+
+    def _enter(self, exc: int, return_pc: int) -> None:
+        uc, a = self._uc, self._a
+        if uc.reg_read(a.UC_ARM_REG_CONTROL) & 2:
+            raise TwinError("exception entry from a thread on the process stack (PSP) is not "
+                            "modelled")
+        sp = uc.reg_read(a.UC_ARM_REG_MSP)
+        xpsr = uc.reg_read(a.UC_ARM_REG_XPSR)
+        fp = self._fp_on()
+        size = FRAME_FP if fp else FRAME_BASIC
+        pad = 4 if (sp - size) & 4 else 0  # CCR.STKALIGN: 8-byte aligned frame
+        frame_sp = sp - size - pad
+        words = [uc.reg_read(r) for r in (a.UC_ARM_REG_R0, a.UC_ARM_REG_R1, a.UC_ARM_REG_R2,
+                                          a.UC_ARM_REG_R3, a.UC_ARM_REG_R12, a.UC_ARM_REG_LR)]
+        words += [return_pc & ~1, (xpsr & ~0x200) | (0x200 if pad else 0) | (1 << 24)]
+        if fp:
+            words += [uc.reg_read(getattr(a, f"UC_ARM_REG_S{i}")) for i in range(16)]
+            words += [uc.reg_read(a.UC_ARM_REG_FPSCR), 0]
+        try:
+            uc.mem_write(frame_sp, b"".join(w.to_bytes(4, "little") for w in words))
+            vector = int.from_bytes(uc.mem_read(self.scs.vtor + 4 * exc, 4), "little")
+        except self._u.UcError as e:
+            raise TwinError(f"exception {exc} entry failed (stack {frame_sp:#x}, vector table "
+                            f"at VTOR {self.scs.vtor:#x}): {e}") from e
+        if not vector & 1:
+            raise TwinError(f"vector {exc} at {self.scs.vtor + 4 * exc:#x} is {vector:#x}: not "
+                            "a Thumb address (the core would HardFault)")
+        exc_return = (0xFFFFFFF1 if self.active else EXC_RETURN_THREAD_MSP) & \
+            (~0x10 if fp else 0xFFFFFFFF)
+        uc.reg_write(a.UC_ARM_REG_MSP, frame_sp)
+        uc.reg_write(a.UC_ARM_REG_SP, frame_sp)
+        uc.reg_write(a.UC_ARM_REG_LR, exc_return & 0xFFFFFFFF)
+        uc.reg_write(a.UC_ARM_REG_XPSR, (1 << 24) | exc)
+        self.active.append(exc)
+        self.frames.append(exc_return & 0xFFFFFFFF)
+        self.pc = vector & ~1
+
+    def _exception_return(self, exc_return: int) -> None:
+        uc, a = self._uc, self._a
+        if not self.active:
+            raise TwinError(f"exception return ({exc_return:#x}) with no active exception")
+        pushed = self.frames.pop()
+        exc = self.active.pop()
+        if exc_return != pushed:
+            raise TwinError(f"exception {exc} returned with EXC_RETURN {exc_return:#x}, "
+                            f"entered with {pushed:#x}")
+        sp = uc.reg_read(a.UC_ARM_REG_MSP)
+        fp = not exc_return & 0x10
+        size = FRAME_FP if fp else FRAME_BASIC
+        raw = bytes(uc.mem_read(sp, size))
+        w = [int.from_bytes(raw[i:i + 4], "little") for i in range(0, size, 4)]
+        for reg, v in zip((a.UC_ARM_REG_R0, a.UC_ARM_REG_R1, a.UC_ARM_REG_R2, a.UC_ARM_REG_R3,
+                           a.UC_ARM_REG_R12, a.UC_ARM_REG_LR), w, strict=False):
+            uc.reg_write(reg, v)
+        if fp:
+            for i in range(16):
+                uc.reg_write(getattr(a, f"UC_ARM_REG_S{i}"), w[8 + i])
+            uc.reg_write(a.UC_ARM_REG_FPSCR, w[24])
+        xpsr = w[7]
+        new_sp = sp + size + (4 if xpsr & 0x200 else 0)
+        uc.reg_write(a.UC_ARM_REG_MSP, new_sp)
+        uc.reg_write(a.UC_ARM_REG_SP, new_sp)
+        uc.reg_write(a.UC_ARM_REG_XPSR, xpsr & ~0x200)
+        self.pc = w[6] & ~1
+
+
+def _find_halfwords(elf: ElfImage, values: tuple[int, ...]) -> list[int]:
+    """Addresses of the halfwords with one of `values` in the image's function code. A
+    match inside a literal or a 32-bit instruction only costs an idle code hook."""
+    out = []
+    for sym in elf.functions().values():
+        if not sym.size:
+            continue
+        code = elf.read(sym.address, sym.size)
+        for i in range(0, len(code) - 1, 2):
+            if code[i] | code[i + 1] << 8 in values:
+                out.append(sym.address + i)
+    return sorted(set(out))
