@@ -37,6 +37,7 @@ from typing import Any
 from rig.errors import RigError
 from rig.profile.elf import ElfImage
 from rig.twin import core
+from rig.twin.accel import Counter, c_hook, python_hook
 from rig.twin.core import SystemControl
 from rig.twin.regs import RegisterFile
 
@@ -102,32 +103,48 @@ class TwinMachine:
         self.scs = SystemControl(self, n_irqs, prio_bits)
         self.peripherals: list[RegisterFile] = []
         self._index: dict[int, RegisterFile] = {}  # address >> 10 -> model
+        #: bumped by every register write other than data: models cache checks against it
+        self.epoch = 0
         self.unknown: list[Access] = []
         self.findings: list[str] = []
         self.rx = bytearray()  # host -> device, not yet taken by the UART
         self.tx = bytearray()  # device -> host, not yet read
-        self._block_cache: dict[tuple[int, int], tuple[int, bool]] = {}
+        self.c = Counter()
         self._uc: Any = None
         self._buffers: list[Any] = []
+        from unicorn.unicorn_py3 import unicorn as binding
+        self._reg_read = binding.uclib.uc_reg_read
+        self._pc_buf = ctypes.c_uint32()
+        self._pc_ptr = ctypes.cast(ctypes.pointer(self._pc_buf), ctypes.c_void_p)
+        self.accelerated = False
         self._wfi = _find_halfwords(elf, (0xBF30,))  # WFI (T1)
         self._cpsie = _find_halfwords(elf, (0xB662,))  # CPSIE I
         self._clear()
 
     def _clear(self) -> None:
-        self.insns = 0
+        self.c.insns = self.c.halted = self.c.outside = 0
+        self.c.blk_addr = self.c.blk_n = self.c.blk_size = 0
         self.pc = 0
         self.active: list[int] = []  # active exception numbers, innermost last
         self.frames: list[int] = []  # EXC_RETURN pushed for each active exception
-        self.sleeping = self.idle = self.halted = False
-        self._blk = (0, 0, 0)  # current block: address, instructions, bytes
+        self.sleeping = self.idle = False
         self._wfi_at: int | None = None
         self._empty_polls = 0
         self._poll_pc = 0
-        self._stop_at = CHUNK
+        self.c.stop_at = CHUNK
         self._exit_pending = False
         self._fault: tuple[int, int, int] | None = None  # (exc, cfsr bits, bfar)
         self._error: str | None = None
         self._reset_requested = False
+
+    @property
+    def insns(self) -> int:
+        """Instructions executed since reset (at the entry of the current block)."""
+        return int(self.c.insns)
+
+    @property
+    def halted(self) -> bool:
+        return bool(self.c.halted)
 
     # ------------------------------------------------------------------ set-up
 
@@ -158,10 +175,11 @@ class TwinMachine:
                 raise TwinError(f"{self.elf.path}: segment at {seg.paddr:#x} (+{len(seg.data)})"
                                 " lies outside the board's memory (linker script)")
             uc.mem_write(seg.paddr, seg.data)
+        self._uc = uc
         for w in self.windows:
-            uc.mmio_map(w.base, w.size, self._mmio_read, w.base, self._mmio_write, w.base)
-        uc.mmio_map(core.PPB[0], core.PPB[1], self._ppb_read, None, self._ppb_write, None)
-        uc.hook_add(u.UC_HOOK_BLOCK, self._on_block)
+            self._mmio(w.base, w.size, self._mmio_read, self._mmio_write)
+        self._mmio(core.PPB[0], core.PPB[1], self._ppb_read, self._ppb_write)
+        self._add_block_hook(uc)
         uc.hook_add(u.UC_HOOK_INTR, self._on_intr)
         uc.hook_add(u.UC_HOOK_MEM_UNMAPPED, self._on_unmapped)
         for addr in self._wfi:  # one-address code hooks: no cost elsewhere
@@ -190,21 +208,20 @@ class TwinMachine:
 
     def now(self) -> int:
         """Instructions executed so far, exact at the current PC inside a block."""
-        pc = self._uc.reg_read(self._a.UC_ARM_REG_PC)
-        start, n, size = self._blk
-        if not start <= pc < start + size:
-            return self.insns
-        return self.insns - n + self._count(start, pc - start)
+        pc = self._pc()
+        c = self.c
+        start, n = c.blk_addr, c.blk_n
+        if not start <= pc < start + c.blk_size:
+            return int(c.insns)
+        return int(c.insns) - n + self._count(start, pc - start)
 
     def kick(self) -> None:
         """Something an interrupt depends on changed: stop at the end of this block so the
         exception logic looks again."""
-        if self._uc is not None:
-            self._stop_at = 0
+        self.c.stop_at = 0
 
     def finding(self, text: str) -> None:
-        pc = self._uc.reg_read(self._a.UC_ARM_REG_PC) if self._uc else 0
-        msg = f"pc={pc:#010x}: {text}"
+        msg = f"pc={self._pc():#010x}: {text}"
         self.findings.append(msg)
         if self.strict and self._error is None:
             self._error = msg
@@ -300,19 +317,24 @@ class TwinMachine:
                 return "timeout"
             if until_insns is not None and self.insns >= until_insns:
                 return "budget"
-            self._blk = (self.pc, 0, 0)
+            c = self.c
+            c.blk_addr = c.blk_n = c.blk_size = 0
             self._wfi_at = None
-            self._stop_at = self.insns + CHUNK
+            stop_at = self.insns + CHUNK
             if until_insns is not None:
-                self._stop_at = min(self._stop_at, until_insns)
+                stop_at = min(stop_at, until_insns)
             nxt = self.scs.st_next
             if nxt is not None and self.scs.values[core.SYST_CSR] & 2:
-                self._stop_at = min(self._stop_at, max(nxt, self.insns + 1))
+                stop_at = min(stop_at, max(nxt, self.insns + 1))
+            c.stop_at = stop_at
             try:
                 uc.emu_start(self.pc | 1, 0xFFFFFFFF)
             except u.UcError as exc:
                 self._on_uc_error(exc)
             self.pc = uc.reg_read(a.UC_ARM_REG_PC)
+            if self.c.outside:
+                self._set_error(f"code executed at {self.c.outside & ~1:#x}, outside the "
+                                "board's memory regions")
             if self._exit_pending:
                 self._exit_pending = False
                 self._exception_return(self.pc | 1)
@@ -336,21 +358,66 @@ class TwinMachine:
             n += 1
         return n
 
-    def _on_block(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
-        info = self._block_cache.get((addr, size))
-        if info is None:
-            code = bytes(uc.mem_read(addr, size))
-            loop = code in (b"\xfe\xe7", b"\xff\xf7\xfe\xbf")  # b . / b.w .
-            info = (self._count(addr, size), loop)
-            self._block_cache[(addr, size)] = info
-        n, loop = info
-        self.insns += n
-        self._blk = (addr, n, size)
-        if loop:
-            self.halted = True
-            uc.emu_stop()
-        elif self.insns >= self._stop_at:
-            uc.emu_stop()
+    def _add_block_hook(self, uc: Any) -> None:
+        """The block hook is the one callback on the hot path (once per translated block
+        executed): C if a compiler is available (rig.twin.accel), else Python; either way
+        registered with unicorn's C API directly, without the binding's wrapper layers."""
+        from unicorn.unicorn_py3 import unicorn as binding
+
+        c = self.c
+        lib = c_hook()
+        stop = binding.uclib.uc_emu_stop
+        if lib is not None:
+            pairs = list(zip(self.regions, self._buffers, strict=True))
+            regions = [(r.base, r.size, buf) for r, buf in pairs]
+            if self.boot_alias is not None:
+                regions += [(self.boot_alias[0], r.size, buf) for r, buf in pairs
+                            if r.base == self.boot_alias[1]]
+            c.n_regions = len(regions)
+            for i, (base, size, buf) in enumerate(regions):
+                c.base[i], c.size[i], c.mem[i] = base, size, ctypes.addressof(buf)
+            c.stop = ctypes.cast(stop, ctypes.c_void_p).value
+            fptr: Any = ctypes.cast(lib.twin_on_block, ctypes.c_void_p)
+            user: Any = ctypes.cast(ctypes.pointer(c), ctypes.c_void_p)
+        else:
+            uch = uc._uch
+            fptr = binding.HOOK_CODE_CFUNC(python_hook(
+                c, lambda addr, size: bytes(uc.mem_read(addr, size)), lambda: stop(uch)))
+            user = None
+        self.accelerated = lib is not None
+        handle = binding.uc_hook_h()
+        status = binding.uclib.uc_hook_add(uc._uch, ctypes.byref(handle), self._u.UC_HOOK_BLOCK,
+                                           fptr, user, ctypes.c_uint64(1), ctypes.c_uint64(0))
+        if status != self._u.UC_ERR_OK:
+            raise TwinError(f"unicorn refused the block hook: {self._u.UcError(status)}")
+        uc._callbacks[handle.value] = fptr  # alive as long as the engine
+
+    def _mmio(self, base: int, size: int, read: Callable[[int, int], int],
+              write: Callable[[int, int, int], None]) -> None:
+        """An MMIO window with raw ctypes callbacks (the binding's wrappers cost as much as
+        the models). A callback must not raise into C: errors stop the machine."""
+        from unicorn.unicorn_py3 import unicorn as binding
+
+        def on_read(_h: Any, offset: int, size: int, _ud: Any) -> int:
+            try:
+                return read(base + offset, size)
+            except Exception as exc:  # noqa: BLE001 - reported by run()
+                self._set_error(f"model error reading {base + offset:#x}: {exc!r}")
+                self._uc.emu_stop()
+                return 0
+
+        def on_write(_h: Any, offset: int, size: int, value: int, _ud: Any) -> None:
+            try:
+                write(base + offset, size, value)
+            except Exception as exc:  # noqa: BLE001 - reported by run()
+                self._set_error(f"model error writing {base + offset:#x}: {exc!r}")
+                self._uc.emu_stop()
+
+        r, w = binding.MMIO_READ_CFUNC(on_read), binding.MMIO_WRITE_CFUNC(on_write)
+        status = binding.uclib.uc_mmio_map(self._uc._uch, base, size, r, None, w, None)
+        if status != self._u.UC_ERR_OK:
+            raise TwinError(f"cannot map MMIO at {base:#x}+{size:#x}: {self._u.UcError(status)}")
+        self._uc._mmio_callbacks[(base, base + size)] = (r, w)
 
     def _on_intr(self, uc: Any, intno: int, _ud: Any) -> None:
         # QEMU's EXCP_* numbers: 2 SWI, 7 BKPT, 8 EXCEPTION_EXIT, 18 INVSTATE
@@ -398,12 +465,14 @@ class TwinMachine:
         self._wfi_at = addr  # unicorn ends emu_start after a WFI: run() sees PC = addr + 2
 
     def _on_cpsie(self, uc: Any, addr: int, size: int, _ud: Any) -> None:
-        self._stop_at = 0  # interrupts unmasked: look for a pending one after this block
+        self.c.stop_at = 0  # interrupts unmasked: look for a pending one after this block
 
     # -- MMIO --------------------------------------------------------------------------
 
     def _pc(self) -> int:
-        return int(self._uc.reg_read(self._a.UC_ARM_REG_PC))
+        """PC without the binding's register dispatch (called per UART poll)."""
+        self._reg_read(self._uc._uch, self._a.UC_ARM_REG_PC, self._pc_ptr)
+        return self._pc_buf.value
 
     def _unknown(self, address: int, write: bool, value: int) -> None:
         acc = Access(self._pc(), address, write, value, self._name_of(address))
@@ -412,8 +481,7 @@ class TwinMachine:
             self._set_error(f"unknown register access: {acc}")
             self._uc.emu_stop()
 
-    def _mmio_read(self, uc: Any, offset: int, size: int, base: int) -> int:
-        addr = base + offset
+    def _mmio_read(self, addr: int, size: int) -> int:
         model = self._index.get(addr >> 10)
         value = None
         if model is not None and addr - model.base < model.size:
@@ -423,23 +491,23 @@ class TwinMachine:
             return 0
         return value
 
-    def _mmio_write(self, uc: Any, offset: int, size: int, value: int, base: int) -> None:
-        addr = base + offset
+    def _mmio_write(self, addr: int, size: int, value: int) -> None:
+        self.epoch += 1
         model = self._index.get(addr >> 10)
         if model is None or addr - model.base >= model.size or \
                 not model.bus_write(addr - model.base, size, value):
             self._unknown(addr, True, value)
 
-    def _ppb_read(self, uc: Any, offset: int, size: int, _ud: Any) -> int:
-        value = self.scs.bus_read(offset, size)
+    def _ppb_read(self, addr: int, size: int) -> int:
+        value = self.scs.bus_read(addr - core.PPB[0], size)
         if value is None:
-            self._unknown(core.PPB[0] + offset, False, 0)
+            self._unknown(addr, False, 0)
             return 0
         return value
 
-    def _ppb_write(self, uc: Any, offset: int, size: int, value: int, _ud: Any) -> None:
-        if not self.scs.bus_write(offset, size, value):
-            self._unknown(core.PPB[0] + offset, True, value)
+    def _ppb_write(self, addr: int, size: int, value: int) -> None:
+        if not self.scs.bus_write(addr - core.PPB[0], size, value):
+            self._unknown(addr, True, value)
 
     # ------------------------------------------------------------------ exceptions
 

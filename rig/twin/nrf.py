@@ -83,7 +83,9 @@ class Uart(RegisterFile):
         self.inten = 0
         inten = svd.register("INTENSET")
         self.bit = {f.name: 1 << f.offset for f in inten.fields}
-        self._checked: tuple[int, ...] | None = None
+        self.baud_value = dict(svd.register("BAUDRATE").field("BAUDRATE").values).get(
+            f"Baud{baud}")
+        self._checked: int | None = None  # machine.epoch when the link was last checked
 
     def reset(self) -> None:
         super().reset()
@@ -128,6 +130,10 @@ class Uart(RegisterFile):
 
     def write(self, offset: int, value: int) -> None:
         name = self.names.get(offset, "")
+        if name.startswith("EVENTS_"):  # clearing an event changes no configuration
+            self.values[offset] = value
+            self.machine.epoch -= 1
+            return
         if name == "TASKS_STARTTX" and value & 1:
             self.tx_on = True
         elif name == "TASKS_STOPTX" and value & 1:
@@ -149,6 +155,7 @@ class Uart(RegisterFile):
                 self.machine.finding(f"{self.name}.TXD written while ENABLE != 4 or TX not "
                                      "started: the byte is not sent")
                 return
+            self.machine.epoch -= 1  # a data write changes no configuration
             self._check_link()
             self.machine.tx_push(value & 0xFF)
             self.values[self.off["EVENTS_TXDRDY"]] = 1
@@ -172,13 +179,11 @@ class Uart(RegisterFile):
         return ()
 
     def _check_link(self) -> None:
-        keys = ("PSELTXD", "PSELRXD", "PSELRTS", "PSELCTS", "BAUDRATE", "CONFIG")
-        key = tuple(self.values[self.off[k]] for k in keys) + (int(self.gpio.is_output(
-            self.tx_pin)),)
-        if key == self._checked:
+        if self._checked == self.machine.epoch:
             return
-        self._checked = key
-        txd, rxd, rts, cts, baud, config = key[:6]
+        self._checked = self.machine.epoch
+        keys = ("PSELTXD", "PSELRXD", "PSELRTS", "PSELCTS", "BAUDRATE", "CONFIG")
+        txd, rxd, rts, cts, baud, config = (self.values[self.off[k]] for k in keys)
         for what, got, want in (("PSELTXD", txd, self.tx_pin), ("PSELRXD", rxd, self.rx_pin)):
             if got != want:  # port 0, CONNECT = 0: the value is the pin number
                 self.machine.finding(f"{self.name}.{what} = {got:#x}; the link is on P0."
@@ -190,8 +195,7 @@ class Uart(RegisterFile):
         if config != 0:
             self.machine.finding(f"{self.name}.CONFIG = {config:#x}: the link is 8N1 without "
                                  "flow control")
-        want = dict(self.svd.register("BAUDRATE").field("BAUDRATE").values).get(
-            f"Baud{self.baud}")
+        want = self.baud_value
         if baud != want:
             self.machine.finding(f"{self.name}.BAUDRATE = {baud:#x}, not the SVD's Baud"
                                  f"{self.baud} ({want:#x})" if want is not None else

@@ -147,9 +147,11 @@ class Gated(RegisterFile):
         super().__init__(svd, machine)
         self.rcc = rcc
         self.enable_reg, _, self.enable_field = enable.partition(".")
+        reg = rcc.svd.register(self.enable_reg)
+        self._en_off, self._en_bit = reg.offset, flag(reg, self.enable_field)
 
     def clocked(self) -> bool:
-        return self.rcc.enabled(self.enable_reg, self.enable_field)
+        return bool(self.rcc.values[self._en_off] & self._en_bit)
 
     def bus_read(self, offset: int, size: int) -> int | None:
         if self.knows(offset) and not self.clocked():
@@ -183,8 +185,13 @@ class Usart(Gated):
         self.brr = svd.register("BRR")
         self.irq = svd.interrupts[0][1]
         self.rxne = flag(self.sr, "RXNE")
+        self._sr_off, self._dr_off, self._cr1_off = self.sr.offset, self.dr.offset, \
+            self.cr1.offset
+        self._sr_clear = ~(self.rxne | flag(self.sr, "ORE"))
+        self._sr_tx = flag(self.sr, "TXE") | flag(self.sr, "TC")
+        self._bit = {f.name: 1 << f.offset for f in self.cr1.fields}
         self.rx_byte: int | None = None
-        self._checked: tuple[int, ...] | None = None
+        self._checked: int | None = None  # machine.epoch when the link was last checked
 
     def reset(self) -> None:
         super().reset()
@@ -192,7 +199,7 @@ class Usart(Gated):
         self._checked = None
 
     def _cr1(self, name: str) -> bool:
-        return bool(self.values[self.cr1.offset] & flag(self.cr1, name))
+        return bool(self.values[self._cr1_off] & self._bit[name])
 
     def _fill(self) -> None:
         if self.rx_byte is None and self._cr1("UE") and self._cr1("RE"):
@@ -201,31 +208,44 @@ class Usart(Gated):
     def on_host_data(self) -> None:
         self._fill()
 
+    def bus_read(self, offset: int, size: int) -> int | None:
+        if offset == self._sr_off and size == 4 and self.clocked():  # the hot path
+            return self.read(offset)
+        return super().bus_read(offset, size)
+
+    def bus_write(self, offset: int, size: int, value: int) -> bool:
+        if offset == self._dr_off and self._checked == self.machine.epoch - 1:
+            self.machine.epoch -= 1  # a data write changes no configuration
+            self.machine.tx_push(value & 0xFF)
+            return True
+        return super().bus_write(offset, size, value)
+
     def read(self, offset: int) -> int:
-        if offset == self.sr.offset:
-            self._fill()
-            sr = self.values[offset] & ~(self.rxne | flag(self.sr, "ORE"))
-            sr |= flag(self.sr, "TXE") | flag(self.sr, "TC")
+        if offset == self._sr_off:
+            if self.rx_byte is None:
+                self._fill()
+            sr = (self.values[offset] & self._sr_clear) | self._sr_tx
             if self.rx_byte is not None:
                 sr |= self.rxne
             else:
                 self.machine.note_rx_poll()
             return sr
-        if offset == self.dr.offset:
+        if offset == self._dr_off:
             byte, self.rx_byte = self.rx_byte, None
             self._fill()
             self.machine.note_rx_data()
-            if self.rx_byte is not None:
+            if self.rx_byte is not None and self._cr1("RXNEIE"):
                 self.machine.kick()
             return 0 if byte is None else byte
         return super().read(offset)
 
     def write(self, offset: int, value: int) -> None:
-        if offset == self.dr.offset:
+        if offset == self._dr_off:
             if not (self._cr1("UE") and self._cr1("TE")):
                 self.machine.finding(f"{self.name}.DR written while CR1.UE/TE are off: the "
                                      "byte is not sent")
                 return
+            self.machine.epoch -= 1  # a data write changes no configuration
             self._check_link()
             self.machine.tx_push(value & 0xFF)
             return
@@ -247,13 +267,9 @@ class Usart(Gated):
         """What a board needs before a byte reaches the ST-LINK VCP, checked once per
         configuration."""
         moder = self.gpio.svd.register("MODER")
-        afr = self.gpio.svd.register("AFRH" if self.tx_pin >= 8 else "AFRL")
-        key = (self.values[self.brr.offset], self.rcc.pclk(self.bus),
-               self.gpio.values[moder.offset], self.gpio.values[afr.offset],
-               int(self.gpio.clocked()))
-        if key == self._checked:
+        if self._checked == self.machine.epoch:
             return
-        self._checked = key
+        self._checked = self.machine.epoch
         if not self.gpio.clocked():
             self.machine.finding(f"{self.name} sends while {self.gpio.name} has no clock")
         for pin in (self.tx_pin, self.rx_pin):
