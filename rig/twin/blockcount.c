@@ -57,3 +57,16 @@ void twin_on_block(void *uc, uint64_t addr, uint32_t size, void *user)
         c->stop(uc);
     }
 }
+
+/* Does nothing: registered as a memory hook on the peripheral windows only so that unicorn
+ * keeps the PC exact at every load and store (without a memory hook it is synced only at
+ * block boundaries, and the MMIO models would log the wrong instruction). */
+void twin_mem_sync(void *uc, int type, uint64_t addr, int size, int64_t value, void *user)
+{
+    (void)uc;
+    (void)type;
+    (void)addr;
+    (void)size;
+    (void)value;
+    (void)user;
+}

@@ -110,6 +110,7 @@ class TwinMachine:
         self.rx = bytearray()  # host -> device, not yet taken by the UART
         self.tx = bytearray()  # device -> host, not yet read
         self.c = Counter()
+        self._where_cache: dict[tuple[int, int, bool], int] = {}
         self._uc: Any = None
         self._buffers: list[Any] = []
         from unicorn.unicorn_py3 import unicorn as binding
@@ -207,13 +208,29 @@ class TwinMachine:
     # ------------------------------------------------------------------ what models call
 
     def now(self) -> int:
-        """Instructions executed so far, exact at the current PC inside a block."""
-        pc = self._pc()
+        """Instructions executed so far, as counted at the end of the current block: what a
+        CYCCNT or SysTick read inside a block sees (unicorn keeps the PC exact only at block
+        boundaries, so the position inside the block is not known)."""
+        return int(self.c.insns)
+
+    def where(self, write: bool | None = None) -> int:
+        """The PC of the current peripheral access: the only load (`write` False) or store
+        (True) of the current block, else the block's first address."""
         c = self.c
-        start, n = c.blk_addr, c.blk_n
-        if not start <= pc < start + c.blk_size:
-            return int(c.insns)
-        return int(c.insns) - n + self._count(start, pc - start)
+        start, size = int(c.blk_addr), int(c.blk_size)
+        if write is None or not size:
+            return start
+        key = (start, size, write)
+        pc = self._where_cache.get(key)
+        if pc is None:
+            pc = _only_access(bytes(self._uc.mem_read(start, size)), start, write) or start
+            self._where_cache[key] = pc
+        return pc
+
+    def _stop_soon(self) -> None:
+        """Stop at the next block boundary (the block hook stops the engine): unicorn's
+        state is consistent there, including the IT state of a block cut short."""
+        self.c.stop_at = 0
 
     def kick(self) -> None:
         """Something an interrupt depends on changed: stop at the end of this block so the
@@ -221,11 +238,11 @@ class TwinMachine:
         self.c.stop_at = 0
 
     def finding(self, text: str) -> None:
-        msg = f"pc={self._pc():#010x}: {text}"
+        msg = f"pc={self.where():#010x} (block): {text}"
         self.findings.append(msg)
         if self.strict and self._error is None:
             self._error = msg
-            self._uc.emu_stop()
+            self._stop_soon()
 
     def rx_pop(self) -> int | None:
         if not self.rx:
@@ -242,20 +259,20 @@ class TwinMachine:
         """The firmware found its receiver empty. The second time in a row at the same PC
         with no byte moved in between, it is idle (waiting for the host). The PC matters:
         on the STM32 the transmitter's TXE wait reads the same status register."""
-        pc = self._pc()
+        pc = int(self.c.blk_addr)  # the polling code's block
         if pc != self._poll_pc:
             self._poll_pc, self._empty_polls = pc, 0
         self._empty_polls += 1
         if self._empty_polls >= 2 and not self.rx:
             self.idle = True
-            self._uc.emu_stop()
+            self._stop_soon()
 
     def note_rx_data(self) -> None:
         self._empty_polls = 0
 
     def request_reset(self) -> None:
         self._reset_requested = True
-        self._uc.emu_stop()
+        self._stop_soon()
 
     def active_exception(self) -> int:
         return self.active[-1] if self.active else 0
@@ -403,7 +420,7 @@ class TwinMachine:
                 return read(base + offset, size)
             except Exception as exc:  # noqa: BLE001 - reported by run()
                 self._set_error(f"model error reading {base + offset:#x}: {exc!r}")
-                self._uc.emu_stop()
+                self._stop_soon()
                 return 0
 
         def on_write(_h: Any, offset: int, size: int, value: int, _ud: Any) -> None:
@@ -411,7 +428,7 @@ class TwinMachine:
                 write(base + offset, size, value)
             except Exception as exc:  # noqa: BLE001 - reported by run()
                 self._set_error(f"model error writing {base + offset:#x}: {exc!r}")
-                self._uc.emu_stop()
+                self._stop_soon()
 
         r, w = binding.MMIO_READ_CFUNC(on_read), binding.MMIO_WRITE_CFUNC(on_write)
         status = binding.uclib.uc_mmio_map(self._uc._uch, base, size, r, None, w, None)
@@ -475,11 +492,11 @@ class TwinMachine:
         return self._pc_buf.value
 
     def _unknown(self, address: int, write: bool, value: int) -> None:
-        acc = Access(self._pc(), address, write, value, self._name_of(address))
+        acc = Access(self.where(write), address, write, value, self._name_of(address))
         self.unknown.append(acc)
         if self.strict:
             self._set_error(f"unknown register access: {acc}")
-            self._uc.emu_stop()
+            self._stop_soon()
 
     def _mmio_read(self, addr: int, size: int) -> int:
         model = self._index.get(addr >> 10)
@@ -642,6 +659,18 @@ class TwinMachine:
         uc.reg_write(a.UC_ARM_REG_SP, new_sp)
         uc.reg_write(a.UC_ARM_REG_XPSR, xpsr & ~0x200)
         self.pc = w[6] & ~1
+
+
+def _only_access(code: bytes, address: int, write: bool) -> int | None:
+    """Address of the single load (or store) instruction in `code`, None if not exactly one
+    (capstone decodes; LDM/POP and STM/PUSH count)."""
+    import capstone
+
+    md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
+    prefixes = ("str", "stm", "push", "vstr", "vstm", "vpush") if write else \
+        ("ldr", "ldm", "pop", "vldr", "vldm", "vpop")
+    hits = [i.address for i in md.disasm(code, address) if i.mnemonic.startswith(prefixes)]
+    return hits[0] if len(hits) == 1 else None
 
 
 def _find_halfwords(elf: ElfImage, values: tuple[int, ...]) -> list[int]:
