@@ -184,7 +184,8 @@ def test_cortexm_system_registers_match_the_architecture() -> None:
     seen = {n for n in defs if n in ARM_SCS}
     assert seen == set(ARM_SCS), f"cortexm.h lost {set(ARM_SCS) - seen}"
     for name, want in ARM_SCS.items():
-        assert c_eval(defs[name], defs) == want, f"{name}: {c_eval(defs[name], defs):#x} != {want:#x}"
+        got = c_eval(defs[name], defs)
+        assert got == want, f"{name}: {got:#x} != {want:#x}"
     for name, want in ARM_NVIC.items():
         if name in defs:
             assert c_eval(defs[name], defs) == want, name
@@ -198,8 +199,8 @@ def test_cortexm_system_registers_match_the_architecture() -> None:
             f" | (1u << {ARM_BITS['SHCSR.USGFAULTENA']})") in text
     assert f"SCB_DHCSR & {1 << ARM_BITS['DHCSR.C_DEBUGEN']}u" in text
     # Reset_Handler's FPU enable (assembly: before any C runs)
-    assert "ldr r0, =0x%08X" % ARM_SCS["SCB_CPACR"] in text
-    assert "ldr r2, =0x%08X" % (0xF << ARM_BITS["CPACR.CP10_CP11"]) in text
+    assert f"ldr r0, =0x{ARM_SCS['SCB_CPACR']:08X}" in text
+    assert f"ldr r2, =0x{0xF << ARM_BITS['CPACR.CP10_CP11']:08X}" in text
 
 
 def test_nucleo_f429zi_registers_and_fields_match_st_svd(stm32: Device) -> None:

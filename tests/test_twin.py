@@ -156,7 +156,8 @@ SECTIONS {{
     assert GCC is not None
     subprocess.run([GCC, "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
                     "-mfpu=fpv4-sp-d16", "-O2", "-ffreestanding", "-nostdlib",
-                    "-ffp-contract=off", f"-D{define}", f"-DN_SUM={N_SUM}u", "-T", str(ld),
+                    "-ffp-contract=off", f"-D{define}", f"-DN_SUM={N_SUM}u",
+                    f"-DN_IRQS={BOARDS[board].n_irqs}u", "-T", str(ld),
                     "-o", str(elf), str(IMAGE_SRC)], check=True, capture_output=True)
     return elf
 
@@ -196,3 +197,13 @@ def test_rx_interrupt_wfi_systick_and_fp_frames(board: str, tmp_path: Path) -> N
     assert rx == 5  # a, b, c, r, ?: one interrupt (at least one byte) each
     assert m.unknown == [] and m.findings == []
     assert not m.active  # every exception returned
+
+
+def test_a_broken_vector_table_is_a_finding() -> None:
+    m = booted("nucleo-f429zi", strict=False)
+    m._uc.mem_write(0x08000000 + 4 * 3, (0x08000100).to_bytes(4, "little"))  # even: ARM state
+    m._check_vectors(0x20002000)
+    assert m.findings == ["vector 3 = 0x8000100 is not a Thumb address in flash"]
+    m.findings.clear()
+    m._check_vectors(0x20002004)  # not 8-byte aligned
+    assert any("initial SP 0x20002004" in f for f in m.findings)

@@ -128,8 +128,8 @@ class SystemControl:
 
     def knows(self, off: int) -> bool:
         off &= ~3
-        return (off in self.values or off == SYST_CVR or off == DWT_CYCCNT
-                or off == ICSR or off == STIR or self._nvic(off) is not None)
+        return (off in self.values or off in (SYST_CVR, DWT_CYCCNT, ICSR, STIR)
+                or self._nvic(off) is not None)
 
     def _nvic(self, off: int) -> tuple[int, int] | None:
         """(register base, index) for the NVIC arrays this core implements."""

@@ -198,12 +198,45 @@ class TwinMachine:
             raise TwinError("nothing is mapped at address 0, where the core fetches its reset "
                             "vector") from exc
         sp, pc = int.from_bytes(vec[:4], "little"), int.from_bytes(vec[4:], "little")
+        self._check_vectors(sp)
+        if self._error is not None:
+            raise TwinError(self._error)
         uc.reg_write(a.UC_ARM_REG_MSP, sp)
         uc.reg_write(a.UC_ARM_REG_SP, sp)
         self.pc = pc & ~1
         if not pc & 1:
             raise TwinError(f"reset vector {pc:#x} has bit 0 clear (not Thumb): the core "
                             "would fault on the first instruction")
+
+    def _check_vectors(self, sp: int) -> None:
+        """The vector table the core boots from (address 0): an 8-byte aligned initial SP
+        inside writable memory, and every handler a Thumb address in read-only memory
+        (entries 7-10 and 13 are reserved); the image's `vector_table` has one entry per
+        device interrupt."""
+        n = 16 + self.scs.n_irqs
+        table = bytes(self._uc.mem_read(0, 4 * n))
+        code = [(r.base, r.base + r.size) for r in self.regions if not r.writable]
+        if self.boot_alias is not None:
+            code += [(self.boot_alias[0], self.boot_alias[0] + r.size) for r in self.regions
+                     if r.base == self.boot_alias[1]]
+        if sp % 8 or not any(r.writable and r.base < sp <= r.base + r.size
+                             for r in self.regions):
+            self._record(f"initial SP {sp:#x} is not an 8-byte aligned address in RAM")
+        for i in range(1, n):
+            v = int.from_bytes(table[4 * i:4 * i + 4], "little")
+            if i in (7, 8, 9, 10, 13) and v == 0:
+                continue
+            if not v & 1 or not any(lo <= v & ~1 < hi for lo, hi in code):
+                self._record(f"vector {i} = {v:#x} is not a Thumb address in flash")
+        sym = self.elf.symbols.get("vector_table")
+        if sym is not None and sym.size != 4 * n:
+            self._record(f"vector_table has {sym.size // 4} entries; the device has {n} "
+                         f"(16 + {self.scs.n_irqs} interrupts)")
+
+    def _record(self, text: str) -> None:
+        self.findings.append(text)
+        if self.strict:
+            self._set_error(text)
 
     # ------------------------------------------------------------------ what models call
 
@@ -238,10 +271,8 @@ class TwinMachine:
         self.c.stop_at = 0
 
     def finding(self, text: str) -> None:
-        msg = f"pc={self.where():#010x} (block): {text}"
-        self.findings.append(msg)
-        if self.strict and self._error is None:
-            self._error = msg
+        self._record(f"pc={self.where():#010x} (block): {text}")
+        if self.strict:
             self._stop_soon()
 
     def rx_pop(self) -> int | None:
@@ -664,7 +695,7 @@ class TwinMachine:
 def _only_access(code: bytes, address: int, write: bool) -> int | None:
     """Address of the single load (or store) instruction in `code`, None if not exactly one
     (capstone decodes; LDM/POP and STM/PUSH count)."""
-    import capstone
+    import capstone  # type: ignore[import-untyped]
 
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     prefixes = ("str", "stm", "push", "vstr", "vstm", "vpush") if write else \

@@ -195,11 +195,11 @@ class Uart(RegisterFile):
         if config != 0:
             self.machine.finding(f"{self.name}.CONFIG = {config:#x}: the link is 8N1 without "
                                  "flow control")
-        want = self.baud_value
-        if baud != want:
+        if self.baud_value is None:
+            self.machine.finding(f"{self.name}: the SVD has no Baud{self.baud} value")
+        elif baud != self.baud_value:
             self.machine.finding(f"{self.name}.BAUDRATE = {baud:#x}, not the SVD's Baud"
-                                 f"{self.baud} ({want:#x})" if want is not None else
-                                 f"{self.name}: the SVD has no Baud{self.baud} value")
+                                 f"{self.baud} ({self.baud_value:#x})")
         if not self.gpio.is_output(self.tx_pin):
             self.machine.finding(f"TX pin P0.{self.tx_pin:02d} is not an output (DIR): the "
                                  "line floats until the UART takes it")

@@ -144,11 +144,11 @@ void Default_Handler(void)
     }
 }
 
-__attribute__((section(".isr_vector"), used)) void (*const vectors[16 + 48])(void) = {
+__attribute__((section(".isr_vector"), used)) void (*const vectors[16 + N_IRQS])(void) = {
     [0] = (void (*)(void))(uintptr_t)&__stack_top,
     [1] = Reset_Handler,
     [2 ... 14] = Default_Handler,
     [15] = SysTick_Handler,
-    [16 ... 16 + 47] = Default_Handler,
+    [16 ... 16 + N_IRQS - 1] = Default_Handler,
     [16 + RX_IRQ] = link_irq,
 };
