@@ -288,7 +288,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_sizes(args: argparse.Namespace) -> int:
     """Flash, static RAM and stack of every prebuilt image (from the manifest); with
-    --measure, the peak stack each QEMU machine reached training every strategy (STATS)."""
+    --measure, the peak stack each QEMU machine or twin reached training every strategy."""
     manifest = load_manifest()
     measured: dict[str, int] = {}
     if args.measure:
@@ -322,11 +322,11 @@ def _memory_of(img: Any) -> dict[str, Any]:
 
 def _measure_stacks(lab: LabConfig) -> dict[str, int]:
     """Peak stack (STATS high-water mark) per board after training every strategy the
-    firmware has for 2 short epochs on each enabled QEMU target."""
+    firmware has for 2 short epochs on each enabled QEMU target and board twin."""
     from rig.session import Inspect as _Inspect
 
     out: dict[str, int] = {}
-    for tc in lab.enabled_targets("qemu"):
+    for tc in lab.enabled_targets("qemu") + lab.enabled_targets("twin"):
         target = build_target(lab, tc)
         board = getattr(target, "board", None)
         with connect(target, timeout=lab.defaults.timeout_s,
