@@ -92,7 +92,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
         h = conn.hello
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
-                      f"v{h.proto_version}, counters: {h.counter_label}")
+                      f"v{h.proto_version}, counters: "
+                      f"{conn.device.counter_label or h.counter_label}")
         # A small board runs its own version of the job (lab_config boards.<b>.training)
         board = getattr(target, "board", None)
         spec, notes = fit_spec(_lab_spec(lab), h, getattr(board, "training", None),
@@ -350,6 +351,7 @@ def cmd_hello(args: argparse.Namespace) -> int:
         for key, value in asdict(conn.hello).items():
             console.print(f"{key:15} {value}")
         console.print(f"{'strategy names':15} {', '.join(conn.hello.strategy_names)}")
+        console.print(f"{'counters':15} {conn.device.counter_label or conn.hello.counter_label}")
     return 0
 
 
