@@ -32,6 +32,7 @@ class TwinBoard:
     svd: str  # one of pyocd's built-in SVD files
     n_irqs: int  # device interrupts (the vector table's entries after the 16 system ones)
     prio_bits: int  # implemented NVIC priority bits
+    clock_hz: int  # the core clock the image runs at (one instruction per cycle)
     #: (alias base, region origin): memory that also appears at the alias (boot mapping)
     boot_alias: tuple[int, int] | None
     models: Callable[[TwinMachine, Device], list[RegisterFile]]
@@ -60,10 +61,11 @@ def _nrf52840dk(m: TwinMachine, dev: Device) -> list[RegisterFile]:
 BOARDS: dict[str, TwinBoard] = {
     # STM32F429ZI: 91 device vectors, 4 priority bits (RM0090 §12.1); flash at 0x08000000
     # appears at 0 when booting from main flash (BOOT0 = 0, RM0090 §2.4)
-    "nucleo-f429zi": TwinBoard("nucleo-f429zi", "STM32F429x.svd", 91, 4,
+    "nucleo-f429zi": TwinBoard("nucleo-f429zi", "STM32F429x.svd", 91, 4, 168_000_000,
                                (0x00000000, 0x08000000), _nucleo_f429zi),
     # nRF52840: 48 device vectors, 3 priority bits (PS §6.1 / §5.3.1); flash at 0
-    "nrf52840dk": TwinBoard("nrf52840dk", "nrf52840.svd", 48, 3, None, _nrf52840dk),
+    "nrf52840dk": TwinBoard("nrf52840dk", "nrf52840.svd", 48, 3, 64_000_000, None,
+                            _nrf52840dk),
 }
 
 _MEMORY = re.compile(r"MEMORY\s*\{(.*?)\}", re.S)
@@ -124,7 +126,7 @@ def build_machine(board: str, elf: str | Path, strict: bool = True) -> TwinMachi
     image = read_elf(elf)
     m = TwinMachine(image, memory_regions(tb.linker_script()), peripheral_windows(dev),
                     tb.n_irqs, tb.prio_bits, strict=strict, boot_alias=tb.boot_alias,
-                    name_of=svd_name_of(dev))
+                    name_of=svd_name_of(dev), byte_insns=tb.clock_hz * 10 // LINK_BAUD)
     for model in tb.models(m, dev):
         m.attach(model)
     return m

@@ -89,7 +89,7 @@ class TwinMachine:
     def __init__(self, elf: ElfImage, regions: list[MemoryRegion], windows: list[Window],
                  n_irqs: int, prio_bits: int, strict: bool = True,
                  boot_alias: tuple[int, int] | None = None,
-                 name_of: Callable[[int], str] | None = None) -> None:
+                 name_of: Callable[[int], str] | None = None, byte_insns: int = 0) -> None:
         import unicorn
         from unicorn import arm_const
 
@@ -99,6 +99,9 @@ class TwinMachine:
         self.windows = windows
         self.strict = strict
         self.boot_alias = boot_alias
+        #: instructions one byte takes on the wire (10 bits at the link's baud rate and the
+        #: core clock; 0: bytes arrive at once)
+        self.byte_insns = byte_insns
         self._name_of = name_of or (lambda a: "no register")
         self.scs = SystemControl(self, n_irqs, prio_bits)
         self.peripherals: list[RegisterFile] = []
@@ -132,6 +135,8 @@ class TwinMachine:
         self._wfi_at: int | None = None
         self._empty_polls = 0
         self._poll_pc = 0
+        self.rx_due = 0  # instruction count at which the next host byte has arrived
+        self.waited = 0  # instruction times skipped while waiting for the wire
         self.c.stop_at = CHUNK
         self._exit_pending = False
         self._fault: tuple[int, int, int] | None = None  # (exc, cfsr bits, bfar)
@@ -276,10 +281,15 @@ class TwinMachine:
             self._stop_soon()
 
     def rx_pop(self) -> int | None:
+        """The next host byte if it has arrived (the wire runs at the link's baud rate)."""
         if not self.rx:
+            return None
+        now = self.now()
+        if now < self.rx_due:
             return None
         b = self.rx[0]
         del self.rx[0]
+        self.rx_due = max(self.rx_due, now) + self.byte_insns
         return b
 
     def tx_push(self, byte: int) -> None:
@@ -294,7 +304,7 @@ class TwinMachine:
         if pc != self._poll_pc:
             self._poll_pc, self._empty_polls = pc, 0
         self._empty_polls += 1
-        if self._empty_polls >= 2 and not self.rx:
+        if self._empty_polls >= 2:
             self.idle = True
             self._stop_soon()
 
@@ -324,9 +334,16 @@ class TwinMachine:
     # ------------------------------------------------------------------ the host side
 
     def feed(self, data: bytes) -> None:
+        """Host bytes onto the wire: the first arrives one byte time from now, the rest
+        one byte time after the firmware took the previous one."""
+        if not self.rx:
+            self.rx_due = max(self.rx_due, self.insns + self.byte_insns)
         self.rx.extend(data)
         self.idle = False
         self._empty_polls = 0
+        self._host_data()
+
+    def _host_data(self) -> None:
         for p in self.peripherals:
             hook = getattr(p, "on_host_data", None)
             if hook is not None:
@@ -349,8 +366,17 @@ class TwinMachine:
             if self.halted:
                 return "halted"
             self.scs.systick_due(self.insns)
+            if self.rx and self.insns >= self.rx_due:
+                self._host_data()
             if self._deliver():
                 self.sleeping = False
+            if (self.sleeping or self.idle) and self.rx and self.insns < self.rx_due:
+                # waiting for a byte still on the wire: the time passes, then it arrives
+                self.waited += self.rx_due - self.insns
+                self.c.insns = self.rx_due
+                self._host_data()
+                self.idle = False
+                continue
             if self.sleeping:
                 if self._next_exception(ignore_mask=True) is None:
                     return "idle"
@@ -371,6 +397,8 @@ class TwinMachine:
             stop_at = self.insns + CHUNK
             if until_insns is not None:
                 stop_at = min(stop_at, until_insns)
+            if self.rx and self.rx_due > self.insns:  # stop when the next byte arrives
+                stop_at = min(stop_at, self.rx_due)
             nxt = self.scs.st_next
             if nxt is not None and self.scs.values[core.SYST_CSR] & 2:
                 stop_at = min(stop_at, max(nxt, self.insns + 1))
