@@ -17,8 +17,10 @@ How it runs (speed matters: lockstep training executes millions of instructions)
   exception-exit) pops the frame.
 - WFI ends a chunk; with nothing pending the machine is asleep and gives control back to
   the host (the transport) instead of spinning. A polled firmware is idle after two empty
-  receiver polls with no byte moved in between. Time does not advance while the host has
-  control: the twin's clock is its instruction count.
+  receiver polls from the same block with no byte moved in between. Host bytes arrive at
+  the link's baud rate (`byte_insns` per byte); asleep or idle with a byte still on the
+  wire, the clock skips to its arrival (`waited`). Otherwise time does not advance while
+  the host has control: the twin's clock is its instruction count.
 - A branch to itself (the firmware's halt loops) stops the machine: `halted`.
 
 Every access into a peripheral window at an address no model declares is an unknown

@@ -65,8 +65,8 @@ class Gpio(RegisterFile):
 class Uart(RegisterFile):
     """Legacy UART (nRF52840 PS §6.33, the nRF51's UART0 too). TXD written while TX is
     started sends the byte and sets EVENTS_TXDRDY; a host byte moves into RXD (and sets
-    EVENTS_RXDRDY) when RXD is free and RX is started; reading RXD frees it. The wire has
-    no baud rate (no overruns). Before the first byte goes out, ENABLE, the pin selects,
+    EVENTS_RXDRDY) when it has arrived (the machine paces the wire at the baud rate), RXD
+    is free and RX is started; reading RXD frees it (no overruns). Before the first byte goes out, ENABLE, the pin selects,
     the TX pin's direction, BAUDRATE (one of the SVD's enumerated values, the one for
     `baud`) and CONFIG (no flow control, no parity) are checked."""
 

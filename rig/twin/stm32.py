@@ -168,9 +168,9 @@ class Gated(RegisterFile):
 
 
 class Usart(Gated):
-    """The link USART (SR/DR layout, RM0090 §30.6). The wire has no baud rate: TXE and TC
-    are always set, and the host's next byte is in DR as soon as the previous one was
-    read (QEMU's serial behaviour too), so overruns are not modelled. Before the first
+    """The link USART (SR/DR layout, RM0090 §30.6). TXE and TC are always set (TX has no
+    baud rate); a host byte is in DR once the machine's wire says it has arrived
+    (`TwinMachine.rx_pop`: paced at the baud rate, never overrun). Before the first
     byte goes out, the pins (MODER = AF, AFR = `af`), the pin port's clock and the baud
     rate at the modelled PCLK (±2 %) are checked: on a board, each of them wrong means no
     byte arrives."""
