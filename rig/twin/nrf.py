@@ -67,8 +67,8 @@ class Uart(RegisterFile):
     started sends the byte and sets EVENTS_TXDRDY; a host byte moves into RXD (and sets
     EVENTS_RXDRDY) when it has arrived (the machine paces the wire at the baud rate), RXD
     is free and RX is started; reading RXD frees it (no overruns). Before the first byte
-    goes out, ENABLE, the pin selects, the TX pin's direction, BAUDRATE (one of the SVD's enumerated values, the one for
-    `baud`) and CONFIG (no flow control, no parity) are checked."""
+    goes out, ENABLE, the pin selects, the TX pin's direction, BAUDRATE (the SVD's
+    enumerated value for `baud`) and CONFIG (no flow control, no parity) are checked."""
 
     #: register names differ between the nRF52 (PSEL_TXD) and nRF51 (PSELTXD) SVDs
     def __init__(self, svd: Peripheral, machine: TwinMachine, gpio: Gpio, tx_pin: int,
