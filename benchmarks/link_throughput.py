@@ -25,9 +25,9 @@ from collections.abc import Callable
 import numpy as np
 
 from rig.config import load_config
+from rig.connection import connect
 from rig.device import Device
 from rig.errors import RigError
-from rig.connection import connect
 from rig.targets import resolve_target
 
 

@@ -50,6 +50,7 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
     try:
         transport = started if started is not None else target.start()
         device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        device.counter_label = target.device_counter_label
         hello = device.hello()
         image = target.expected_firmware()
         if check_firmware and image is not None:

@@ -80,6 +80,8 @@ class Device:
         self.data: DataConfig | None = None
         self.backbone_macs = 0  # per sample, of the loaded int8 backbone (timeouts)
         self.backbone_features = 0
+        #: what the device's counters mean when the target says better than HELLO can
+        self.counter_label: str | None = None
 
     # -- identity and housekeeping ---------------------------------------------------------
 

@@ -256,7 +256,7 @@ class TrainingSession:
             for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
                 self.device.write_samples(start, part.labels, part.q)
         self._prepared = True
-        self.report = RunReport(spec, hello, hello.counter_label)
+        self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label)
         if self.backbone is not None and self.window is None and self.inspect.features > 0:
             self.report.setup.append(self.compare_features(0, min(self.inspect.features,
                                                                   n_total)))

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from rig.link.transport import DEFAULT_BAUDRATE
 from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 from rig.schema import (
+    boolean,
     choice,
     integer,
     list_of,
@@ -104,6 +105,15 @@ class LabgridOptions(TargetOptions):
                                    lab_default="busy_timeout_s")
 
 
+@dataclass(frozen=True)
+class TwinOptions(TargetOptions):
+    """A board twin in unicorn (rig.twin); the board must have a twin model."""
+
+    elf: str | None = option(optional(text), None)  # None: the board's prebuilt image
+    strict: bool = option(boolean, True)  # unknown register access / model finding = error
+    wall_factor: float = option(number(positive=True), 10.0)  # wall-clock cap per read
+
+
 #: kind -> its options class. Plug-in kinds add theirs with `register_target_options`.
 TARGET_OPTIONS: dict[str, type[TargetOptions]] = {
     "qemu": QemuOptions,
@@ -111,6 +121,7 @@ TARGET_OPTIONS: dict[str, type[TargetOptions]] = {
     "native": NativeOptions,
     "pyocd": PyocdOptions,
     "labgrid": LabgridOptions,
+    "twin": TwinOptions,
 }
 
 

@@ -21,6 +21,10 @@ def test_fault_becomes_error_with_registers(dut, target) -> None:
         # microbit (ARMv6-M): every fault is a HardFault, and there is no CFSR (sent as 0)
         assert regs["exception"] == 3 and regs["cfsr"] == 0
         assert "HardFault" in str(info.value)
+    elif target.kind == "twin":
+        # the board images take `udf`: a UsageFault (UNDEFINSTR), as on the silicon
+        assert regs["exception"] == 6 and regs["cfsr"] == 1 << 16
+        assert "UsageFault" in str(info.value)
     elif target.kind == "qemu":
         # mps2-an386, netduinoplus2: an unmapped load is a precise BusFault
         # (CFSR.PRECISERR|BFARVALID).

@@ -173,7 +173,7 @@ def cmd_flash(args: argparse.Namespace) -> int:
 
 def cmd_sizes(args: argparse.Namespace) -> int:
     """Flash, static RAM and stack of every prebuilt image (from the manifest); with
-    --measure, the peak stack each QEMU machine reached training every strategy (STATS)."""
+    --measure, the peak stack each QEMU machine or twin reached training every strategy (STATS)."""
     from rich.table import Table
 
     from rig.firmware import load_manifest
@@ -218,7 +218,7 @@ def _measure_stacks(lab: LabConfig) -> dict[str, int]:
     from rig.targets import build_target
 
     out: dict[str, int] = {}
-    for tc in lab.enabled_targets("qemu"):
+    for tc in lab.enabled_targets("qemu") + lab.enabled_targets("twin"):
         target = build_target(lab, tc)
         board_training = target.board.training if target.board is not None else None
         with connect(target, timeout=lab.defaults.timeout_s,
@@ -245,6 +245,7 @@ def cmd_hello(args: argparse.Namespace) -> int:
         for key, value in asdict(conn.hello).items():
             console.print(f"{key:15} {value}")
         console.print(f"{'strategy names':15} {', '.join(conn.hello.strategy_names)}")
+        console.print(f"{'counters':15} {conn.device.counter_label or conn.hello.counter_label}")
     return 0
 
 

@@ -98,8 +98,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"target {target.describe()}")
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
         h = conn.hello
+        counters = conn.device.counter_label or h.counter_label
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
-                      f"v{h.proto_version}, counters: {h.counter_label}")
+                      f"v{h.proto_version}, counters: {counters}")
         # A small board runs its own version of the job (lab_config boards.<b>.training)
         board_training = target.board.training if target.board is not None else None
         spec, notes = fit_spec(RunSpec.from_training(lab.training), h, board_training,

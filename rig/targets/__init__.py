@@ -1,6 +1,6 @@
 """Targets: ways of reaching a device. Importing this package registers the built-in kinds
-(qemu, serial, native, pyocd, labgrid); `resolve_target` turns a lab config and a name into
-a Target.
+(qemu, serial, native, pyocd, labgrid, twin); `resolve_target` turns a lab config and a
+name into a Target.
 
 Selection (`defaults.target` or the caller's choice):
 - a target name: that target (it must be enabled);
@@ -19,6 +19,7 @@ from rig.targets import (  # noqa: F401 - registers the built-in kinds
     pyocd,
     qemu,
     serial,
+    twin,
 )
 from rig.targets.base import (
     Flashable,

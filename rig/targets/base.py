@@ -47,6 +47,9 @@ class Target(ABC):
     counter_label: str = "counter"
     #: True for kinds that reach real silicon (what `defaults.target: board` selects)
     hardware: ClassVar[bool] = False
+    #: replaces the firmware's own counter label (HELLO) in reports, for kinds whose
+    #: counters are a model of the board's (twins)
+    device_counter_label: ClassVar[str | None] = None
 
     #: the kind's typed options (rig.target_options)
     options_type: ClassVar[type[TargetOptions]] = TargetOptions
