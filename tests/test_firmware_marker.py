@@ -22,10 +22,7 @@ from rig import firmware
 from rig.config import load_config
 from rig.errors import RigError
 
-try:  # main merged the two ELF readers into rig.elf; this branch still has both
-    from rig.elf import read_elf  # type: ignore[attr-defined,unused-ignore]
-except ImportError:
-    from rig.profile.elf import read_elf
+from rig.elf import read_elf
 from rig.profile.monitors import create_monitor
 from rig.profile.monitors.sim.logic import EdgeQueue, MarkedLoad, MarkerPin
 from rig.profile.monitors.sim.ppk2_sim import PPK2Sim

@@ -17,7 +17,7 @@ from pathlib import Path
 
 from rig.errors import ConfigError
 from rig.firmware import FIRMWARE_SRC
-from rig.profile.elf import read_elf
+from rig.elf import read_elf
 from rig.twin import nrf, stm32
 from rig.twin.machine import MemoryRegion, TwinMachine, Window
 from rig.twin.regs import RegisterFile

@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from rig.errors import RigError
-from rig.profile.elf import ElfImage
+from rig.elf import ElfImage
 from rig.twin import core
 from rig.twin.accel import Counter, c_hook, python_hook
 from rig.twin.core import SystemControl
