@@ -20,9 +20,8 @@ import pytest
 
 from rig import firmware
 from rig.config import load_config
-from rig.errors import RigError
-
 from rig.elf import read_elf
+from rig.errors import RigError
 from rig.profile.monitors import create_monitor
 from rig.profile.monitors.sim.logic import EdgeQueue, MarkedLoad, MarkerPin
 from rig.profile.monitors.sim.ppk2_sim import PPK2Sim

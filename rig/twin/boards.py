@@ -15,9 +15,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from rig.elf import read_elf
 from rig.errors import ConfigError
 from rig.firmware import FIRMWARE_SRC
-from rig.elf import read_elf
 from rig.twin import nrf, stm32
 from rig.twin.machine import MemoryRegion, TwinMachine, Window
 from rig.twin.regs import RegisterFile

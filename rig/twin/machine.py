@@ -36,8 +36,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from rig.errors import RigError
 from rig.elf import ElfImage
+from rig.errors import RigError
 from rig.twin import core
 from rig.twin.accel import Counter, c_hook, python_hook
 from rig.twin.core import SystemControl
