@@ -28,6 +28,7 @@ from rich.table import Table
 from rig.config import LabConfig, load_config
 from rig.errors import RigError
 from rig.firmware import load_manifest
+from rig.link.faults import FaultSpec
 from rig.session import (
     EpochRecord,
     Inspect,
@@ -81,6 +82,7 @@ def _epoch_table(report: RunReport) -> Table:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    faults = FaultSpec.parse(args.inject_faults) if args.inject_faults else None
     lab = load_config(args.config)
     spec = _spec_from(lab, args)
     target = resolve_target(lab, args.target)
@@ -89,7 +91,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                       resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {spec.strategy}, {spec.epochs} epoch(s), "
                   f"target {target.describe()}")
-    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
+    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
+                 faults=faults) as conn:
         h = conn.hello
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {h.counter_label}")
@@ -419,6 +422,9 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
     run.add_argument("--json", help="write the full report as JSON here")
+    run.add_argument("--inject-faults", metavar="SPEC",
+                     help="corrupt the link on purpose: flip=P,drop=P,dup=P,delay=P per byte"
+                          " (+ stall=S, seed=N, dir=both|tx|rx), e.g. flip=1e-4,drop=1e-4")
     run.set_defaults(func=cmd_run)
 
     lst = sub.add_parser("list", help="configured targets, availability, prebuilt images")

@@ -27,6 +27,7 @@ from typing import Any
 import yaml
 
 from rig.errors import ConfigError
+from rig.link.policy import LinkPolicy
 
 ENV_VAR = "TINYRIG_LAB_CONFIG"
 REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
@@ -82,7 +83,7 @@ class Board:
 class Defaults:
     target: str = "auto"
     timeout_s: float = 2.0
-    retries: int = 3
+    retries: int = LinkPolicy.retries
     baudrate: int = 115200
 
 

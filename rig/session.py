@@ -46,7 +46,10 @@ from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.golden.model import GoldenMLP, GoldenStep
 from rig.golden.strategies import get_spec
+from rig.link.faults import FaultSpec, FaultyTransport
 from rig.link.link import Link, TrafficEvent
+from rig.link.policy import LinkPolicy
+from rig.link.transport import Transport
 from rig.protocol import DType, EvalResult, HelloInfo, StepResult
 from rig.targets.base import Target
 
@@ -127,7 +130,7 @@ class RunReport:
     steps: list[StepRecord] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
     wall_s: float = 0.0
-    link_stats: dict[str, int] = field(default_factory=dict)
+    link_stats: dict[str, Any] = field(default_factory=dict)
     setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
 
     @property
@@ -435,7 +438,7 @@ class TrainingSession:
         for epoch in range(self.spec.epochs if epochs is None else epochs):
             self.run_epoch(epoch)
         self.report.wall_s += time.perf_counter() - t0
-        self.report.link_stats = dataclasses.asdict(self.device.link.stats)
+        self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter: not asdict
         return self.report
 
 
@@ -514,16 +517,23 @@ class Connection:
         self.close()
 
 
-def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
+def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
             log: Callable[[TrafficEvent], None] | None = None,
-            check_firmware: bool = True) -> Connection:
+            check_firmware: bool = True, policy: LinkPolicy | None = None,
+            faults: FaultSpec | None = None) -> Connection:
     """Start `target`, say HELLO and check that it runs the firmware the manifest names.
+
+    `retries`/`policy`: the link's recovery settings (default `LinkPolicy()`). `faults`:
+    put a fault-injecting transport (`rig.link.faults`) between the link and the target.
 
     On any failure the target is closed again and the error carries the target's
     diagnostics (emulator exit status, stderr tail)."""
     try:
-        transport = target.start()
-        device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        transport: Transport = target.start()
+        if faults is not None:
+            transport = FaultyTransport(transport, faults)
+        device = Device(Link(transport, timeout=timeout, retries=retries, log=log,
+                             policy=policy))
         hello = device.hello()
         image = target.expected_firmware()
         if check_firmware and image is not None:

@@ -69,7 +69,8 @@ class FaultSpec:
                 continue
             key, sep, raw = (s.strip() for s in item.partition("="))
             if key not in known:
-                raise ConfigError(f"{where}: unknown key {key!r} (keys: {', '.join(sorted(known))})")
+                raise ConfigError(f"{where}: unknown key {key!r}"
+                                  f" (keys: {', '.join(sorted(known))})")
             if not sep or not raw:
                 raise ConfigError(f"{where}: {key}: expected {key}=VALUE")
             if key in values:

@@ -246,7 +246,11 @@ class FrameDecoder:
         while self._noise_size > self._noise_limit:
             self._noise_size -= len(self.noise.popleft().data)
 
-    def noise_text(self, max_chars: int = 512) -> str:
-        """The most recent noise as printable text (tail), with pending bytes."""
-        text = "".join(e.text() for e in self.noise) + NoiseEntry(0, self.pending).text()
+    def noise_text(self, max_chars: int = 512, since: int = 0) -> str:
+        """The most recent noise as printable text (tail), with pending bytes. `since`:
+        only entries added after `noise_entries` had that value."""
+        entries = list(self.noise)
+        newer = self.noise_entries - since
+        entries = entries[max(len(entries) - newer, 0):] if newer >= 0 else entries
+        text = "".join(e.text() for e in entries) + NoiseEntry(0, self.pending).text()
         return text[-max_chars:]

@@ -24,6 +24,9 @@ class LinkPolicy:
     #: no byte for this long while a frame is half received: its 0x00 got lost, so the
     #: pending bytes are decoded as they are (a damaged frame -> immediate resend)
     idle_gap: float = 0.05
+    #: after a damaged frame or a NAK for an unreadable header, wait this long for more
+    #: bytes (our response may follow) before resending
+    settle: float = 0.005
     #: silence after a request before the link sends a lone 0x00, in case the request's
     #: own delimiter got lost (harmless otherwise: the device ignores empty frames);
     #: the actual wait is at least 4x the recent response time of that message type
@@ -37,6 +40,7 @@ class LinkPolicy:
         for name, ok in (("retries", 0 <= self.retries <= 1000),
                          ("run_retries", self.run_retries is None or self.run_retries >= 0),
                          ("idle_gap", 0 < self.idle_gap <= 10),
+                         ("settle", 0 <= self.settle <= 10),
                          ("probe_after", 0 < self.probe_after <= 60),
                          ("min_frame", 16 <= self.min_frame <= 0xFFFF)):
             if not ok:
