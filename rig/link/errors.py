@@ -18,10 +18,10 @@ class DeviceRebooted(LinkError):
 
 
 class FrameTooBig(LinkError):
-    """A resizable (bulk) request kept failing while the link's payload budget fell below
-    its size: the caller should split it into smaller requests (`budget` bytes of payload
-    each) and send those instead. Only raised for requests sent with `resizable=True`,
-    which must be idempotent (writes of the same bytes, reads)."""
+    """A piece of a bulk transfer failed while the link's payload budget fell below its
+    size: the caller should split it into smaller requests (`budget` bytes of payload
+    each) and send those instead. Only raised for requests sent with `bulk=`, which must
+    be idempotent (writes of the same bytes, reads)."""
 
     def __init__(self, message: str, budget: int) -> None:
         super().__init__(message)

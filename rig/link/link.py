@@ -10,7 +10,7 @@ from __future__ import annotations
 import random
 import re
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import IO
@@ -154,7 +154,6 @@ class Link:
         self._last = bytearray()
         self._noise_mark = 0  # decoder.noise_entries at the last good response
         self._latency: dict[int, float] = {}  # recent response time per request type
-        self._recent: deque[tuple[int, int]] = deque(maxlen=8)  # (seq, type) sent before
         self._reboot: str | None = None  # boot banner seen after HELLO
 
     # -- public ---------------------------------------------------------------------------
@@ -182,8 +181,9 @@ class Link:
 
         `bulk`: this request is a piece of an idempotent bulk transfer, sized from
         `payload_budget`, that moves `bulk` payload bytes (in the request or the response).
-        When an attempt fails and the budget has dropped to half of that or less,
-        FrameTooBig tells the caller to split it smaller instead of resending it."""
+        When an attempt fails and the budget has dropped below that, FrameTooBig tells
+        the caller to split it smaller instead of resending it (budgets are powers of two,
+        so each split at least halves the piece)."""
         payload = bytes(payload)
         if len(payload) > self.max_payload:
             raise LinkError(f"{type_name(type)}: payload of {len(payload)} bytes exceeds the"
@@ -200,7 +200,6 @@ class Link:
             rx_before = self.stats.bytes_rx
             self._send(frame, type, seq, payload)
             if not expect_response:
-                self._recent.append((seq, type))
                 return None
             sent = time.monotonic()
             try:
@@ -208,14 +207,12 @@ class Link:
             except _Retry as why:
                 self.sizer.observe(len(frame) + self.stats.bytes_rx - rx_before, True)
                 problems.append(str(why))
-                if bulk and 2 * self.payload_budget <= bulk:
+                if bulk and self.payload_budget < bulk:
                     self.stats.resplits += 1
-                    self._recent.append((seq, type))
                     raise FrameTooBig(f"{type_name(type)} seq={seq}: {bulk} B of payload"
                                       f" over the budget {self.payload_budget} B"
                                       f" ({why})", self.payload_budget) from None
                 if attempts > retries:
-                    self._recent.append((seq, type))
                     raise LinkTimeout(
                         f"{self.transport.name}: no valid response to {type_name(type)}"
                         f" seq={seq} after {attempts} attempts of up to {wait:.3g} s"
@@ -234,12 +231,10 @@ class Link:
                 self.stats.seq_collisions += 1
                 self._event("info", packet=response, note="DUP on first attempt: seq"
                             " collision with an earlier session, resending with a new seq")
-                self._recent.append((seq, type))
                 seq = self._next_seq()
                 frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
                 attempts = 0
                 continue
-            self._recent.append((seq, type))
             took = time.monotonic() - sent
             old = self._latency.get(type)
             self._latency[type] = took if old is None else 0.8 * old + 0.2 * took
@@ -423,11 +418,11 @@ class Link:
                                 nak.text)
             if addressed:
                 raise _Retry(f"NAK {nak.reason_name}: {nak.text}", fast=True)
-            # A NAK for one of our earlier requests (a late repeat) changes nothing. A
-            # transport NAK addressed to nothing we sent is most likely our request with
-            # its header damaged: resend now (the duplicate cache makes that safe).
-            if nak.is_transport and (packet.seq, nak.request_type) not in self._recent:
-                return (f"NAK {nak.reason_name} for an unreadable header"
+            # A transport NAK with another address is most likely our request with its
+            # header damaged (or a late one for an earlier attempt): either way a resend
+            # costs little (the duplicate cache makes it safe), a wrong guess a timeout.
+            if nak.is_transport:
+                return (f"NAK {nak.reason_name} for a damaged header"
                         f" (seq={packet.seq}, type=0x{nak.request_type:02x})")
             self.stats.stale += 1
             self._event("info", packet=packet, note=f"NAK {nak.reason_name} not for"
