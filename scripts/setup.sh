@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install everything tinyrig needs on a fresh Debian/Ubuntu machine: the ARM toolchain,
-# QEMU and gdb from apt (only what is missing), then this package and its Python
-# dependencies (torch pinned to the CPU build) from PyPI. Safe to run again.
+# QEMU, gdb and clang (libFuzzer) from apt (only what is missing), then this package and
+# its Python dependencies (torch pinned to the CPU build) from PyPI. Safe to run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -11,6 +11,7 @@ command -v qemu-system-arm >/dev/null || need_apt+=(qemu-system-arm)
 command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
 command -v make >/dev/null || need_apt+=(make)
 command -v gcc >/dev/null || need_apt+=(gcc)
+command -v clang >/dev/null || need_apt+=(clang)  # libFuzzer harness (make -C firmware fuzz)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"
