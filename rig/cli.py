@@ -28,7 +28,7 @@ from rich.table import Table
 from rig.config import LabConfig, load_config
 from rig.errors import RigError
 from rig.firmware import load_manifest
-from rig.link.faults import FaultSpec
+from rig.link.faults import FaultSpec, FaultyTransport
 from rig.session import (
     EpochRecord,
     Inspect,
@@ -94,6 +94,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
                  faults=faults) as conn:
         h = conn.hello
+        if faults is not None:
+            console.print(f"[yellow]injecting link faults: {faults.describe()}[/]")
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {h.counter_label}")
         # A small board runs its own version of the job (lab_config boards.<b>.training)
@@ -131,6 +133,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"wall time {report.wall_s:.2f} s")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
+    if isinstance(conn.device.link.transport, FaultyTransport):
+        console.print(f"injected: {conn.device.link.transport.counts.summary()}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(_report_json(report), f, indent=1)
