@@ -287,11 +287,32 @@ class Link:
         # truncated earlier frame), so a good frame is never glued to garbage. The device
         # ignores the empty frame this makes; it costs one byte per request.
         data = b"\x00" + frame
-        self.transport.write(data)
+        self._write(data)
         self.stats.frames_tx += 1
         self.stats.bytes_tx += len(data)
         self.stats.payload_tx += len(payload)
         self._event("tx", data=data, packet=Packet(type=type, seq=seq, payload=payload))
+
+    def _write(self, data: bytes) -> None:
+        """Write; when the wire is gone, first read what the device sent before it went
+        (a FAULT frame, a boot banner): that, not the broken pipe, is the news."""
+        try:
+            self.transport.write(data)
+        except LinkError as exc:
+            deadline = time.monotonic() + 0.5
+            try:
+                while time.monotonic() < deadline:
+                    chunk = self.transport.read(_READ_CHUNK, 0.05)
+                    if not chunk:
+                        break
+                    for item in self._ingest(chunk):
+                        if isinstance(item, Packet):
+                            self._check_fault(item)
+            except LinkError:
+                pass  # the read side is gone too: nothing more to learn
+            self._check_reboot("before the link broke")
+            raise LinkError(f"{exc}{self._noise_hint()}; last bytes:"
+                            f" {self.last_bytes[-64:].hex(' ') or 'none'}") from exc
 
     def _read(self, timeout: float) -> bytes:
         try:
@@ -381,7 +402,7 @@ class Link:
             if probe_at is not None and now >= probe_at and not self.decoder.pending:
                 # Silence: the request's own 0x00 may be lost. A lone 0x00 completes it;
                 # the device ignores it otherwise (an empty frame).
-                self.transport.write(b"\x00")
+                self._write(b"\x00")
                 self.stats.probes += 1
                 self.stats.bytes_tx += 1
                 probe_at = now + 2 * (now - sent)
