@@ -36,6 +36,7 @@ import dataclasses
 import sys
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -57,7 +58,7 @@ class Outcome:
     params: list[tuple[np.ndarray, np.ndarray]]
     ok: bool
     faults: FaultCounts
-    link: dict[str, object]
+    link: dict[str, Any]
     frame: str
 
 
@@ -179,7 +180,7 @@ def main(argv: list[str]) -> int:
             failures.append(f"{out.label}: the run disagreed with the golden model")
         if limit is not None and ratio > limit:
             failures.append(f"{out.label}: {ratio:.2f}x the clean wall time (limit {limit:g}x)")
-    recovered = sum(int(o.link["retransmits"]) for o in outcomes)  # type: ignore[call-overload]
+    recovered = sum(int(o.link["retransmits"]) for o in outcomes)
     print(f"\nfaults injected over all runs: {total_faults} (tx+rx); silent: {silent};"
           f" requests resent to recover: {recovered}; every run finished with the clean"
           f" run's parameters: {'yes' if not any('differ' in f for f in failures) else 'NO'}")

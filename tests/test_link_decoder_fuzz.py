@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import inspect
 import time
+from typing import Any
 
 import pytest
 from hypothesis import HealthCheck, given, settings
@@ -38,7 +39,7 @@ def test_every_payload_type_is_covered() -> None:
 @pytest.mark.parametrize("cls", UNPACKERS, ids=lambda c: c.__name__)
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(data=st.one_of(st.binary(max_size=64), st.binary(min_size=64, max_size=700)))
-def test_unpack_raises_only_payload_errors(cls: type, data: bytes) -> None:
+def test_unpack_raises_only_payload_errors(cls: Any, data: bytes) -> None:
     with contextlib.suppress(LinkError):  # PayloadError is one; anything else fails
         cls.unpack(data)
 
