@@ -255,6 +255,16 @@ def test_retry_budget_per_request_and_per_run() -> None:
         LinkPolicy(retries=-1)
 
 
+def test_a_silent_device_is_given_up_on_after_timeout_retries() -> None:
+    fake = FakeDevice()
+    fake.silent = True
+    link = Link(FakeTransport(fake), timeout=0.05, first_seq=1,
+                policy=LinkPolicy(retries=10, timeout_retries=2, probe_after=0.01))
+    with pytest.raises(LinkError, match="after 3 attempts"):
+        link.request(M.ECHO, b"a")
+    assert link.stats.timeouts == 3 and link.stats.probes >= 3
+
+
 def test_frame_sizer_shrinks_under_errors_and_grows_back() -> None:
     s = FrameSizer(2048, min_frame=64)
     assert s.current == 2048

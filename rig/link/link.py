@@ -193,7 +193,7 @@ class Link:
         self.stats.requests += 1
         seq = self._next_seq()
         frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
-        attempts = 0
+        attempts = timeouts = 0
         problems: list[str] = []
         while True:
             attempts += 1
@@ -212,7 +212,8 @@ class Link:
                     raise FrameTooBig(f"{type_name(type)} seq={seq}: {bulk} B of payload"
                                       f" over the budget {self.payload_budget} B"
                                       f" ({why})", self.payload_budget) from None
-                if attempts > retries:
+                timeouts += 0 if why.fast else 1
+                if attempts > retries or timeouts > self.policy.timeout_retries:
                     raise LinkTimeout(
                         f"{self.transport.name}: no valid response to {type_name(type)}"
                         f" seq={seq} after {attempts} attempts of up to {wait:.3g} s"
@@ -233,7 +234,7 @@ class Link:
                             " collision with an earlier session, resending with a new seq")
                 seq = self._next_seq()
                 frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
-                attempts = 0
+                attempts = timeouts = 0
                 continue
             took = time.monotonic() - sent
             old = self._latency.get(type)

@@ -19,6 +19,9 @@ from rig.errors import ConfigError
 class LinkPolicy:
     #: retransmissions of one request after its first attempt
     retries: int = 10
+    #: ... of which at most this many after a timeout: a silent device is given up on
+    #: sooner than a noisy one, whose damage shows in the bytes and is resent at once
+    timeout_retries: int = 3
     #: retransmissions over the whole life of the link (one run); None = no limit
     run_retries: int | None = 2000
     #: no byte for this long while a frame is half received: its 0x00 got lost, so the
@@ -38,6 +41,7 @@ class LinkPolicy:
 
     def __post_init__(self) -> None:
         for name, ok in (("retries", 0 <= self.retries <= 1000),
+                         ("timeout_retries", 0 <= self.timeout_retries <= 1000),
                          ("run_retries", self.run_retries is None or self.run_retries >= 0),
                          ("idle_gap", 0 < self.idle_gap <= 10),
                          ("settle", 0 <= self.settle <= 10),
