@@ -137,7 +137,7 @@ class Device:
                              f" writing {flat.size} at offset {offset}")
         def send(off: int, n: int) -> None:
             req = ParamWrite(layer, w, offset + off, flat[off:off + n])
-            self._call(MsgType.PARAM_WRITE, req.pack(), timeout, bulk=4 * n)
+            self._call(MsgType.PARAM_WRITE, req.pack(), timeout, bulk=_splittable(n, 4 * n))
 
         self._bulk(flat.size, 4, ParamWrite.OVERHEAD, send)
 
@@ -206,7 +206,7 @@ class Device:
         size = cfg.record_size
         def send(off: int, n: int) -> None:
             req = DataWrite(start + off, n, records[off * size:(off + n) * size])
-            self._call(MsgType.DATA_WRITE, req.pack(), timeout, bulk=n * size)
+            self._call(MsgType.DATA_WRITE, req.pack(), timeout, bulk=_splittable(n, n * size))
 
         self._bulk(feats.shape[0], size, DataWrite.OVERHEAD, send)
 
@@ -228,7 +228,7 @@ class Device:
         def send(off: int, n: int) -> None:
             payload = self._call(MsgType.EVAL, RangeRequest(start + off, n).pack(), timeout,
                                  rx=n + EvalResult.OVERHEAD, macs=n * self._macs_per_sample(),
-                                 bulk=n)
+                                 bulk=_splittable(n, n))
             part = EvalResult.unpack(payload)
             if part.count != n:
                 raise LinkError(f"EVAL of {n} samples answered for {part.count}")
@@ -269,7 +269,7 @@ class Device:
         """BACKBONE_WRITE `data` at `offset` of the parameter blob, in several packets."""
         def send(off: int, n: int) -> None:
             req = BackboneWrite(offset + off, data[off:off + n])
-            self._call(MsgType.BACKBONE_WRITE, req.pack(), timeout, bulk=n)
+            self._call(MsgType.BACKBONE_WRITE, req.pack(), timeout, bulk=_splittable(n, n))
 
         self._bulk(len(data), 1, BackboneWrite.OVERHEAD, send)
 
@@ -304,7 +304,8 @@ class Device:
 
         def send(off: int, n: int) -> None:
             payload = self._call(MsgType.FEATURES, RangeRequest(start + off, n).pack(), timeout,
-                                 rx=4 + n * nf, macs=n * self.backbone_macs, bulk=n * nf)
+                                 rx=4 + n * nf, macs=n * self.backbone_macs,
+                                 bulk=_splittable(n, n * nf))
             part = FeaturesResult.unpack(payload).features
             if part.shape[0] != n:
                 raise LinkError(f"FEATURES of {n} samples answered for {part.shape[0]}")
@@ -353,9 +354,7 @@ class Device:
             try:
                 send(off, n)
             except FrameTooBig:
-                if n == 1:
-                    raise
-                continue
+                continue  # the budget fell below this piece: send it again, smaller
             off += n
 
     def _read_tensor(self, type: MsgType, layer: int, which: Which, count: int | None,
@@ -371,7 +370,7 @@ class Device:
 
         def send(off: int, n: int) -> None:
             req = TensorRead(layer, which, n, offset + off)
-            payload = self._call(type, req.pack(), timeout, rx=4 * n, bulk=4 * n)
+            payload = self._call(type, req.pack(), timeout, rx=4 * n, bulk=_splittable(n, 4 * n))
             out[off:off + n] = unpack_f32(payload, n, f"{type.name} response")
 
         self._bulk(count, 4, 0, send)
@@ -399,6 +398,11 @@ class Device:
         if info is None:
             return 0
         return info.max_layers * info.max_width * info.max_width  # pessimistic: layout unknown
+
+
+def _splittable(n: int, nbytes: int) -> int:
+    """`bulk=` of a piece of n items: its bytes, or 0 (not to be split) for one item."""
+    return nbytes if n > 1 else 0
 
 
 def _n_params(dims: Sequence[int]) -> int:

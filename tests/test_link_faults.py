@@ -317,3 +317,13 @@ def test_error_quotes_only_text_since_the_last_good_response() -> None:
     fake.silent = True
     with pytest.raises(LinkError, match="device said: 'new complaint'"):
         link.request(M.ECHO, b"d")
+
+
+def test_a_single_record_over_the_budget_is_resent_not_split() -> None:
+    # 100-byte records: at the smallest budget (64 B) one record is still one request
+    dev, fake, t = _device(FaultSpec(flip=8e-3, seed=4, dir="tx"), retries=40)
+    dev.data_config(99, "u8", 1.0, 0.0, 40)
+    feats = np.arange(40 * 99).reshape(40, 99) % 251
+    dev.write_samples(0, np.arange(40) % 10, feats.astype(np.uint8))
+    assert len(fake.records) == 40 * 100 and t.counts.silent == 0
+    assert dev.link.payload_budget < 200
