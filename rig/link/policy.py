@@ -88,9 +88,10 @@ class FrameSizer:
             self._resize()
 
     def set_max(self, max_payload: int) -> None:
+        """The device's limit (from HELLO): a new ceiling, not an adaptation."""
         self.max_payload = max_payload
         self.min_frame = min(self.min_frame, max_payload)
-        self._resize()
+        self.current = self._best() if self.enabled else max_payload
 
     def _resize(self) -> None:
         new = self._best() if self.enabled else self.max_payload
