@@ -28,6 +28,7 @@ import yaml
 
 from rig import strategies
 from rig.errors import ConfigError
+from rig.link.policy import LinkPolicy
 from rig.link.transport import DEFAULT_BAUDRATE
 from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 from rig.schema import (
@@ -107,7 +108,7 @@ class Board:
 class Defaults:
     target: str = "auto"
     timeout_s: float = 2.0
-    retries: int = 3
+    retries: int = LinkPolicy.retries
     baudrate: int = DEFAULT_BAUDRATE
     #: a board held by another process (rig.locks, a labgrid place): wait | error
     on_busy: str = DEFAULT_ON_BUSY.value

@@ -12,7 +12,9 @@ from dataclasses import dataclass
 from rig.device import Device
 from rig.errors import RigError
 from rig.firmware import check_hello
+from rig.link.faults import FaultSpec, FaultyTransport
 from rig.link.link import Link, TrafficEvent
+from rig.link.policy import LinkPolicy
 from rig.link.transport import Transport
 from rig.protocol import HelloInfo
 from rig.targets.base import Target
@@ -39,17 +41,24 @@ class Connection:
         self.close()
 
 
-def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
+def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
             log: Callable[[TrafficEvent], None] | None = None,
-            check_firmware: bool = True, started: Transport | None = None) -> Connection:
+            check_firmware: bool = True, started: Transport | None = None,
+            policy: LinkPolicy | None = None, faults: FaultSpec | None = None) -> Connection:
     """Start `target` (or use `started`, the transport of a target already started, e.g.
     by `Flashable.flash`), say HELLO and check that it runs the firmware the manifest names.
+
+    `retries`/`policy`: the link's recovery settings (default `LinkPolicy()`). `faults`:
+    put a fault-injecting transport (`rig.link.faults`) between the link and the target.
 
     On any failure the target is closed again and the error carries the target's
     diagnostics (emulator exit status, stderr tail)."""
     try:
         transport = started if started is not None else target.start()
-        device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        if faults is not None:
+            transport = FaultyTransport(transport, faults)
+        device = Device(Link(transport, timeout=timeout, retries=retries, log=log,
+                             policy=policy))
         device.counter_label = target.device_counter_label
         hello = device.hello()
         image = target.expected_firmware()

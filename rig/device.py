@@ -8,7 +8,7 @@ timeout that grows with the bytes it moves and the arithmetic it asks for.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -18,6 +18,7 @@ from rig.errors import DeviceFault, LinkError
 
 if TYPE_CHECKING:
     from rig.golden.int8 import QBackbone
+from rig.link.errors import FrameTooBig
 from rig.link.link import Link
 from rig.protocol import (
     BackboneInfo,
@@ -136,10 +137,11 @@ class Device:
         if expected is not None and offset + flat.size > expected:
             raise ValueError(f"layer {layer} {w.name.lower()} holds {expected} values;"
                              f" writing {flat.size} at offset {offset}")
-        per = (self.max_payload - ParamWrite.OVERHEAD) // 4
-        for off, n in chunks(flat.size, per):
+        def send(off: int, n: int) -> None:
             req = ParamWrite(layer, w, offset + off, flat[off:off + n])
-            self._call(MsgType.PARAM_WRITE, req.pack(), timeout)
+            self._call(MsgType.PARAM_WRITE, req.pack(), timeout, bulk=_splittable(n, 4 * n))
+
+        self._bulk(flat.size, 4, ParamWrite.OVERHEAD, send)
 
     def read_params(self, layer: int, which: int | str, count: int | None = None,
                     offset: int = 0, timeout: float | None = None) -> np.ndarray:
@@ -204,10 +206,11 @@ class Device:
             raise ValueError(f"features {feats.shape}: want (n, {cfg.n_features})")
         records = encode_records(labels, feats, cfg.dtype)
         size = cfg.record_size
-        per = min((self.max_payload - DataWrite.OVERHEAD) // size, 0xFFFF)
-        for off, n in chunks(feats.shape[0], per):
+        def send(off: int, n: int) -> None:
             req = DataWrite(start + off, n, records[off * size:(off + n) * size])
-            self._call(MsgType.DATA_WRITE, req.pack(), timeout)
+            self._call(MsgType.DATA_WRITE, req.pack(), timeout, bulk=_splittable(n, n * size))
+
+        self._bulk(feats.shape[0], size, DataWrite.OVERHEAD, send)
 
     # -- training ----------------------------------------------------------------------------------
 
@@ -222,15 +225,18 @@ class Device:
     def evaluate(self, start: int, count: int, timeout: float | None = None) -> EvalResult:
         """EVAL over `count` samples. Split into several requests when the predictions do
         not fit one response; `loss_sum` is then the sum (in float64) of the parts."""
-        per = min(self.max_payload - EvalResult.OVERHEAD, 0xFFFF)
         parts: list[EvalResult] = []
-        for off, n in chunks(count, per):
+
+        def send(off: int, n: int) -> None:
             payload = self._call(MsgType.EVAL, RangeRequest(start + off, n).pack(), timeout,
-                                 rx=n + EvalResult.OVERHEAD, macs=n * self._macs_per_sample())
+                                 rx=n + EvalResult.OVERHEAD, macs=n * self._macs_per_sample(),
+                                 bulk=_splittable(n, n))
             part = EvalResult.unpack(payload)
             if part.count != n:
                 raise LinkError(f"EVAL of {n} samples answered for {part.count}")
             parts.append(part)
+
+        self._bulk(count, 1, EvalResult.OVERHEAD, send)
         if len(parts) == 1:
             return parts[0]
         return EvalResult(float(sum(float(p.loss_sum) for p in parts)),
@@ -263,10 +269,11 @@ class Device:
 
     def backbone_write(self, offset: int, data: bytes, timeout: float | None = None) -> None:
         """BACKBONE_WRITE `data` at `offset` of the parameter blob, in several packets."""
-        per = self.max_payload - BackboneWrite.OVERHEAD
-        for off, n in chunks(len(data), per):
+        def send(off: int, n: int) -> None:
             req = BackboneWrite(offset + off, data[off:off + n])
-            self._call(MsgType.BACKBONE_WRITE, req.pack(), timeout)
+            self._call(MsgType.BACKBONE_WRITE, req.pack(), timeout, bulk=_splittable(n, n))
+
+        self._bulk(len(data), 1, BackboneWrite.OVERHEAD, send)
 
     def load_backbone(self, backbone: QBackbone, timeout: float | None = None
                       ) -> BackboneInitResult:
@@ -295,15 +302,18 @@ class Device:
     def features(self, start: int, count: int, timeout: float | None = None) -> np.ndarray:
         """FEATURES: the int8 backbone output of stored samples, [count, n_features]."""
         nf = max(self.backbone_features, 1)
-        per = max(1, min((self.max_payload - FeaturesResult.OVERHEAD) // nf, 0xFFFF))
-        parts = []
-        for off, n in chunks(count, per):
+        parts: list[np.ndarray] = []
+
+        def send(off: int, n: int) -> None:
             payload = self._call(MsgType.FEATURES, RangeRequest(start + off, n).pack(), timeout,
-                                 rx=4 + n * nf, macs=n * self.backbone_macs)
+                                 rx=4 + n * nf, macs=n * self.backbone_macs,
+                                 bulk=_splittable(n, n * nf))
             part = FeaturesResult.unpack(payload).features
             if part.shape[0] != n:
                 raise LinkError(f"FEATURES of {n} samples answered for {part.shape[0]}")
             parts.append(part)
+
+        self._bulk(count, nf, FeaturesResult.OVERHEAD, send)
         return np.concatenate(parts) if parts else np.zeros((0, nf), np.int8)
 
     # -- debugging hooks -------------------------------------------------------------------------
@@ -324,12 +334,30 @@ class Device:
     # -- internals ---------------------------------------------------------------------------------
 
     def _call(self, type: MsgType, payload: bytes, timeout: float | None, rx: int = 0,
-              macs: int = 0) -> bytes:
+              macs: int = 0, bulk: int = 0) -> bytes:
         if timeout is None:
             timeout = self.timing.budget(len(payload) + 16, rx + 16, macs)
-        packet = self.link.request(type, payload, timeout=timeout)
+        packet = self.link.request(type, payload, timeout=timeout, bulk=bulk)
         assert packet is not None
         return packet.payload
+
+    def _bulk(self, total: int, unit: int, overhead: int,
+              send: Callable[[int, int], None]) -> None:
+        """Move `total` items of `unit` bytes as `send(offset, count)` pieces with
+        `overhead` bytes per packet. The size is asked anew for every piece (the link
+        shrinks it while errors are frequent and grows it back: `Link.payload_budget`),
+        and a piece the link hands back as too big (FrameTooBig) is sent again smaller.
+        Every bulk message is idempotent, so a piece that did arrive can be repeated."""
+        self.info  # noqa: B018  (HELLO first: it states max_payload)
+        off = 0
+        while off < total:
+            per = max(1, min((self.link.payload_budget - overhead) // unit, 0xFFFF))
+            n = min(per, total - off)
+            try:
+                send(off, n)
+            except FrameTooBig:
+                continue  # the budget fell below this piece: send it again, smaller
+            off += n
 
     def _read_tensor(self, type: MsgType, layer: int, which: Which, count: int | None,
                      offset: int, timeout: float | None) -> np.ndarray:
@@ -340,12 +368,14 @@ class Device:
                 raise LinkError("the model layout is unknown (no model_init/load_model on this"
                                 " Device): pass count=")
             count = size - offset
-        per = min(self.max_payload // 4, 0xFFFF)
         out = np.empty(count, dtype=np.float32)
-        for off, n in chunks(count, per):
+
+        def send(off: int, n: int) -> None:
             req = TensorRead(layer, which, n, offset + off)
-            payload = self._call(type, req.pack(), timeout, rx=4 * n)
+            payload = self._call(type, req.pack(), timeout, rx=4 * n, bulk=_splittable(n, 4 * n))
             out[off:off + n] = unpack_f32(payload, n, f"{type.name} response")
+
+        self._bulk(count, 4, 0, send)
         if shaped and size is not None and which == Which.WEIGHT and self.dims is not None:
             return out.reshape(self.dims[layer + 1], self.dims[layer])
         return out
@@ -370,6 +400,11 @@ class Device:
         if info is None:
             return 0
         return info.max_layers * info.max_width * info.max_width  # pessimistic: layout unknown
+
+
+def _splittable(n: int, nbytes: int) -> int:
+    """`bulk=` of a piece of n items: its bytes, or 0 (not to be split) for one item."""
+    return nbytes if n > 1 else 0
 
 
 def _n_params(dims: Sequence[int]) -> int:

@@ -21,6 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -130,7 +131,7 @@ class RunReport:
     steps: list[StepRecord] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
     wall_s: float = 0.0
-    link_stats: dict[str, int] = field(default_factory=dict)
+    link_stats: dict[str, Any] = field(default_factory=dict)
     setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
 
     @property
@@ -439,5 +440,5 @@ class TrainingSession:
         for epoch in range(self.spec.epochs if epochs is None else epochs):
             self.run_epoch(epoch)
         self.report.wall_s += time.perf_counter() - t0
-        self.report.link_stats = dataclasses.asdict(self.device.link.stats)
+        self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter: not asdict
         return self.report

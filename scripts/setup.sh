@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Install everything tinyrig needs on a fresh Debian/Ubuntu machine: the ARM toolchain,
-# QEMU, gdb and ser2net from apt (only what is missing), then this package and its Python
-# dependencies (torch pinned to the CPU build) from PyPI. Safe to run again.
+# QEMU, gdb, ser2net and clang (libFuzzer) from apt (only what is missing), then this
+# package and its Python dependencies (torch pinned to the CPU build) from PyPI. Safe to
+# run again.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -12,6 +13,7 @@ command -v gdb-multiarch >/dev/null || need_apt+=(gdb-multiarch)
 command -v make >/dev/null || need_apt+=(make)
 command -v gcc >/dev/null || need_apt+=(gcc)
 command -v ser2net >/dev/null || [ -x /usr/sbin/ser2net ] || need_apt+=(ser2net)  # labgrid farm
+command -v clang >/dev/null || need_apt+=(clang)  # libFuzzer harness (make -C firmware fuzz)
 if [ ${#need_apt[@]} -gt 0 ]; then
     SUDO=""
     [ "$(id -u)" -eq 0 ] || SUDO="sudo"

@@ -60,15 +60,16 @@ uint16_t backbone_n_features(void)
 static const int8_t *blob_i8(uint32_t off) { return (const int8_t *)blob_mem + off; }
 static const int32_t *blob_i32(uint32_t off) { return (const int32_t *)(const void *)((const uint8_t *)blob_mem + off); }
 
-static int32_t weight_count(const bb_layer_t *L)
+/* 64-bit: a request's dims multiply to more than 32 bits before the capacity check. */
+static uint64_t weight_count(const bb_layer_t *L)
 {
     switch (L->op) {
     case BB_OP_CONV:
-        return (int32_t)L->out_c * L->kh * L->kw * L->in_c;
+        return (uint64_t)L->out_c * L->kh * L->kw * L->in_c;
     case BB_OP_DWCONV:
-        return (int32_t)L->kh * L->kw * L->out_c;
+        return (uint64_t)L->kh * L->kw * L->out_c;
     case BB_OP_FC:
-        return (int32_t)L->out_c * L->in_h * L->in_w * L->in_c;
+        return (uint64_t)L->out_c * L->in_h * L->in_w * L->in_c;
     default:
         return 0;
     }
@@ -280,7 +281,8 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
     if (out_zp < -128 || out_zp > 127)
         return tr_fail(err, TR_E_BAD_ARG, 12, "out_zero_point not in [-128, 127]");
 
-    uint32_t act_need = (uint32_t)h * w * c, off = 0, scratch = 0, macs = 0;
+    uint64_t act_need = (uint64_t)h * w * c;
+    uint32_t off = 0, scratch = 0, macs = 0;
     for (uint8_t l = 0; l < n; l++) {
         const uint8_t *p = req + BB_INIT_HEADER + (uint32_t)l * BB_LAYER_RECORD;
         const uint16_t at = (uint16_t)(BB_INIT_HEADER + l * BB_LAYER_RECORD);
@@ -331,6 +333,17 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
             if (L->op == BB_OP_DWCONV && L->out_c % c != 0)
                 return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(at + 14),
                                "depthwise out_c must be a multiple of in_c");
+        }
+        /* Capacities before any size arithmetic that could overflow (found by fuzzing:
+         * huge dims overflowed weight_count and the kernels' buffer-size helpers). */
+        const uint64_t out_size = (uint64_t)L->out_h * L->out_w * L->out_c;
+        act_need = out_size > act_need ? out_size : act_need;
+        if (act_need > TR_BACKBONE_ACT_CAPACITY)
+            return tr_fail(err, TR_E_NO_SPACE, (uint16_t)(at + 10),
+                           "activations exceed backbone act capacity");
+        if (!pool && (uint64_t)off + weight_count(L) + 3u + 12u * L->out_c > TR_BACKBONE_CAPACITY)
+            return tr_fail(err, TR_E_NO_SPACE, 16, "parameters exceed backbone capacity");
+        if (!pool) {
             L->w_off = off;
             off += align4((uint32_t)weight_count(L));
             L->b_off = off;
@@ -340,14 +353,9 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
             macs += (uint32_t)weight_count(L) *
                     (L->op == BB_OP_FC ? 1u : (uint32_t)L->out_h * L->out_w);
         }
-        const uint32_t out_size = layer_out_size(L);
-        act_need = out_size > act_need ? out_size : act_need;
         const int32_t s = scratch_size(L);
         scratch = (uint32_t)s > scratch ? (uint32_t)s : scratch;
         h = L->out_h, w = L->out_w, c = L->out_c;
-        if (act_need > TR_BACKBONE_ACT_CAPACITY)
-            return tr_fail(err, TR_E_NO_SPACE, (uint16_t)(at + 10),
-                           "activations exceed backbone act capacity");
     }
     if ((uint32_t)h * w * c > 0xFFFFu)
         return tr_fail(err, TR_E_BAD_ARG, 0, "more than 65535 features");
@@ -368,7 +376,7 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
     bb.out_zp = out_zp;
     bb.blob_size = blob_size;
     bb.blob_crc = blob_crc;
-    bb.act_need = act_need;
+    bb.act_need = (uint32_t)act_need;
     bb.scratch_need = scratch;
     bb.macs = macs;
     memset(blob_mem, 0, sizeof blob_mem);
@@ -376,7 +384,7 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
     wr_u32(resp, blob_size);
     wr_u16(resp + 4, backbone_n_features());
     wr_u16(resp + 6, 0);
-    wr_u32(resp + 8, act_need);
+    wr_u32(resp + 8, (uint32_t)act_need);
     wr_u32(resp + 12, scratch);
     wr_u32(resp + 16, macs);
     *resp_len = 20;

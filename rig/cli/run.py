@@ -7,9 +7,11 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rig.cli.checks import add_strategy, check_sparams, check_strategy
+from rig.cli.checks import UsageError, add_strategy, check_sparams, check_strategy
 from rig.cli.console import console
 from rig.config import LabConfig, load_config
+from rig.errors import ConfigError
+from rig.link.faults import FaultSpec, FaultyTransport
 
 if TYPE_CHECKING:  # the session pulls in the golden model (torch): imported when training
     from rig.session import RunReport
@@ -40,6 +42,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
     run.add_argument("--json", help="write the full report as JSON here")
+    run.add_argument("--inject-faults", metavar="SPEC",
+                     help="corrupt the link on purpose: flip=P,drop=P,dup=P,delay=P per byte"
+                          " (+ stall=S, seed=N, dir=both|tx|rx), e.g. flip=1e-4,drop=1e-4")
     run.set_defaults(func=cmd_run, check=check_run)
 
 
@@ -47,6 +52,11 @@ def check_run(args: argparse.Namespace) -> None:
     """Strategy and sparams against the catalogue, before the lab file or a target."""
     if args.strategy is not None:
         check_strategy(args.strategy)
+    if args.inject_faults:
+        try:
+            FaultSpec.parse(args.inject_faults)
+        except ConfigError as exc:
+            raise UsageError(f"--inject-faults: {exc}") from None
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -85,6 +95,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
     from rig.targets import resolve_target
 
+    faults = FaultSpec.parse(args.inject_faults) if args.inject_faults else None
     lab = load_config(args.config)
     overrides = cli_overrides(args)
     check_job(lab, overrides)
@@ -96,8 +107,11 @@ def cmd_run(args: argparse.Namespace) -> int:
                       resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {target.describe()}")
-    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
+    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
+                 faults=faults) as conn:
         h = conn.hello
+        if faults is not None:
+            console.print(f"[yellow]injecting link faults: {faults.describe()}[/]")
         counters = conn.device.counter_label or h.counter_label
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {counters}")
@@ -136,6 +150,8 @@ def cmd_run(args: argparse.Namespace) -> int:
                   f"wall time {report.wall_s:.2f} s")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
+    if isinstance(conn.device.link.transport, FaultyTransport):
+        console.print(f"injected: {conn.device.link.transport.counts.summary()}")
     if args.json:
         with open(args.json, "w", encoding="utf-8") as f:
             json.dump(report_json(report), f, indent=1)

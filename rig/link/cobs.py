@@ -58,8 +58,7 @@ def decode(encoded: bytes) -> bytes:
 
 def chain_ends_at_end(encoded: bytes) -> list[bool]:
     """`ok[i]` is True when the COBS code chain starting at offset i lands exactly on the
-    end of `encoded`. Lets the frame decoder find a valid frame glued behind noise in O(n)
-    instead of trying every suffix."""
+    end of `encoded`."""
     n = len(encoded)
     ok = [False] * (n + 1)
     ok[n] = True
@@ -67,3 +66,42 @@ def chain_ends_at_end(encoded: bytes) -> list[bool]:
         code = encoded[i]
         ok[i] = code != 0 and i + code <= n and ok[i + code]
     return ok[:n]
+
+
+def suffix_candidates(encoded: bytes, min_size: int, max_size: int) -> list[tuple[int, int]]:
+    """(offset, decoded size) of every suffix `encoded[offset:]` that is a well-formed COBS
+    block decoding to `min_size..max_size` bytes, longest first. One backward pass, O(n):
+    lets the frame decoder find a frame glued behind noise without decoding every suffix.
+    """
+    n = len(encoded)
+    # size[i]: decoded length of encoded[i:], -1 if its code chain does not end at n.
+    size = [-1] * (n + 1)
+    size[n] = 0
+    out = []
+    for i in range(n - 1, -1, -1):
+        code = encoded[i]
+        j = i + code
+        if code == 0 or j > n or size[j] < 0:
+            continue
+        # a short block is followed by an implied 0x00 unless it ends the data
+        size[i] = code - 1 + size[j] + (1 if code != 0xFF and j < n else 0)
+        if min_size <= size[i] <= max_size:
+            out.append((i, size[i]))
+    out.reverse()
+    return out
+
+
+def decode_prefix(encoded: bytes, start: int, count: int) -> bytes:
+    """The first `count` decoded bytes of the block `encoded[start:]` (fewer if it is
+    shorter), reading only as many codes as they need."""
+    out = bytearray()
+    i, n = start, len(encoded)
+    while i < n and len(out) < count:
+        code = encoded[i]
+        if code == 0:
+            break
+        out += encoded[i + 1:min(i + code, n)]
+        i += code
+        if code != 0xFF and i < n:
+            out.append(0)
+    return bytes(out[:count])

@@ -106,6 +106,15 @@ def decode_packet(raw: bytes, max_payload: int = MAX_LEN_FIELD) -> Packet:
                   version=version)
 
 
+def _header_fits(seg: bytes, cut: int, size: int) -> bool:
+    """Cheap test of the candidate frame at `seg[cut:]` (decoded size `size`): version
+    byte and length field, read by decoding only the first header bytes."""
+    head = cobs.decode_prefix(seg, cut, HEADER_SIZE)
+    if len(head) < HEADER_SIZE or head[0] != PROTO_VERSION:
+        return False
+    return head[4] | head[5] << 8 == size - PACKET_OVERHEAD
+
+
 @dataclass(frozen=True)
 class NoiseEntry:
     time: float
@@ -116,12 +125,20 @@ class NoiseEntry:
 
 
 class FrameDecoder:
-    """Incremental frame splitter/decoder with resynchronisation.
+    """Incremental frame splitter/decoder with resynchronisation, linear in its input.
 
     A segment between two 0x00 that fails to decode is searched for a valid frame at one
     of its suffixes, because a sender that prints text and then a frame without a
     separating 0x00 glues them together; the part in front becomes noise.
+
+    Bounds: no frame is longer than `max_encoded` (from `max_payload`, which the link sets
+    from HELLO), so only the last `max_encoded` bytes of a segment are kept and searched;
+    a longer segment is noise (TOO_LONG) unless a valid frame ends it. The suffix search
+    is one O(n) pass over the COBS code chain that checks each candidate's length and
+    header without decoding it; at most `MAX_CANDIDATES` candidates are decoded in full.
     """
+
+    MAX_CANDIDATES = 8
 
     def __init__(self, max_payload: int = MAX_LEN_FIELD, noise_bytes: int = 4096,
                  clock: Callable[[], float] = time.time) -> None:
@@ -132,7 +149,7 @@ class FrameDecoder:
         self.noise_entries = 0  # ever added, so a caller can tell which entries are new
         self._clock = clock
         self._buf = bytearray()
-        self._overflow = False
+        self._dropped = 0  # bytes of the current segment no longer kept (over max_encoded)
 
     @property
     def max_encoded(self) -> int:
@@ -146,36 +163,45 @@ class FrameDecoder:
     def feed(self, data: bytes) -> list[Packet | FrameError]:
         out: list[Packet | FrameError] = []
         start = 0
+        limit = self.max_encoded
         while True:
             end = data.find(b"\x00", start)
-            chunk = data[start:] if end < 0 else data[start:end]
-            if not self._overflow:
-                self._buf += chunk
-                if len(self._buf) > self.max_encoded:
-                    self._overflow = True
-                    del self._buf[self.max_encoded:]
+            stop = len(data) if end < 0 else end
+            # Only the newest `limit` bytes of a segment can belong to a frame.
+            if stop - start > limit:
+                self._dropped += len(self._buf) + (stop - start - limit)
+                self._buf.clear()
+                start = stop - limit
+            self._buf += data[start:stop]
+            if len(self._buf) > limit:
+                cut = len(self._buf) - limit
+                self._dropped += cut
+                del self._buf[:cut]
             if end < 0:
                 return out
             self._finish(out)
             start = end + 1
 
+    def flush(self) -> list[Packet | FrameError]:
+        """End the pending segment as if a 0x00 had arrived (the delimiter got lost)."""
+        out: list[Packet | FrameError] = []
+        self._finish(out)
+        return out
+
     def _finish(self, out: list[Packet | FrameError]) -> None:
-        seg, overflow = bytes(self._buf), self._overflow
+        seg, dropped = bytes(self._buf), self._dropped
         self._buf.clear()
-        self._overflow = False
+        self._dropped = 0
         if not seg:
             return  # empty frame (0x00 0x00): a resync marker, not an error
         now = self._clock()
-        if overflow:
-            self._add_noise(now, seg)
-            out.append(FrameError(NakReason.TOO_LONG, f"frame longer than {self.max_encoded}"
-                                  " encoded bytes", seg, now))
-            return
-        try:
-            out.append(self._decode(seg))
-            return
-        except _Bad as first:
-            bad = first
+        bad: _Bad | None = None
+        if not dropped:
+            try:
+                out.append(self._decode(seg))
+                return
+            except _Bad as first:
+                bad = first
         recovered = self._recover(seg)
         if recovered is not None:
             cut, packet = recovered
@@ -183,6 +209,9 @@ class FrameDecoder:
             out.append(packet)
             return
         self._add_noise(now, seg)
+        if bad is None:
+            bad = _Bad(NakReason.TOO_LONG, f"frame longer than {self.max_encoded} encoded"
+                       f" bytes ({dropped + len(seg)} B)")
         out.append(FrameError(bad.reason, bad.detail, seg, now))
 
     def _decode(self, seg: bytes) -> Packet:
@@ -193,15 +222,18 @@ class FrameDecoder:
         return decode_packet(raw, self.max_payload)
 
     def _recover(self, seg: bytes) -> tuple[int, Packet] | None:
-        min_len = PACKET_OVERHEAD + 1
-        ok = cobs.chain_ends_at_end(seg)
-        for cut in range(1, len(seg) - min_len + 1):
-            if not ok[cut]:
+        """The longest suffix of `seg` (cut >= 1) that is a valid frame, if any."""
+        tries = 0
+        for cut, size in cobs.suffix_candidates(seg, PACKET_OVERHEAD, self.max_payload
+                                                + PACKET_OVERHEAD):
+            if cut == 0 or not _header_fits(seg, cut, size):
                 continue
+            tries += 1
             try:
                 return cut, self._decode(seg[cut:])
             except _Bad:
-                continue
+                if tries >= self.MAX_CANDIDATES:
+                    return None
         return None
 
     def _add_noise(self, now: float, data: bytes) -> None:
@@ -214,7 +246,11 @@ class FrameDecoder:
         while self._noise_size > self._noise_limit:
             self._noise_size -= len(self.noise.popleft().data)
 
-    def noise_text(self, max_chars: int = 512) -> str:
-        """The most recent noise as printable text (tail), with pending bytes."""
-        text = "".join(e.text() for e in self.noise) + NoiseEntry(0, self.pending).text()
+    def noise_text(self, max_chars: int = 512, since: int = 0) -> str:
+        """The most recent noise as printable text (tail), with pending bytes. `since`:
+        only entries added after `noise_entries` had that value."""
+        entries = list(self.noise)
+        newer = self.noise_entries - since
+        entries = entries[max(len(entries) - newer, 0):] if newer >= 0 else entries
+        text = "".join(e.text() for e in entries) + NoiseEntry(0, self.pending).text()
         return text[-max_chars:]

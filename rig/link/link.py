@@ -8,6 +8,7 @@ into `DeviceNak` and FAULT frames into `DeviceFault`, and counts what it did.
 from __future__ import annotations
 
 import random
+import re
 import time
 from collections import Counter
 from collections.abc import Callable
@@ -15,7 +16,9 @@ from dataclasses import dataclass, field
 from typing import IO
 
 from rig.errors import DeviceFault, DeviceNak, LinkError, LinkTimeout
+from rig.link.errors import DeviceRebooted, FrameTooBig
 from rig.link.frame import FrameDecoder, FrameError, Packet, encode_frame
+from rig.link.policy import FrameSizer, LinkPolicy
 from rig.link.transport import Transport
 from rig.protocol import (
     MAX_LEN_FIELD,
@@ -76,6 +79,10 @@ class LinkStats:
     payload_tx: int = 0  # payload bytes of requests, retransmissions included
     payload_rx: int = 0  # payload bytes of accepted responses
     retransmits: int = 0
+    fast_retransmits: int = 0  # resent because the bytes showed damage, not after a timeout
+    flushes: int = 0  # half-received frames decoded after an idle gap (lost 0x00)
+    probes: int = 0  # lone 0x00 sent after silence (the request's 0x00 may be lost)
+    resplits: int = 0  # bulk requests handed back to be split smaller (FrameTooBig)
     timeouts: int = 0
     stale: int = 0
     dups: int = 0
@@ -94,36 +101,60 @@ class LinkStats:
         naks = ", ".join(f"{k}={v}" for k, v in sorted(self.naks.items())) or "none"
         return (f"{self.requests} requests, frames tx/rx {self.frames_tx}/{self.frames_rx},"
                 f" bytes tx/rx {self.bytes_tx}/{self.bytes_rx}, {self.retransmits}"
-                f" retransmits, {self.timeouts} timeouts, {self.stale} stale,"
+                f" retransmits ({self.fast_retransmits} fast), {self.timeouts} timeouts,"
+                f" {self.stale} stale,"
                 f" {self.decode_errors} decode errors, NAKs: {naks}")
 
 
 class _Retry(Exception):
-    """Internal: the current attempt failed in a way that calls for a retransmission."""
+    """Internal: the current attempt failed in a way that calls for a retransmission.
+    `fast`: the bytes showed the damage (no timeout was waited out)."""
+
+    def __init__(self, why: str, fast: bool) -> None:
+        super().__init__(why)
+        self.fast = fast
+
+
+#: the firmware's boot line (firmware/src/app.c app_boot_banner): "tinyrig VER BOARD proto N"
+_BANNER = re.compile(rb"tinyrig \S+ \S+ proto \d+")
 
 
 class Link:
     """Request/response client of one device.
 
     `timeout` is the default per-attempt wait for a response in seconds; `retries` the
-    number of retransmissions after the first attempt. `log` receives a `TrafficEvent`
-    for every frame, error and noise chunk.
+    number of retransmissions after the first attempt (default: `policy.retries`).
+    `policy` holds the rest of the recovery settings (`rig.link.policy.LinkPolicy`). `log`
+    receives a `TrafficEvent` for every frame, error and noise chunk.
+
+    Recovery does not wait for the timeout when the bytes tell what happened: a damaged
+    frame or a transport NAK makes the link resend at once (the device's duplicate cache
+    answers a request it already executed without running it again); a half-received
+    frame that stops is decoded as it is (its 0x00 may be lost); a request that gets no
+    byte back is followed by a lone 0x00 (its own 0x00 may be lost). Bulk transfers ask
+    `payload_budget` for their chunk size, which `FrameSizer` adapts to the error rate.
     """
 
-    def __init__(self, transport: Transport, timeout: float = 1.0, retries: int = 3,
+    def __init__(self, transport: Transport, timeout: float = 1.0, retries: int | None = None,
                  log: Callable[[TrafficEvent], None] | None = None,
-                 first_seq: int | None = None) -> None:
+                 first_seq: int | None = None, policy: LinkPolicy | None = None) -> None:
         self.transport = transport
         self.timeout = timeout
-        self.retries = retries
+        self.policy = policy or LinkPolicy()
+        self.retries = self.policy.retries if retries is None else retries
         self.log = log
         self.stats = LinkStats()
         self.hello: HelloInfo | None = None
         self.decoder = FrameDecoder()
+        self.sizer = FrameSizer(MAX_LEN_FIELD, self.policy.min_frame,
+                                self.policy.adaptive_frames)
         # A random start makes a collision with a previous session's cached seq unlikely;
         # `request` also detects one (a DUP answer to a first attempt).
         self._seq = random.randrange(0x10000) if first_seq is None else first_seq & 0xFFFF
         self._last = bytearray()
+        self._noise_mark = 0  # decoder.noise_entries at the last good response
+        self._latency: dict[int, float] = {}  # recent response time per request type
+        self._reboot: str | None = None  # boot banner seen after HELLO
 
     # -- public ---------------------------------------------------------------------------
 
@@ -133,13 +164,26 @@ class Link:
         return self.hello.max_payload if self.hello else MAX_LEN_FIELD
 
     @property
+    def payload_budget(self) -> int:
+        """Payload bytes a bulk transfer should put in its next packet (request or
+        response): `max_payload` on a clean link, less while errors are frequent."""
+        return min(self.max_payload, self.sizer.current)
+
+    @property
     def last_bytes(self) -> bytes:
         return bytes(self._last)
 
     def request(self, type: int, payload: bytes = b"", timeout: float | None = None,
-                expect_response: bool = True, retries: int | None = None) -> Packet | None:
+                expect_response: bool = True, retries: int | None = None,
+                bulk: int = 0) -> Packet | None:
         """Send one request and return its response packet (None if `expect_response` is
-        False). Raises DeviceNak, DeviceFault, LinkTimeout or LinkError."""
+        False). Raises DeviceNak, DeviceFault, DeviceRebooted, LinkTimeout or LinkError.
+
+        `bulk`: this request is a piece of an idempotent bulk transfer, sized from
+        `payload_budget`, that moves `bulk` payload bytes (in the request or the response).
+        When an attempt fails and the budget has dropped below that, FrameTooBig tells
+        the caller to split it smaller instead of resending it (budgets are powers of two,
+        so each split at least halves the piece)."""
         payload = bytes(payload)
         if len(payload) > self.max_payload:
             raise LinkError(f"{type_name(type)}: payload of {len(payload)} bytes exceeds the"
@@ -149,26 +193,39 @@ class Link:
         self.stats.requests += 1
         seq = self._next_seq()
         frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
-        attempts = 0
-        last_problem = "no response"
+        attempts = timeouts = 0
+        problems: list[str] = []
         while True:
             attempts += 1
+            rx_before = self.stats.bytes_rx
             self._send(frame, type, seq, payload)
             if not expect_response:
                 return None
+            sent = time.monotonic()
             try:
-                response = self._await(type, seq, time.monotonic() + wait)
+                response = self._await(type, seq, sent + wait, sent)
             except _Retry as why:
-                last_problem = str(why)
-                if attempts > retries:
+                self.sizer.observe(len(frame) + self.stats.bytes_rx - rx_before, True)
+                problems.append(str(why))
+                if bulk and self.payload_budget < bulk:
+                    self.stats.resplits += 1
+                    raise FrameTooBig(f"{type_name(type)} seq={seq}: {bulk} B of payload"
+                                      f" over the budget {self.payload_budget} B"
+                                      f" ({why})", self.payload_budget) from None
+                timeouts += 0 if why.fast else 1
+                if attempts > retries or timeouts > self.policy.timeout_retries:
                     raise LinkTimeout(
                         f"{self.transport.name}: no valid response to {type_name(type)}"
-                        f" seq={seq} after {attempts} attempts of {wait:.3g} s ({last_problem})"
-                        + self._noise_hint(), self.last_bytes) from None
+                        f" seq={seq} after {attempts} attempts of up to {wait:.3g} s"
+                        f" ({_tally(problems)})" + self._noise_hint(), self.last_bytes
+                    ) from None
+                self._spend_run_budget(type, seq, str(why))
                 self.stats.retransmits += 1
-                self._event("info", note=f"retransmit {type_name(type)} seq={seq}:"
-                            f" {last_problem}")
+                if why.fast:
+                    self.stats.fast_retransmits += 1
+                self._event("info", note=f"retransmit {type_name(type)} seq={seq}: {why}")
                 continue
+            self.sizer.observe(len(frame) + self.stats.bytes_rx - rx_before, False)
             if response.dup and attempts == 1:
                 # The device answered from its cache although this seq went out only once:
                 # its cached seq is from an earlier session. Run the request under a new seq.
@@ -177,13 +234,18 @@ class Link:
                             " collision with an earlier session, resending with a new seq")
                 seq = self._next_seq()
                 frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
-                attempts = 0
+                attempts = timeouts = 0
                 continue
+            took = time.monotonic() - sent
+            old = self._latency.get(type)
+            self._latency[type] = took if old is None else 0.8 * old + 0.2 * took
+            self._noise_mark = self.decoder.noise_entries
             return response
 
     def poll(self, timeout: float = 0.0) -> None:
         """Read whatever arrives within `timeout` s outside a request. Raises DeviceFault
-        when the device reported a fault; logs and drops everything else."""
+        when the device reported a fault, DeviceRebooted when it printed its boot banner
+        again; logs and drops everything else."""
         deadline = time.monotonic() + timeout
         while True:
             remaining = deadline - time.monotonic()
@@ -193,6 +255,7 @@ class Link:
                     if isinstance(item, Packet):
                         self._check_fault(item)
                         self.stats.stale += 1
+                self._check_reboot("between requests")
             if remaining <= 0 and not chunk:
                 return
 
@@ -211,16 +274,46 @@ class Link:
         self._seq = (self._seq + 1) & 0xFFFF
         return self._seq
 
+    def _spend_run_budget(self, type: int, seq: int, why: str) -> None:
+        budget = self.policy.run_retries
+        if budget is not None and self.stats.retransmits >= budget:
+            raise LinkError(
+                f"{self.transport.name}: retry budget of the run spent ({budget}"
+                f" retransmissions over {self.stats.requests} requests; observed error rate"
+                f" {self.sizer.error_rate:.2g} per byte); last: {type_name(type)} seq={seq}:"
+                f" {why}" + self._noise_hint())
+
     def _send(self, frame: bytes, type: int, seq: int, payload: bytes) -> None:
         # A leading 0x00 ends whatever partial frame the device may hold (line noise, a
         # truncated earlier frame), so a good frame is never glued to garbage. The device
         # ignores the empty frame this makes; it costs one byte per request.
         data = b"\x00" + frame
-        self.transport.write(data)
+        self._write(data)
         self.stats.frames_tx += 1
         self.stats.bytes_tx += len(data)
         self.stats.payload_tx += len(payload)
         self._event("tx", data=data, packet=Packet(type=type, seq=seq, payload=payload))
+
+    def _write(self, data: bytes) -> None:
+        """Write; when the wire is gone, first read what the device sent before it went
+        (a FAULT frame, a boot banner): that, not the broken pipe, is the news."""
+        try:
+            self.transport.write(data)
+        except LinkError as exc:
+            deadline = time.monotonic() + 0.5
+            try:
+                while time.monotonic() < deadline:
+                    chunk = self.transport.read(_READ_CHUNK, 0.05)
+                    if not chunk:
+                        break
+                    for item in self._ingest(chunk):
+                        if isinstance(item, Packet):
+                            self._check_fault(item)
+            except LinkError:
+                pass  # the read side is gone too: nothing more to learn
+            self._check_reboot("before the link broke")
+            raise LinkError(f"{exc}{self._noise_hint()}; last bytes:"
+                            f" {self.last_bytes[-64:].hex(' ') or 'none'}") from exc
 
     def _read(self, timeout: float) -> bytes:
         try:
@@ -229,16 +322,20 @@ class Link:
             raise LinkError(f"{exc}{self._noise_hint()}; last bytes:"
                             f" {self.last_bytes[-64:].hex(' ') or 'none'}") from exc
 
-    def _ingest(self, chunk: bytes) -> list[Packet | FrameError]:
-        self.stats.bytes_rx += len(chunk)
-        self._last += chunk
-        del self._last[:-_LAST_BYTES]
+    def _ingest(self, chunk: bytes, flush: bool = False) -> list[Packet | FrameError]:
+        if chunk:
+            self.stats.bytes_rx += len(chunk)
+            self._last += chunk
+            del self._last[:-_LAST_BYTES]
         entries_before = self.decoder.noise_entries
-        items = self.decoder.feed(chunk)
+        items = self.decoder.flush() if flush else self.decoder.feed(chunk)
         new = min(self.decoder.noise_entries - entries_before, len(self.decoder.noise))
         for entry in list(self.decoder.noise)[len(self.decoder.noise) - new:]:
             self.stats.noise_bytes += len(entry.data)
             self._event("noise", data=entry.data)
+            banner = _BANNER.search(entry.data)
+            if banner and self.hello is not None and self._reboot is None:
+                self._reboot = banner.group().decode("ascii", errors="replace")
         for item in items:
             if isinstance(item, FrameError):
                 if not item.looks_like_text:  # text is logged as noise above
@@ -249,42 +346,110 @@ class Link:
                 self._event("rx", packet=item)
         return items
 
-    def _await(self, type: int, seq: int, deadline: float) -> Packet:
+    def _check_reboot(self, during: str) -> None:
+        if self._reboot is None:
+            return
+        banner, self._reboot = self._reboot, None
+        raise DeviceRebooted(
+            f"{self.transport.name}: the device rebooted (boot banner {banner!r} arrived"
+            f" {during}, after {self.stats.requests} requests): its model, data and"
+            f" optimiser state are gone", banner=banner, last_bytes=self.last_bytes)
+
+    def _probe_delay(self, type: int) -> float:
+        return max(self.policy.probe_after, 4 * self._latency.get(type, 0.0))
+
+    def _await(self, type: int, seq: int, deadline: float, sent: float) -> Packet:
+        """Wait for the response to (type, seq). Raises _Retry(fast=True) as soon as the
+        bytes show damage, _Retry(fast=False) at the deadline."""
+        gap, settle = self.policy.idle_gap, self.policy.settle
+        probe_at: float | None = sent + self._probe_delay(type)
+        last_rx = sent
+        damage = ""  # seen, but our response may still be on its way behind it
+        during = f"while waiting for {type_name(type)} seq={seq}"
         while True:
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
+            now = time.monotonic()
+            if now >= deadline:
                 self.stats.timeouts += 1
-                raise _Retry("timeout")
-            chunk = self._read(remaining)
-            if not chunk:
-                continue
-            for item in self._ingest(chunk):
-                if isinstance(item, FrameError):
-                    if item.reason == NakReason.BAD_HEADER and "version" in item.detail:
-                        raise LinkError(f"{self.transport.name}: device speaks another"
-                                        f" protocol: {item.detail}")
-                    continue  # damaged frame: the timeout (or the device) will recover
-                result = self._classify(item, type, seq)
+                raise _Retry("timeout", fast=False)
+            wake = deadline
+            if damage:
+                wake = min(wake, last_rx + settle)
+            if self.decoder.pending:
+                wake = min(wake, last_rx + gap)
+            elif probe_at is not None:
+                wake = min(wake, probe_at)
+            chunk = self._read(max(wake - now, 0.0))
+            now = time.monotonic()
+            if chunk:
+                last_rx = now
+                probe_at = None  # the device is talking: its frames will tell
+                result, seen = self._scan(self._ingest(chunk), type, seq)
+                self._check_reboot(during)
                 if result is not None:
                     return result
+                damage = damage or seen
+                continue
+            if self.decoder.pending and now - last_rx >= gap:
+                # A frame stopped half-way: its 0x00 was lost (or it is cut short). Decode
+                # what is there; a damaged remainder means a resend.
+                self.stats.flushes += 1
+                result, seen = self._scan(self._ingest(b"", flush=True), type, seq)
+                self._check_reboot(during)
+                if result is not None:
+                    return result
+                damage = damage or seen
+            if damage and not self.decoder.pending and now - last_rx >= settle:
+                raise _Retry(damage, fast=True)
+            if probe_at is not None and now >= probe_at and not self.decoder.pending:
+                # Silence: the request's own 0x00 may be lost. A lone 0x00 completes it;
+                # the device ignores it otherwise (an empty frame).
+                self._write(b"\x00")
+                self.stats.probes += 1
+                self.stats.bytes_tx += 1
+                probe_at = now + 2 * (now - sent)
 
-    def _classify(self, packet: Packet, type: int, seq: int) -> Packet | None:
+    def _scan(self, items: list[Packet | FrameError], type: int, seq: int
+              ) -> tuple[Packet | None, str]:
+        """Our response among `items` (or None), and what damage they showed ("" if none).
+        Raises _Retry(fast) for a transport NAK addressed to our request."""
+        damage = ""
+        for item in items:
+            if isinstance(item, FrameError):
+                if item.reason == NakReason.BAD_HEADER and "version" in item.detail:
+                    raise LinkError(f"{self.transport.name}: device speaks another"
+                                    f" protocol: {item.detail}")
+                if not item.looks_like_text:
+                    damage = damage or f"damaged frame ({item.describe()})"
+                continue
+            result = self._classify(item, type, seq)
+            if isinstance(result, str):
+                damage = damage or result
+            elif result is not None:
+                return result, ""
+        return None, damage
+
+    def _classify(self, packet: Packet, type: int, seq: int) -> Packet | str | None:
+        """Our response, a description of damage it shows (str), or None (not ours)."""
         self._check_fault(packet)
         if packet.type == MsgType.NAK:
             nak = self._unpack_nak(packet)
             self.stats.naks[nak.reason_name] += 1
-            # The device addresses a NAK with the type and seq it could read (0 if none).
-            # One that does not match is about other bytes (line noise ended by our leading
-            # 0x00, an old request): ignore it, our timeout still covers a damaged request.
-            if packet.seq != seq or nak.request_type != type:
-                self.stats.stale += 1
-                self._event("info", packet=packet, note=f"NAK {nak.reason_name} not for"
-                            f" seq={seq}: ignored")
-                return None
+            addressed = packet.seq == seq and nak.request_type == type
+            if addressed and not nak.is_transport:
+                raise DeviceNak(nak.reason, nak.reason_name, nak.request_type, nak.detail,
+                                nak.text)
+            if addressed:
+                raise _Retry(f"NAK {nak.reason_name}: {nak.text}", fast=True)
+            # A transport NAK with another address is most likely our request with its
+            # header damaged (or a late one for an earlier attempt): either way a resend
+            # costs little (the duplicate cache makes it safe), a wrong guess a timeout.
             if nak.is_transport:
-                raise _Retry(f"NAK {nak.reason_name}: {nak.text}")
-            raise DeviceNak(nak.reason, nak.reason_name, nak.request_type, nak.detail,
-                            nak.text)
+                return (f"NAK {nak.reason_name} for a damaged header"
+                        f" (seq={packet.seq}, type=0x{nak.request_type:02x})")
+            self.stats.stale += 1
+            self._event("info", packet=packet, note=f"NAK {nak.reason_name} not for"
+                        f" seq={seq}: ignored")
+            return None
         if packet.seq != seq:
             self.stats.stale += 1
             self._event("info", packet=packet, note=f"stale (waiting for seq={seq})")
@@ -297,6 +462,9 @@ class Link:
         self.stats.payload_rx += len(packet.payload)
         if type == MsgType.HELLO:
             self.hello = HelloInfo.unpack(packet.payload)
+            # Bounds from here on: no frame longer than the device's limit is searched.
+            self.decoder.max_payload = self.hello.max_payload
+            self.sizer.set_max(self.hello.max_payload)
         return packet
 
     def _unpack_nak(self, packet: Packet) -> Nak:
@@ -319,7 +487,9 @@ class Link:
         raise err
 
     def _noise_hint(self) -> str:
-        text = self.decoder.noise_text(200).strip(". \n")
+        """What the device printed since the last good response (older text, such as the
+        boot banner of the start of the run, would mislead)."""
+        text = self.decoder.noise_text(200, since=self._noise_mark).strip(". \n")
         return f"; device said: {text!r}" if text else ""
 
     def _event(self, direction: str, data: bytes = b"", packet: Packet | None = None,
@@ -328,4 +498,11 @@ class Link:
             self.log(TrafficEvent(time.time(), direction, data, packet, note))
 
 
-__all__ = ["Link", "LinkStats", "TrafficEvent", "stream_logger", "reason_name"]
+def _tally(problems: list[str]) -> str:
+    counts = Counter(p.split(":")[0] for p in problems)
+    return ", ".join(f"{k} x{v}" if v > 1 else k for k, v in counts.items()) + \
+        f"; last: {problems[-1]}"
+
+
+__all__ = ["DeviceRebooted", "Link", "LinkStats", "TrafficEvent", "stream_logger",
+           "reason_name"]

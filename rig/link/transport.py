@@ -8,9 +8,12 @@
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import select
+import struct
 import subprocess
+import termios
 import time
 from typing import Protocol
 
@@ -78,8 +81,12 @@ class SerialTransport:
             first = self._port.read(1)
             if not first:
                 return b""
-            self._set_timeout(0)
-            rest = self._port.read(max_bytes - 1) if max_bytes > 1 else b""
+            # Only what is already there: pyserial's socket:// read raises "socket
+            # disconnected" at EOF and drops the bytes it had read in that call, so asking
+            # for more than is buffered loses the last frame a dying peer sent (a FAULT
+            # frame before QEMU exits). The EOF then surfaces on the next read.
+            more = min(max_bytes - 1, self._buffered())
+            rest = self._port.read(more) if more > 0 else b""
             return first + rest
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"read from {self.name} failed: {exc}") from exc
@@ -92,6 +99,15 @@ class SerialTransport:
             self._port._timeout = timeout
         else:
             self._port.timeout = timeout
+
+    def _buffered(self) -> int:
+        """Bytes readable now without blocking (FIONREAD; in_waiting where no fd)."""
+        try:
+            fd = self._port.fileno()
+            raw = fcntl.ioctl(fd, termios.FIONREAD, b"\0\0\0\0")
+            return int(struct.unpack("i", raw)[0])
+        except (AttributeError, OSError, ValueError, serial.SerialException):
+            return int(self._port.in_waiting)
 
     def close(self) -> None:
         with contextlib.suppress(serial.SerialException, OSError):
