@@ -277,7 +277,8 @@ class _Recording(PowerMonitor):
 def test_a_supplying_monitor_is_powered_before_the_target_starts(
         tmp_path: Path, supplies: bool, only_running: bool):
     from rig.config import load_config
-    from rig.profiling import profile_target, spec_for
+    from rig.profiling import profile_target
+    from rig.session import RunSpec
     from rig.targets import resolve_target
 
     lab = load_config(None)
@@ -292,7 +293,7 @@ def test_a_supplying_monitor_is_powered_before_the_target_starts(
     target.start = start  # type: ignore[method-assign]
     mon = _Recording(events, supplies=supplies, only_while_running=only_running)
     with mon:
-        run = profile_target(target, lab, ["full", "tinyprop"], spec_for(lab), tmp_path,
+        run = profile_target(target, lab, ["full", "tinyprop"], RunSpec.from_training(lab.training), tmp_path,
                              icount=False, max_steps=3, monitor=mon)
     assert events.index("monitor.configure") < events.index("target.start")
     if only_running:  # one acquisition over the whole run, started before the target

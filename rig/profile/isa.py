@@ -188,8 +188,8 @@ def classify_capstone(code: bytes, address: int) -> Iterator[Classified]:
             cls = "ldm_pc"
         elif cls == "b" and in_it == 0 and insn.cc not in (0, 15):
             cls = "b_cond"  # B<c> (T1/T3); inside an IT block B is T2/T4 with the IT's cond
-        elif cls == "nop" and insn.mnemonic.startswith("hint"):
-            cls = "nop"
+        elif cls == "nop" and insn.mnemonic.strip() in ("wfi", "wfe"):
+            cls = "sys"  # capstone reports the 16-bit WFI/WFE (T1) as a HINT
         n_regs = 0
         if cls in REG_EXTRA:
             if cls in ("vldm", "vstm"):
