@@ -293,7 +293,8 @@ def test_a_supplying_monitor_is_powered_before_the_target_starts(
     target.start = start  # type: ignore[method-assign]
     mon = _Recording(events, supplies=supplies, only_while_running=only_running)
     with mon:
-        run = profile_target(target, lab, ["full", "tinyprop"], RunSpec.from_training(lab.training), tmp_path,
+        run = profile_target(target, lab, ["full", "tinyprop"],
+                             RunSpec.from_training(lab.training), tmp_path,
                              icount=False, max_steps=3, monitor=mon)
     assert events.index("monitor.configure") < events.index("target.start")
     if only_running:  # one acquisition over the whole run, started before the target
