@@ -126,8 +126,11 @@ def jaccard(a: np.ndarray | Sequence[bool], b: np.ndarray | Sequence[bool]) -> f
 class MaskAgreement:
     jaccard: float
     mismatched: list[int]  # indices where device and golden differ
-    near_ties: list[int]  # the mismatches whose score is within rel eps of the threshold
+    near_ties: list[int]  # mismatches within rel eps of the threshold, not exactly tied
     threshold: float | None  # golden's selection threshold (the k-th largest score)
+    #: mismatches at an exact tie, which the documented rule decides (lower index first
+    #: for top-k; `score ≤ threshold` is frozen for neq): always a failure
+    exact_ties: list[int] = field(default_factory=list)
 
     @property
     def unexplained(self) -> list[int]:
@@ -145,20 +148,33 @@ def mask_agreement(device: np.ndarray | Sequence[bool], golden: np.ndarray | Seq
                    threshold: float | None = None) -> MaskAgreement:
     """Jaccard of two masks. With the golden ranking `scores`, a mismatched neuron is a
     near-tie if |score − threshold| ≤ rel_eps·|threshold|, threshold defaulting to the smallest
-    score the golden model selected (for top-k: the k-th largest)."""
+    score the golden model selected (for top-k: the k-th largest).
+
+    Exact ties are not near-ties: the documented rule decides them, so a device that picks
+    the other side of one fails. Exact means: a neuron the device took instead of one the
+    golden model took (or the other way round) with bit-identical golden scores; with an
+    explicit `threshold` (neq's ε, a one-sided rule), a score equal to it."""
     dev, gold = np.asarray(device, dtype=bool), np.asarray(golden, dtype=bool)
     if dev.shape != gold.shape:
         raise ValueError(f"mask shape mismatch: {dev.shape} vs {gold.shape}")
     mismatched = [int(i) for i in np.flatnonzero(dev != gold)]
     ties: list[int] = []
+    exact: list[int] = []
     if scores is not None and mismatched:
         s = np.asarray(scores, dtype=np.float64)
-        if threshold is None and gold.any():
-            threshold = float(s[gold].min())
+        if threshold is not None:
+            exact = [i for i in mismatched if s[i] == threshold]
+        else:
+            only_dev = {float(s[i]) for i in mismatched if dev[i]}
+            only_gold = {float(s[i]) for i in mismatched if gold[i]}
+            exact = [i for i in mismatched
+                     if float(s[i]) in (only_gold if dev[i] else only_dev)]
+            if gold.any():
+                threshold = float(s[gold].min())
         if threshold is not None:
             near = np.abs(s - threshold) <= rel_eps * abs(threshold)
-            ties = [i for i in mismatched if near[i]]
-    return MaskAgreement(jaccard(dev, gold), mismatched, ties, threshold)
+            ties = [i for i in mismatched if near[i] and i not in exact]
+    return MaskAgreement(jaccard(dev, gold), mismatched, ties, threshold, exact)
 
 
 # ------------------------------------------------------------------------------ verdicts
@@ -279,6 +295,9 @@ def check_mask(name: str, device: np.ndarray, golden: np.ndarray, scores: np.nda
     detail = ""
     if agr.mismatched:
         detail = f"differ at {agr.mismatched}"
+        if agr.exact_ties:
+            detail += (f"; exact ties {agr.exact_ties} decided against the documented rule "
+                       "(ties: lower index first)")
         if agr.near_ties:
             detail += f"; near-ties {agr.near_ties} (threshold {agr.threshold:.9g})"
     return Check(name, agr.status, f"J={agr.jaccard:.3f}", "J = 1", detail)
