@@ -66,10 +66,11 @@ def _ordered(x: np.ndarray) -> np.ndarray:
 
 def ulp_distance(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> np.ndarray:
     """Elementwise number of float32 values between a and b (adjacent floats: 1, ±0: 0).
-    NaN against anything gives 2^32 (worse than any real distance)."""
+    NaN against a number gives 2^32 (worse than any real distance), NaN against NaN 0."""
     a32, b32 = _pair(a, b)
     dist = np.abs(_ordered(a32) - _ordered(b32))
-    return np.where(np.isnan(a32) | np.isnan(b32), np.int64(2**32), dist)
+    na, nb = np.isnan(a32), np.isnan(b32)
+    return np.where(na & nb, np.int64(0), np.where(na | nb, np.int64(2**32), dist))
 
 
 def max_ulp(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> int:
@@ -81,12 +82,18 @@ def max_abs_error(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[floa
     a32, b32 = _pair(a, b)
     if a32.size == 0:
         return 0.0
-    diff = np.abs(a32.astype(np.float64) - b32.astype(np.float64))
-    return float(np.nanmax(diff)) if not np.isnan(diff).any() else float("nan")
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a64 - b64)
+    diff = np.where((a64 == b64) | (np.isnan(a64) & np.isnan(b64)), 0.0, diff)
+    return float(diff.max()) if not np.isnan(diff).any() else float("nan")
 
 
 def rel_error(actual: float, expected: float) -> float:
-    """|actual − expected| / |expected| (absolute when expected is 0)."""
+    """|actual − expected| / |expected| (absolute when expected is 0); 0 for identical
+    values, including NaN against NaN (both sides diverged alike)."""
+    if float(actual) == float(expected) or (np.isnan(actual) and np.isnan(expected)):
+        return 0.0
     diff = abs(float(actual) - float(expected))
     return diff / abs(float(expected)) if expected != 0 else diff
 
@@ -102,11 +109,15 @@ class CloseReport:
 
 def allclose(actual: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float],
              atol: float, rtol: float) -> CloseReport:
-    """|actual − expected| ≤ atol + rtol·|expected| elementwise (expected = golden). NaN fails."""
+    """|actual − expected| ≤ atol + rtol·|expected| elementwise (expected = golden). Equal
+    values pass (also ±inf, and NaN where both sides are NaN); any other NaN fails."""
     a32, b32 = _pair(actual, expected)
     a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
-    excess = np.abs(a64 - b64) - (atol + rtol * np.abs(b64))
-    bad = ~(excess <= 0)  # NaN counts as bad
+    with np.errstate(invalid="ignore"):
+        excess = np.abs(a64 - b64) - (atol + rtol * np.abs(b64))
+    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+    bad = ~(same | (excess <= 0))  # NaN against a number counts as bad
+    excess = np.where(same, -np.inf, excess)
     worst = None
     if bad.any():
         worst = tuple(int(i) for i in np.unravel_index(np.nanargmax(np.where(

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rig.device import Device
+from rig.device import Device, Timing
 from rig.errors import RigError
 from rig.firmware import check_hello
 from rig.link.link import Link, TrafficEvent
@@ -49,7 +49,10 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
     diagnostics (emulator exit status, stderr tail)."""
     try:
         transport = started if started is not None else target.start()
-        device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
+        # `timeout` (lab_config defaults.timeout_s) is the fixed part of every request's
+        # response timeout; the device client adds time for the bytes and arithmetic.
+        device = Device(Link(transport, timeout=timeout, retries=retries, log=log),
+                        Timing(base=timeout))
         hello = device.hello()
         image = target.expected_firmware()
         if check_firmware and image is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _velocity_case import VEL_NEQ_ROWS1, VEL_V1, VEL_V2, VEL_W0, VEL_W1, VEL_X
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -11,7 +12,6 @@ from rig import strategies
 from rig.golden.macs import full_step_macs
 from rig.golden.model import GoldenMLP
 from rig.golden.strategies import make_strategy, random_permutation, xorshift32
-from _velocity_case import VEL_NEQ_ROWS1, VEL_V1, VEL_V2, VEL_W0, VEL_W1, VEL_X
 
 F32 = np.float32
 NAMES = list(strategies.NAMES)

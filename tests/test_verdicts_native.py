@@ -16,6 +16,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from _velocity_case import VEL_NEQ_ROWS1, VEL_W0, VEL_W1, VEL_X
 
 from rig.compare import FAIL, TIE, StepObservation, Tolerance, compare_step
 from rig.device import Device, Timing
@@ -23,7 +24,6 @@ from rig.golden.f32 import F32
 from rig.golden.model import GoldenMLP
 from rig.link.link import Link
 from rig.link.transport import PipeTransport
-from _velocity_case import VEL_NEQ_ROWS1, VEL_W0, VEL_W1, VEL_X
 
 
 @pytest.fixture(scope="module")

@@ -19,6 +19,8 @@ import sys
 from collections.abc import Sequence
 from typing import NoReturn
 
+from rich.markup import escape
+
 from rig.cli import boards, experiment, profile, run
 from rig.cli.checks import UsageError
 from rig.cli.console import console
@@ -65,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"rig {args.command}: {exc}", markup=False, soft_wrap=True)
         return 2
-    except RigError as exc:
-        console.print(f"[red bold]error:[/] {exc}", markup=True)
+    except RigError as exc:  # the message may hold anything (a config value): no markup
+        console.print(f"[red bold]error:[/] {escape(str(exc))}", soft_wrap=True)
         for note in getattr(exc, "__notes__", []):
-            console.print(note, markup=False)
+            console.print(note, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

@@ -346,7 +346,9 @@ class TinyProp(Strategy):
         bpr = (s_min + (s_max - s_min) * r) * zeta_d
         n = delta.shape[1]
         k_raw = f32(n) * bpr
-        k = min(max(int(np.floor(k_raw)), 1), n)
+        # clamp(floor(k_raw), 1, N) compared in float first, like the firmware: a NaN k_raw
+        # (a diverged run: δ is NaN) gives k = 1 (docs/training.md), never an exception.
+        k = n if k_raw >= n else int(np.floor(k_raw)) if k_raw >= 1 else 1
         self.stats[layer].update(bpr=float(bpr), k_raw=float(k_raw), k=k)
         keep = np.argsort(-score, kind="stable")[:k]  # largest first, ties: lower j first
         rows = np.zeros(n, dtype=bool)
