@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import json
 import subprocess
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -18,12 +19,15 @@ import numpy as np
 import pytest
 from _velocity_case import VEL_NEQ_ROWS1, VEL_W0, VEL_W1, VEL_X
 
+from rig import cli
 from rig.compare import FAIL, TIE, StepObservation, Tolerance, compare_step
+from rig.config import load_config
 from rig.device import Device, Timing
 from rig.golden.f32 import F32
-from rig.golden.model import GoldenMLP
+from rig.golden.model import GoldenMLP, GoldenStep
 from rig.link.link import Link
 from rig.link.transport import PipeTransport
+from rig.session import Inspect, RunSpec, TrainingSession
 
 
 @pytest.fixture(scope="module")
@@ -100,3 +104,57 @@ def test_topk_exact_ties_go_to_the_lower_index(dev: Device) -> None:
                                           row_masks=[swapped, rows[1]]), Tolerance())
     statuses = {c.name: c.status for c in bad.checks}
     assert statuses["rows[0]"] == FAIL and TIE not in statuses.values()
+
+
+# ------------------------------------------------------------------ session and CLI verdicts
+
+SMALL = RunSpec(train_samples=64, test_samples=32, batch=16, epochs=1)
+
+
+def test_a_run_that_compared_nothing_is_not_a_pass(dev: Device) -> None:
+    session = TrainingSession(dev, SMALL)
+    report = session.run(epochs=0)
+    assert not report.steps and not report.ok
+    assert "nothing was compared" in report.failures
+
+
+def test_lockstep_epoch_row_compares_the_golden_models_own_parameters(dev: Device) -> None:
+    """The last step re-syncs the golden model to the device; the epoch row must still
+    show the golden model's own result. A 1-ulp nudge after every golden step stands in for
+    a rounding difference: the row shows it (it showed 0, a device-vs-itself figure)."""
+    session = TrainingSession(dev, SMALL, inspect=Inspect(params_every=1, resync=True))
+    session.prepare()
+    own_step = session.golden.step
+
+    def nudged(x: np.ndarray, y: np.ndarray) -> GoldenStep:
+        res = own_step(x, y)
+        w = session.golden.weights[0].numpy()
+        w[0, 0] = np.nextafter(w[0, 0], np.float32(np.inf))
+        return res
+
+    session.golden.step = nudged  # type: ignore[method-assign]
+    report = session.run()
+    (row,) = report.epochs
+    assert row.max_param_ulp >= 1 and row.max_param_abs > 0, row
+    assert report.ok, report.failures  # 1 ulp is within the lockstep tolerance
+
+
+def test_lab_timeout_is_the_request_timeouts_fixed_part() -> None:
+    from rig.connection import connect
+    from rig.targets import resolve_target
+
+    target = resolve_target(load_config(), "native")
+    with connect(target, timeout=7.5) as conn:
+        assert conn.device.timing.base == 7.5
+        assert conn.device.timing.budget() == 7.5
+
+
+def test_json_report_of_a_select_strategy_with_inspect(tmp_path: Path) -> None:
+    out = tmp_path / "report.json"
+    code = cli.main(["run", "--target", "native", "--strategy", "neq", "--inspect",
+                     "--train-samples", "64", "--test-samples", "32", "--epochs", "1",
+                     "--json", str(out)])
+    assert code == 0
+    data = json.loads(out.read_text())
+    assert data["compared_steps"] == 4 and data["near_ties"] == 0 and data["ok"]
+    assert [len(r) for r in data["epochs"][0]["selected_rows"]] == [32, 10]

@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import os
+import struct
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -65,6 +66,8 @@ def check_float(option: str, value: float | None, lo: float, positive: bool = Fa
         raise UsageError(f"{option}: expected {what} that fits a float32, got {value}")
     if (positive and value <= 0) or value < lo:
         raise UsageError(f"{option}: expected {what}, got {value}")
+    if positive and struct.unpack("<f", struct.pack("<f", value))[0] == 0.0:
+        raise UsageError(f"{option}: expected {what}, got {value}, which is 0 as a float32")
 
 
 def check_backbone(name: str | None) -> None:
