@@ -66,10 +66,11 @@ def _ordered(x: np.ndarray) -> np.ndarray:
 
 def ulp_distance(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> np.ndarray:
     """Elementwise number of float32 values between a and b (adjacent floats: 1, ±0: 0).
-    NaN against anything gives 2^32 (worse than any real distance)."""
+    NaN against a number gives 2^32 (worse than any real distance), NaN against NaN 0."""
     a32, b32 = _pair(a, b)
     dist = np.abs(_ordered(a32) - _ordered(b32))
-    return np.where(np.isnan(a32) | np.isnan(b32), np.int64(2**32), dist)
+    na, nb = np.isnan(a32), np.isnan(b32)
+    return np.where(na & nb, np.int64(0), np.where(na | nb, np.int64(2**32), dist))
 
 
 def max_ulp(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[float]) -> int:
@@ -81,12 +82,18 @@ def max_abs_error(a: np.ndarray | Sequence[float], b: np.ndarray | Sequence[floa
     a32, b32 = _pair(a, b)
     if a32.size == 0:
         return 0.0
-    diff = np.abs(a32.astype(np.float64) - b32.astype(np.float64))
-    return float(np.nanmax(diff)) if not np.isnan(diff).any() else float("nan")
+    a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(a64 - b64)
+    diff = np.where((a64 == b64) | (np.isnan(a64) & np.isnan(b64)), 0.0, diff)
+    return float(diff.max()) if not np.isnan(diff).any() else float("nan")
 
 
 def rel_error(actual: float, expected: float) -> float:
-    """|actual − expected| / |expected| (absolute when expected is 0)."""
+    """|actual − expected| / |expected| (absolute when expected is 0); 0 for identical
+    values, including NaN against NaN (both sides diverged alike)."""
+    if float(actual) == float(expected) or (np.isnan(actual) and np.isnan(expected)):
+        return 0.0
     diff = abs(float(actual) - float(expected))
     return diff / abs(float(expected)) if expected != 0 else diff
 
@@ -102,11 +109,15 @@ class CloseReport:
 
 def allclose(actual: np.ndarray | Sequence[float], expected: np.ndarray | Sequence[float],
              atol: float, rtol: float) -> CloseReport:
-    """|actual − expected| ≤ atol + rtol·|expected| elementwise (expected = golden). NaN fails."""
+    """|actual − expected| ≤ atol + rtol·|expected| elementwise (expected = golden). Equal
+    values pass (also ±inf, and NaN where both sides are NaN); any other NaN fails."""
     a32, b32 = _pair(actual, expected)
     a64, b64 = a32.astype(np.float64), b32.astype(np.float64)
-    excess = np.abs(a64 - b64) - (atol + rtol * np.abs(b64))
-    bad = ~(excess <= 0)  # NaN counts as bad
+    with np.errstate(invalid="ignore"):
+        excess = np.abs(a64 - b64) - (atol + rtol * np.abs(b64))
+    same = (a64 == b64) | (np.isnan(a64) & np.isnan(b64))
+    bad = ~(same | (excess <= 0))  # NaN against a number counts as bad
+    excess = np.where(same, -np.inf, excess)
     worst = None
     if bad.any():
         worst = tuple(int(i) for i in np.unravel_index(np.nanargmax(np.where(
@@ -126,8 +137,11 @@ def jaccard(a: np.ndarray | Sequence[bool], b: np.ndarray | Sequence[bool]) -> f
 class MaskAgreement:
     jaccard: float
     mismatched: list[int]  # indices where device and golden differ
-    near_ties: list[int]  # the mismatches whose score is within rel eps of the threshold
+    near_ties: list[int]  # mismatches within rel eps of the threshold, not exactly tied
     threshold: float | None  # golden's selection threshold (the k-th largest score)
+    #: mismatches at an exact tie, which the documented rule decides (lower index first
+    #: for top-k; `score ≤ threshold` is frozen for neq): always a failure
+    exact_ties: list[int] = field(default_factory=list)
 
     @property
     def unexplained(self) -> list[int]:
@@ -145,20 +159,33 @@ def mask_agreement(device: np.ndarray | Sequence[bool], golden: np.ndarray | Seq
                    threshold: float | None = None) -> MaskAgreement:
     """Jaccard of two masks. With the golden ranking `scores`, a mismatched neuron is a
     near-tie if |score − threshold| ≤ rel_eps·|threshold|, threshold defaulting to the smallest
-    score the golden model selected (for top-k: the k-th largest)."""
+    score the golden model selected (for top-k: the k-th largest).
+
+    Exact ties are not near-ties: the documented rule decides them, so a device that picks
+    the other side of one fails. Exact means: a neuron the device took instead of one the
+    golden model took (or the other way round) with bit-identical golden scores; with an
+    explicit `threshold` (neq's ε, a one-sided rule), a score equal to it."""
     dev, gold = np.asarray(device, dtype=bool), np.asarray(golden, dtype=bool)
     if dev.shape != gold.shape:
         raise ValueError(f"mask shape mismatch: {dev.shape} vs {gold.shape}")
     mismatched = [int(i) for i in np.flatnonzero(dev != gold)]
     ties: list[int] = []
+    exact: list[int] = []
     if scores is not None and mismatched:
         s = np.asarray(scores, dtype=np.float64)
-        if threshold is None and gold.any():
-            threshold = float(s[gold].min())
+        if threshold is not None:
+            exact = [i for i in mismatched if s[i] == threshold]
+        else:
+            only_dev = {float(s[i]) for i in mismatched if dev[i]}
+            only_gold = {float(s[i]) for i in mismatched if gold[i]}
+            exact = [i for i in mismatched
+                     if float(s[i]) in (only_gold if dev[i] else only_dev)]
+            if gold.any():
+                threshold = float(s[gold].min())
         if threshold is not None:
             near = np.abs(s - threshold) <= rel_eps * abs(threshold)
-            ties = [i for i in mismatched if near[i]]
-    return MaskAgreement(jaccard(dev, gold), mismatched, ties, threshold)
+            ties = [i for i in mismatched if near[i] and i not in exact]
+    return MaskAgreement(jaccard(dev, gold), mismatched, ties, threshold, exact)
 
 
 # ------------------------------------------------------------------------------ verdicts
@@ -279,6 +306,9 @@ def check_mask(name: str, device: np.ndarray, golden: np.ndarray, scores: np.nda
     detail = ""
     if agr.mismatched:
         detail = f"differ at {agr.mismatched}"
+        if agr.exact_ties:
+            detail += (f"; exact ties {agr.exact_ties} decided against the documented rule "
+                       "(ties: lower index first)")
         if agr.near_ties:
             detail += f"; near-ties {agr.near_ties} (threshold {agr.threshold:.9g})"
     return Check(name, agr.status, f"J={agr.jaccard:.3f}", "J = 1", detail)

@@ -241,6 +241,9 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
         chosen, why = Path("lab_config.yaml"), "current directory"
     else:
         chosen, why = REPO_CONFIG, "repository default"
+    if chosen.is_dir():
+        raise ConfigError(f"{chosen}: is a directory ({why}); expected a lab config file "
+                          "such as lab_config.yaml")
     if not chosen.is_file():
         raise ConfigError(f"{chosen}: lab config not found ({why})")
     return chosen
@@ -297,7 +300,16 @@ class _Parser:
     # -- node helpers --
 
     def value(self, node: yaml.Node) -> Any:
-        return self.loader.construct_object(node, deep=True)
+        try:
+            return self.loader.construct_object(node, deep=True)
+        except yaml.constructor.ConstructorError as exc:  # !ENV, !!python/..., other tags
+            where = exc.problem_mark or node.start_mark
+            m = re.search(r"tag '([^']*)'", str(exc.problem))
+            tag = (m.group(1) if m else node.tag).replace("tag:yaml.org,2002:", "!!")
+            raise ConfigError(
+                f"{self.file}:{where.line + 1}: unsupported YAML tag {tag}; the lab file is "
+                "plain YAML (no !ENV, !!python/... or other tags): write the value itself"
+            ) from None
 
     def mapping(self, node: yaml.Node, key: str) -> dict[str, tuple[yaml.Node, yaml.Node]]:
         """Entries of a mapping node by key; rejects non-mappings and duplicate keys."""

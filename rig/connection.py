@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from rig.device import Device
+from rig.device import Device, Timing
 from rig.errors import RigError
 from rig.firmware import check_hello
 from rig.link.faults import FaultSpec, FaultyTransport
@@ -57,8 +57,10 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
         transport = started if started is not None else target.start()
         if faults is not None:
             transport = FaultyTransport(transport, faults)
+        # `timeout` (lab_config defaults.timeout_s) is the fixed part of every request's
+        # response timeout; the device client adds time for the bytes and arithmetic.
         device = Device(Link(transport, timeout=timeout, retries=retries, log=log,
-                             policy=policy))
+                             policy=policy), Timing(base=timeout))
         device.counter_label = target.device_counter_label
         hello = device.hello()
         image = target.expected_firmware()

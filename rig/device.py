@@ -65,7 +65,7 @@ class Timing:
     a double execution (the device answers the repeat from its cache).
     """
 
-    base: float = 1.0
+    base: float = 1.0  # the fixed part; `connect` sets it from lab_config `defaults.timeout_s`
     byte_rate: float = 2_000.0   # B/s both ways together
     mac_rate: float = 100_000.0  # multiply-accumulates per second
 

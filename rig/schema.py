@@ -9,6 +9,7 @@ config loader validates them with file:line:key errors (`fields_of`). Standard l
 from __future__ import annotations
 
 import dataclasses
+import math
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -55,6 +56,8 @@ def number(lo: float | None = None, positive: bool = False) -> Callable[[Any], f
     def check(v: Any) -> float:
         if isinstance(v, bool) or not isinstance(v, int | float):
             raise Invalid(f"expected {what}, got {type_name(v)} {v!r}")
+        if not math.isfinite(v):  # YAML's .nan / .inf
+            raise Invalid(f"expected {what} (finite), got {v}")
         if (positive and v <= 0) or (lo is not None and v < lo):
             raise Invalid(f"expected {what}, got {v}")
         return float(v)

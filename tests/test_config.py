@@ -301,3 +301,36 @@ def test_training_sparams_checked_against_the_catalogue(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"lab.yaml:4: training.sparams: strategy "
                                           r"'tinyprop': need 0 ≤ S_min ≤ S_max ≤ 1"):
         load_config(path)
+
+
+@pytest.mark.parametrize(("line", "tag"), [
+    ("  timeout_s: !ENV ${TIMEOUT}", "!ENV"),
+    ("  timeout_s: !!python/object/apply:os.system [echo]", "!!python/object/apply:os.system"),
+])
+def test_yaml_tags_are_a_config_error_with_the_line(tmp_path: Path, line: str,
+                                                    tag: str) -> None:
+    msg = error_of(tmp_path, GOOD.replace("  timeout_s: 1.5", line))
+    assert f"lab.yaml:4: unsupported YAML tag {tag};" in msg
+
+
+@pytest.mark.parametrize(("line", "key"), [("  lr: .nan", "training.lr"),
+                                           ("  momentum: .inf", "training.momentum"),
+                                           ("  sparams: [0.1, .nan]", "training.sparams")])
+def test_non_finite_numbers_are_rejected(tmp_path: Path, line: str, key: str) -> None:
+    msg = error_of(tmp_path, GOOD + line + "\n")
+    assert f"lab.yaml:26: {key}:" in msg and "finite" in msg
+
+
+def test_a_directory_is_not_a_lab_file(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory"):
+        load_config(tmp_path)
+
+
+def test_markup_in_a_config_value_prints_as_text(tmp_path: Path,
+                                                 capsys: pytest.CaptureFixture[str]) -> None:
+    from rig import cli
+
+    path = write(tmp_path, GOOD.replace("target: qemu", 'target: "[/x] [bold]"'))
+    assert cli.main(["--config", str(path), "run"]) == 2
+    out = capsys.readouterr().out
+    assert len(out.splitlines()) == 1 and "got '[/x] [bold]'" in out

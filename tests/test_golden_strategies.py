@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from _velocity_case import VEL_NEQ_ROWS1, VEL_V1, VEL_V2, VEL_W0, VEL_W1, VEL_X
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -236,16 +237,24 @@ def test_neq_velocity_follows_the_doc() -> None:
     x = np.random.default_rng(0).normal(size=(5, 3)).astype(F32)
     sel0 = gold.select(x)
     assert sel0.k == [2]  # t = 0: all trainable
-    sel1 = gold.select(x)  # same outputs: φ = 1, v = 1 − 0 − 0.5·0
+    sel1 = gold.select(x)  # same outputs: φ = 1, v = (1 − φ^0 = 1) − 0.5·0 = 0
     assert np.allclose(strat.phi[0], 1.0, atol=1e-6)
-    assert np.allclose(strat.velocity[0], 1.0, atol=1e-6) and sel1.k == [2]
-    gold.select(x)  # φ = 1 again: v = 0 − 0.5·1
-    assert np.allclose(strat.velocity[0], -0.5, atol=1e-6)
-    for _ in range(12):  # |v| halves per SELECT → frozen once ≤ ε
-        sel = gold.select(x)
-    assert sel.k == [0] and sel.trainable_params == 0
+    assert np.allclose(strat.velocity[0], 0.0, atol=1e-6) and sel1.k == [0]
     step = gold.step(x, [0, 1, 0, 1, 0])
     assert step.k == [0] and step.macs.backward == 0 and not step.skipped
+
+
+def test_first_velocities_take_the_reference_form() -> None:
+    gold = GoldenMLP([2, 4], params=[(VEL_W0, np.zeros(4, F32))], strategy="neq",
+                     sparams=[0.25, 0.5])
+    strat = gold.strategy
+    assert gold.select(VEL_X).k == [4]
+    gold.set_params([(VEL_W1, np.zeros(4, F32))])
+    sel = gold.select(VEL_X)
+    assert strat.velocity[0].tolist() == VEL_V1.tolist()
+    assert sel.row_masks[0].tolist() == VEL_NEQ_ROWS1
+    gold.select(VEL_X)
+    assert strat.velocity[0].tolist() == VEL_V2.tolist()
 
 
 def test_velocity_budget_ranks_by_velocity_per_param() -> None:

@@ -1,8 +1,12 @@
 /* Velocity of a neuron across SELECTs (docs/training.md). NEq takes the cosine per sample
  * of a neuron's feature map; a dense neuron's per-sample output is a scalar, so - our
  * choice, documented in training.md - the cosine is taken across the V-sample subset:
- *   phi^t = <y^t, y^{t-1}> / (sqrtf(sum (y^t)^2) * sqrtf(sum (y^{t-1})^2))  (0 if denom 0)
- *   v^t   = (phi^t - phi^{t-1}) - mu * v^{t-1};   t = 0: phi = v = 0 (no y^{-1}). */
+ *   phi^t = <y^t, y^{t-1}> / (sqrtf(sum (y^t)^2) * sqrtf(sum (y^{t-1})^2))
+ *           1 if both outputs are all zeros (a neuron that stays silent is at equilibrium),
+ *           0 if only the denominator is 0
+ *   v^t   = (phi^t - phi^{t-1}) - mu * v^{t-1};   t = 0: phi = 1, v = 0 (no y^{-1}).
+ * phi starts at 1 as in NEq's code (its buffer of 1 - cos starts at 0), so a stable neuron's
+ * first velocity is ~0, not ~1. */
 #include "strategy_velocity.h"
 
 #include <math.h>
@@ -17,7 +21,8 @@ static uint16_t vel_count; /* V of SELECT t = 0: the subset is fixed for the run
 
 void vel_reset(void)
 {
-    memset(vel_phi, 0, sizeof vel_phi);
+    for (uint16_t c = 0; c < TR_MAX_NEURONS; c++)
+        vel_phi[c] = 1.0f; /* the previous similarity starts at 1 */
     memset(vel_v, 0, sizeof vel_v);
     vel_count = 0;
 }
@@ -68,10 +73,17 @@ tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
             base = (uint16_t)(base + N);
         }
     }
-    if (!first)
+    if (first) /* t = 0 starts the recursion, whatever an earlier run left here */
+        for (uint16_t c = 0; c < nn; c++) {
+            vel_phi[c] = 1.0f;
+            vel_v[c] = 0.0f;
+        }
+    else
         for (uint16_t c = 0; c < nn; c++) {
             const float den = sqrtf(syy[c]) * sqrtf(spp[c]);
-            const float phi = den > 0.0f ? dot[c] / den : 0.0f;
+            float phi = den > 0.0f ? dot[c] / den : 0.0f;
+            if (syy[c] == 0.0f && spp[c] == 0.0f)
+                phi = 1.0f; /* cos(0, 0): silent before and now */
             vel_v[c] = (phi - vel_phi[c]) - mu * vel_v[c];
             vel_phi[c] = phi;
         }

@@ -19,7 +19,7 @@
 #define TR_VEL_CAPACITY (TR_PARAM_CAPACITY / 4u)
 #endif
 
-/* Forget everything (TRAIN_CONFIG / MODEL_INIT): phi = v = 0, no y^{-1}. */
+/* Forget everything (TRAIN_CONFIG / MODEL_INIT): phi = 1, v = 0, no y^{-1}. */
 void vel_reset(void);
 
 /* SELECT t = m->ss.n_select: forward the subset [start, start+count), update phi and v of

@@ -67,10 +67,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         console.print(f"rig {args.command}: {exc}", markup=False, soft_wrap=True)
         return 2
-    except RigError as exc:
-        console.print(f"[red bold]error:[/] {escape(str(exc))}", markup=True)
+    except RigError as exc:  # the message may hold anything (a config value): no markup
+        console.print(f"[red bold]error:[/] {escape(str(exc))}", soft_wrap=True)
         for note in getattr(exc, "__notes__", []):
-            console.print(note, markup=False)
+            console.print(note, markup=False, soft_wrap=True)
         return 2
     except KeyboardInterrupt:
         console.print("[yellow]interrupted[/]")

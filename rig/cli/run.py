@@ -3,11 +3,24 @@
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rig.cli.checks import UsageError, add_strategy, check_sparams, check_strategy
+from rich.markup import escape
+
+from rig.cli.checks import (
+    F32_MAX,
+    UsageError,
+    add_strategy,
+    check_backbone,
+    check_float,
+    check_int,
+    check_output_file,
+    check_sparams,
+    check_strategy,
+)
 from rig.cli.console import console
 from rig.config import LabConfig, load_config
 from rig.errors import ConfigError
@@ -23,17 +36,20 @@ def add_parser(sub: Any) -> None:
     add_strategy(run, "sparse-update strategy (default: the lab's training: strategy)")
     run.add_argument("--sparams", type=float, nargs="*",
                      help="strategy parameters, in order; missing ones take the defaults")
-    run.add_argument("--epochs", type=int)
-    run.add_argument("--batch", type=int)
-    run.add_argument("--lr", type=float)
-    run.add_argument("--momentum", type=float)
-    run.add_argument("--train-samples", type=int)
-    run.add_argument("--test-samples", type=int)
-    run.add_argument("--seed", type=int)
+    run.add_argument("--epochs", type=int, help=">= 1")
+    run.add_argument("--batch", type=int, help="1 .. 65535 (clamped to the device's max_batch)")
+    run.add_argument("--lr", type=float, help="> 0")
+    run.add_argument("--momentum", type=float, help=">= 0")
+    run.add_argument("--train-samples", type=int,
+                     help="the first N of the training split (0: all of it)")
+    run.add_argument("--test-samples", type=int,
+                     help="the first N of the test split (0: all of it)")
+    run.add_argument("--seed", type=int, help=f"0 .. {SEED_MAX}")
     run.add_argument("--backbone", help="frozen int8 backbone in front of the head: "
                                         "digits-cnn (pre-trained on the host, streamed)")
     run.add_argument("--params-every", type=int, default=0,
-                     help="read and compare all parameters every N steps (default: per epoch)")
+                     help="read and compare all parameters every N steps (0, the default: "
+                          "at epoch ends only)")
     run.add_argument("--resync", action="store_true",
                      help="copy device parameters into the golden model when read")
     run.add_argument("--lockstep", action="store_true",
@@ -48,10 +64,32 @@ def add_parser(sub: Any) -> None:
     run.set_defaults(func=cmd_run, check=check_run)
 
 
+SEED_MAX = 2**32 - 1
+
+
 def check_run(args: argparse.Namespace) -> None:
-    """Strategy and sparams against the catalogue, before the lab file or a target."""
+    """Every option value that needs neither the lab file nor a target (UsageError, one
+    line naming the option, exit 2)."""
     if args.strategy is not None:
         check_strategy(args.strategy)
+    if args.target is not None and not args.target.strip():
+        raise UsageError("--target: expected auto, board, a target kind or a target name, "
+                         "got ''")
+    check_int("--epochs", args.epochs, 1)
+    check_int("--batch", args.batch, 1, 65535)
+    check_float("--lr", args.lr, 0.0, positive=True)
+    check_float("--momentum", args.momentum, 0.0)
+    for value in args.sparams or ():
+        check_float("--sparams", value, -F32_MAX)
+    check_int("--train-samples", args.train_samples, 0, meaning=" (0: the whole split)")
+    check_int("--test-samples", args.test_samples, 0, meaning=" (0: the whole split)")
+    check_int("--seed", args.seed, 0, SEED_MAX)
+    check_backbone(args.backbone)
+    check_int("--params-every", args.params_every, 0, meaning=" (0: at epoch ends only)")
+    if args.lockstep and args.params_every not in (0, 1):
+        raise UsageError(f"--params-every {args.params_every}: --lockstep reads the "
+                         "parameters after every step; give one of the two")
+    check_output_file("--json", args.json)
     if args.inject_faults:
         try:
             FaultSpec.parse(args.inject_faults)
@@ -81,6 +119,25 @@ def check_job(lab: LabConfig, overrides: dict[str, Any]) -> None:
                   where="" if given else f" ({lab.path} training: sparams)")
 
 
+def check_sizes(lab: LabConfig, board_training: Any, overrides: dict[str, Any]) -> None:
+    """`train_samples` / `test_samples` within the digits split the run will use (a larger
+    value would silently mean the whole split), before any target starts."""
+    from rig.golden.data import digits_split
+
+    values = {**dataclasses.asdict(lab.training), **dict(board_training or {}), **overrides}
+    try:
+        split = digits_split(seed=values["seed"], n_val=values["val_samples"])
+    except ValueError as exc:
+        raise UsageError(f"{lab.path} training: val_samples: {exc}") from None
+    for key, part in (("train_samples", split.train), ("test_samples", split.test)):
+        n = values[key]
+        if n > len(part):
+            where = ("--" + key.replace("_", "-") if key in overrides
+                     else f"{lab.path} training: {key}")
+            raise UsageError(f"{where}: expected at most {len(part)} (the {part.name} split; "
+                             f"0: all of it), got {n}")
+
+
 def cmd_run(args: argparse.Namespace) -> int:
     from rich.progress import (
         BarColumn,
@@ -99,14 +156,21 @@ def cmd_run(args: argparse.Namespace) -> int:
     lab = load_config(args.config)
     overrides = cli_overrides(args)
     check_job(lab, overrides)
-    target = resolve_target(lab, args.target)
+    try:
+        target = resolve_target(lab, args.target)
+    except ConfigError as exc:
+        if args.target is None:
+            raise
+        raise UsageError(f"--target: {exc}") from None
+    board_training = target.board.training if target.board is not None else None
+    check_sizes(lab, board_training, overrides)
     strategy = overrides.get("strategy", lab.training.strategy)
     epochs = overrides.get("epochs", lab.training.epochs)
     inspect = Inspect(masks=args.inspect, updates=args.inspect,
                       params_every=1 if args.lockstep else args.params_every,
                       resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
-                  f"target {target.describe()}")
+                  f"target {escape(target.describe())}")
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
                  faults=faults) as conn:
         h = conn.hello
@@ -116,11 +180,10 @@ def cmd_run(args: argparse.Namespace) -> int:
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {counters}")
         # A small board runs its own version of the job (lab_config boards.<b>.training)
-        board_training = target.board.training if target.board is not None else None
         spec, notes = fit_spec(RunSpec.from_training(lab.training), h, board_training,
                                overrides)
         for note in notes:
-            console.print(f"[yellow]{note}[/]")
+            console.print(f"[yellow]{escape(note)}[/]")
         with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
                       TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
                       console=console, transient=True) as progress:
@@ -148,19 +211,49 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"per-step loss: max relative error device vs golden "
                   f"{report.max_loss_rel:.2e} ({mode} tolerance {session.step_tol.loss_rel:g}); "
                   f"wall time {report.wall_s:.2f} s")
+    console.print(f"compared: {report.compared_steps} step(s); near-ties: {report.near_ties} "
+                  "(differences rounding can explain, reported as `tie`, not as agreement)")
+    if session.lockstep:
+        console.print("lockstep re-syncs parameters only: momentum, Y_max and velocities are "
+                      "the golden model's own, checked through u (--inspect), k and masks")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
     if isinstance(conn.device.link.transport, FaultyTransport):
         console.print(f"injected: {conn.device.link.transport.counts.summary()}")
+    status = 0 if report.ok else 1
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report_json(report), f, indent=1)
-        console.print(f"report written to {args.json}")
+        status = max(status, _write_json(args.json, report_json(report)))
+    if report.compared_steps == 0:
+        console.print("[red bold]nothing was compared[/]: the run trained no step, so it "
+                      "cannot say the device matches")
+        return max(status, 1)
     if not report.ok:
         console.print("[red bold]device and golden model disagree beyond tolerance:[/]")
-        console.print(report.failures)
-        return 1
+        console.print(report.failures, markup=False)
+        return max(status, 1)
+    if status:
+        return status
     console.print("[green bold]device matches the golden model[/]")
+    return 0
+
+
+def _write_json(path: str, data: dict[str, Any]) -> int:
+    """Write the report; if that fails now (it was writable at start), write it to a
+    temporary file instead and say where (exit 2: a rig error, the run is not lost)."""
+    text = json.dumps(data, indent=1)
+    try:
+        with open(path, "w", encoding="utf-8") as f:
+            f.write(text)
+    except OSError as exc:
+        import tempfile
+
+        with tempfile.NamedTemporaryFile("w", suffix=".json", prefix="rig-run-",
+                                         delete=False, encoding="utf-8") as tmp:
+            tmp.write(text)
+        console.print(f"[red bold]error:[/] --json {escape(path)}: {escape(str(exc))}; "
+                      f"report written to {escape(tmp.name)} instead", soft_wrap=True)
+        return 2
+    console.print(f"report written to {escape(path)}")
     return 0
 
 
@@ -188,8 +281,10 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "counter_label": report.counter_label,
         "wall_s": report.wall_s,
         "max_step_loss_rel": report.max_loss_rel,
+        "compared_steps": report.compared_steps,
+        "near_ties": report.near_ties,
         "ok": report.ok,
-        "epochs": [{k: v for k, v in asdict(e).items() if k != "verdicts"}
+        "epochs": [_plain({k: v for k, v in asdict(e).items() if k != "verdicts"})
                    | {"ok": e.ok} for e in report.epochs],
         "steps": [{"epoch": s.epoch, "step": s.index, "device_loss": s.device.loss,
                    "golden_loss": s.golden.loss, "k": list(s.device.k),
@@ -197,3 +292,18 @@ def report_json(report: RunReport) -> dict[str, Any]:
                    "ok": s.verdict.ok} for s in report.steps],
         "link": report.link_stats,
     }
+
+
+def _plain(value: Any) -> Any:
+    """numpy arrays and scalars (e.g. an epoch's selected row masks) as JSON values."""
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return value.tolist()
+    if isinstance(value, np.generic):
+        return value.item()
+    return value

@@ -56,6 +56,11 @@ class GoldenSelect:
     macs: PhaseMacs
 
 
+#: float32 overflow and NaN are results here, as in the firmware's C (a diverged run), not
+#: errors to warn about: the comparison decides what they mean
+_IEEE = np.errstate(over="ignore", invalid="ignore", divide="ignore", under="ignore")
+
+
 def init_params(dims: Sequence[int], seed: int) -> list[LayerParams]:
     """Deterministic init like `nn.Linear`: W, b ~ U(−1/√in, 1/√in), torch.Generator(seed)."""
     gen = torch.Generator().manual_seed(int(seed))
@@ -165,6 +170,7 @@ class GoldenMLP:
 
     # ------------------------------------------------------------------ messages
 
+    @_IEEE
     def evaluate(self, x: np.ndarray | torch.Tensor, y: np.ndarray | Sequence[int]) -> EvalResult:
         """EVAL: loss sum, correct count and predictions; changes nothing."""
         x, y = self._inputs(x, y, self.dims[0])
@@ -176,6 +182,7 @@ class GoldenMLP:
         return EvalResult(float(seq_sum(loss)), int((pred == y).sum()), len(y),
                           pred.astype(np.uint8))
 
+    @_IEEE
     def step(self, x: np.ndarray | torch.Tensor, y: np.ndarray | Sequence[int]) -> GoldenStep:
         """TRAIN_STEP on one batch (decoded float32 features, int labels)."""
         x, y = self._inputs(x, y, self.dims[0])
@@ -236,6 +243,7 @@ class GoldenMLP:
             p[mask] = p[mask] - u[mask]
         return LayerParams(uw, ub)
 
+    @_IEEE
     def select(self, x_val: np.ndarray | torch.Tensor) -> GoldenSelect:
         """SELECT over the validation subset: mask strategies recompute their selection."""
         x = x_val.numpy() if isinstance(x_val, torch.Tensor) else x_val

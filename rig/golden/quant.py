@@ -27,11 +27,9 @@ import numpy as np
 import torch
 from torch import nn
 
+from rig.backbones import DEFAULT_BACKBONE
 from rig.golden.data import DIGITS_SCALE, EncodedSet, Split, digits_split
 from rig.golden.int8 import Op, QBackbone, QLayer
-
-DEFAULT_BACKBONE = "digits-cnn"
-
 
 # ------------------------------------------------------------------------- the arithmetic
 

@@ -174,11 +174,15 @@ class _NeuronList:
 
 class _Velocity(MaskStrategy):
     """Per-neuron output velocity over a fixed validation subset (NEq, Bragagnolo et al.,
-    NeurIPS 2022). A dense neuron's output per sample is a scalar, so — our choice — the
-    cosine is taken across the V-sample subset instead of per sample's feature map:
+    NeurIPS 2022). A dense neuron's output per sample is a scalar, so the cosine is taken
+    across the V-sample subset (docs/training.md):
 
-        φ^t = <y^t, y^{t-1}> / (sqrtf(Σ y^t²) · sqrtf(Σ y^{t-1}²))   (0 if the denominator is 0)
-        v^t = (φ^t − φ^{t-1}) − μ·v^{t-1};     t = 0: φ^0 = v^0 = 0 (no y^{-1})
+        φ^t = <y^t, y^{t-1}> / (sqrtf(Σ y^t²) · sqrtf(Σ y^{t-1}²)),
+              1 if both outputs are all zeros, 0 if only the denominator is 0
+        v^t = (φ^t − φ^{t-1}) − μ·v^{t-1};     t = 0: φ^0 = 1, v^0 = 0 (no y^{-1})
+
+    φ^0 = 1 as in NEq's code (its buffer of Δ = 1 − cos starts at 0): a stable neuron's first
+    velocity is ≈ 0. A neuron silent on the whole subset at t and t−1 is at equilibrium.
     """
 
     mu_index: ClassVar[int] = 1
@@ -186,7 +190,7 @@ class _Velocity(MaskStrategy):
     def __init__(self, dims: Sequence[int], params: np.ndarray) -> None:
         Strategy.__init__(self, dims, params)
         self.prev: list[np.ndarray] | None = None
-        self.phi = [np.zeros(n, dtype=F32) for n in self.widths()]
+        self.phi = [np.ones(n, dtype=F32) for n in self.widths()]  # φ^0 = 1
         self.velocity = [np.zeros(n, dtype=F32) for n in self.widths()]
         self.scores: list[np.ndarray] = [np.zeros(n, dtype=F32) for n in self.widths()]
         self.rows, self.bias = self.initial_masks()
@@ -196,10 +200,7 @@ class _Velocity(MaskStrategy):
         outs = [np.asarray(o, dtype=F32) for o in outputs]
         if self.prev is not None:
             for layer, (y, yp) in enumerate(zip(outs, self.prev, strict=True)):
-                dot = seq_sum(y * yp, axis=0)
-                den = np.sqrt(seq_sum(y * y, axis=0)) * np.sqrt(seq_sum(yp * yp, axis=0))
-                safe = np.where(den > 0, den, F32(1.0))
-                phi = np.where(den > 0, dot / safe, F32(0.0)).astype(F32)
+                phi = cosine_across(y, yp)
                 velocity = (phi - self.phi[layer]) - mu * self.velocity[layer]
                 self.velocity[layer] = velocity.astype(F32)
                 self.phi[layer] = phi
@@ -214,6 +215,18 @@ class _Velocity(MaskStrategy):
 
     def _select(self, first: bool) -> Masks:
         raise NotImplementedError
+
+
+def cosine_across(y: np.ndarray, yp: np.ndarray) -> np.ndarray:
+    """Per neuron (column) the float32 cosine of y and yp ([V][N]) across the V samples, in
+    the firmware's order; 1 where both columns are all zeros, 0 where only the denominator
+    is 0."""
+    dot = seq_sum(y * yp, axis=0)
+    syy, spp = seq_sum(y * y, axis=0), seq_sum(yp * yp, axis=0)
+    den = np.sqrt(syy) * np.sqrt(spp)
+    safe = np.where(den > 0, den, F32(1.0))
+    phi = np.where(den > 0, dot / safe, F32(0.0))
+    return np.where((syy == 0) & (spp == 0), F32(1.0), phi).astype(F32)
 
 
 class Neq(_Velocity):
@@ -333,7 +346,9 @@ class TinyProp(Strategy):
         bpr = (s_min + (s_max - s_min) * r) * zeta_d
         n = delta.shape[1]
         k_raw = f32(n) * bpr
-        k = min(max(int(np.floor(k_raw)), 1), n)
+        # clamp(floor(k_raw), 1, N) compared in float first, like the firmware: a NaN k_raw
+        # (a diverged run: δ is NaN) gives k = 1 (docs/training.md), never an exception.
+        k = n if k_raw >= n else int(np.floor(k_raw)) if k_raw >= 1 else 1
         self.stats[layer].update(bpr=float(bpr), k_raw=float(k_raw), k=k)
         keep = np.argsort(-score, kind="stable")[:k]  # largest first, ties: lower j first
         rows = np.zeros(n, dtype=bool)
