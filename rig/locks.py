@@ -121,12 +121,17 @@ def is_held(path: Path) -> bool:
     return False
 
 
-def _cmdline() -> str:
+def _cmdline(pid: int | str = "self") -> str:
+    """The command line of a process. An xdist worker's own is execnet's bootstrap, so a
+    worker names its worker id and the command line of the pytest that started it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER") if pid == "self" else None
+    if worker:
+        return f"pytest-xdist worker {worker} of pid {os.getppid()}: {_cmdline(os.getppid())}"
     try:
-        raw = Path("/proc/self/cmdline").read_bytes()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         return " ".join(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)
     except OSError:
-        return " ".join([sys.executable, *sys.argv])
+        return " ".join([sys.executable, *sys.argv]) if pid == "self" else f"pid {pid}"
 
 
 class ResourceLock:
