@@ -40,6 +40,7 @@ TARGET_MARKER = "target"
 MAX_STARTED_TARGETS = 2
 
 WORKER_ENV = "PYTEST_XDIST_WORKER"
+_DIST_KEY = "tinyrig_dist"  # the controller's --dist, in each worker's workerinput
 
 
 def worker_id() -> str | None:
@@ -90,7 +91,14 @@ class XdistSupport:
 
     @pytest.hookimpl(trylast=True)
     def pytest_configure(self, config: pytest.Config) -> None:
-        if worker_id() is not None or not config.getoption("tx", None):
+        workerinput = getattr(config, "workerinput", None)
+        if workerinput is not None:
+            # A worker parses the original command line (no --dist there): the
+            # controller's choice comes with the worker's input.
+            if workerinput.get(_DIST_KEY) == "loadgroup":
+                config.option.loadgroup = True
+            return
+        if not config.getoption("tx", None):
             return
         dist = config.getoption("dist", "no")
         if dist == "load" and not _explicit_dist(config):
@@ -105,6 +113,9 @@ class XdistSupport:
 
     def pytest_report_header(self, config: pytest.Config) -> str | None:
         return self.note
+
+    def pytest_configure_node(self, node: Any) -> None:  # xdist hook, on the controller
+        node.workerinput[_DIST_KEY] = self.config.getoption("dist", "no")
 
     # --- every process that collects: group marks -----------------------------------
 
