@@ -25,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import resource
 import statistics
 import subprocess
 import sys
@@ -46,6 +47,8 @@ class Run:
     in_tests_s: float  # the longest worker's (or the one process's) time inside tests
     loadavg_before: float
     loadavg_after: float
+    cpu_s: float  # user + system CPU of the whole run (pytest, workers, emulators)
+    per_target_s: dict[str, float] = field(default_factory=dict)
     logs: list[str] = field(default_factory=list)
 
     @property
@@ -79,16 +82,19 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, index: int,
     if mode == "parallel":
         cmd += ["-n", str(args.workers)]  # the plugin makes it --dist loadgroup
     load0 = os.getloadavg()[0]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
     t0 = time.perf_counter()
     proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
     wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for descendants too
+    cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     load1 = os.getloadavg()[0]
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
     tests, per_group = _junit_times(junit, targets) if junit.exists() else (0, {})
     in_tests = (max(per_group.values(), default=0.0) if mode == "parallel"
                 else sum(per_group.values()))
-    return Run(mode, wall, proc.returncode, tests, in_tests, load0, load1,
+    return Run(mode, wall, proc.returncode, tests, in_tests, load0, load1, cpu, per_group,
                sorted(p.name for p in logs.glob("*.log")))
 
 
@@ -107,6 +113,13 @@ def torch_import_s() -> float:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
                          check=True)
     return float(out.stdout.strip())
+
+
+def _autogroup() -> bool:
+    try:
+        return Path("/proc/sys/kernel/sched_autogroup_enabled").read_text().strip() == "1"
+    except OSError:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -137,7 +150,8 @@ def main(argv: list[str] | None = None) -> int:
                 print(f"rep {rep + 1} {mode:8s}: {run.wall_s:7.1f} s wall, "
                       f"{run.in_tests_s:7.1f} s in tests"
                       f"{' (longest worker)' if mode == 'parallel' else ''}, "
-                      f"{run.outside_s:5.1f} s outside, {run.tests} tests, "
+                      f"{run.outside_s:5.1f} s outside, CPU {run.cpu_s:6.1f} s "
+                      f"({run.cpu_s / run.wall_s:.2f} cores), {run.tests} tests, "
                       f"exit {run.exit_code}, load {run.loadavg_before:.1f}->"
                       f"{run.loadavg_after:.1f}", flush=True)
                 if run.exit_code != 0:
@@ -157,6 +171,14 @@ def main(argv: list[str] | None = None) -> int:
           f"{min(speedups):.2f}x, median {statistics.median(speedups):.2f}x "
           f"(wall time; {os.cpu_count()} cores, load average "
           f"{statistics.mean(r.loadavg_before for r in runs):.1f} during the runs)")
+    cores = os.cpu_count() or 1
+    load = statistics.mean(r.loadavg_before for r in runs)
+    if load > cores and _autogroup():
+        print(f"note: the host was loaded (load {load:.1f} on {cores} cores) and the kernel "
+              "shares the CPU per session (sched_autogroup): a run gets about one session's "
+              "share however many processes it has, so the wall speed-up here is bounded "
+              "by that share (compare the 'cores' figures of the two modes), not by the "
+              "rig. On an idle host the parallel run has both cores.")
     if args.json:
         args.json.write_text(json.dumps({
             "targets": targets, "workers": args.workers, "torch_import_s": torch_s,
