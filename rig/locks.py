@@ -226,6 +226,15 @@ class ResourceLock:
                 os.close(self._fd)
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+#: where a target waiting for a held board says so (the pytest plugin routes it past
+#: pytest's output capture, so a waiting test does not look hung)
+say: Callable[[str], None] = _to_stderr
+
+
 class TargetLocks:
     """The locks one target holds, taken under the lab's policy (`defaults.on_busy`,
     `defaults.busy_timeout_s`)."""
@@ -236,8 +245,7 @@ class TargetLocks:
         self.owner = owner
         self.on_busy = OnBusy(on_busy)
         self.timeout_s = timeout_s
-        self.waiting = waiting or (lambda msg: print(f"tinyrig: {owner}: {msg}",
-                                                    file=sys.stderr, flush=True))
+        self.waiting = waiting or (lambda msg: say(f"tinyrig: {owner}: {msg}"))
         self._locks: dict[str, ResourceLock] = {}
 
     @classmethod

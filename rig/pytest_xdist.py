@@ -28,6 +28,7 @@ from typing import Any
 
 import pytest
 
+import rig.locks
 from rig.errors import RigError
 
 # The plugin's names (rig.pytest_plugin), in one place here.
@@ -164,12 +165,35 @@ class XdistSupport:
             return selector
 
 
+class LockMessages:
+    """While pytest runs, "waiting for <board>, in use by <holder>" (rig.locks) goes to the
+    terminal past the output capture (a worker's stderr is the terminal too), not into
+    the report of a test that seems to hang."""
+
+    def __init__(self, config: pytest.Config) -> None:
+        self.config = config
+        self.previous = rig.locks.say
+        rig.locks.say = self.say
+
+    def say(self, line: str) -> None:
+        capman = self.config.pluginmanager.get_plugin("capturemanager")
+        if capman is None:
+            self.previous(line)
+            return
+        with capman.global_and_fixture_disabled():
+            self.previous(line)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        rig.locks.say = self.previous
+
+
 def register(config: pytest.Config) -> None:
-    """Called from the plugin's pytest_configure: add the xdist support if xdist is
-    installed (the marks and options it uses exist only then)."""
+    """Called from the plugin's pytest_configure: lock messages past the capture, and the
+    xdist support if xdist is installed (the marks and options it uses exist only then)."""
+    config.pluginmanager.register(LockMessages(config), "tinyrig-lock-messages")
     if config.pluginmanager.hasplugin("xdist"):
         config.pluginmanager.register(XdistSupport(config), "tinyrig-xdist")
 
 
-__all__: list[str] = ["MAX_STARTED_TARGETS", "XdistSupport", "log_file_name", "register",
-                      "to_close", "worker_id"]
+__all__: list[str] = ["MAX_STARTED_TARGETS", "LockMessages", "XdistSupport", "log_file_name",
+                      "register", "to_close", "worker_id"]

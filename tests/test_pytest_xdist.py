@@ -119,6 +119,9 @@ def test_board_held_next_to_pytest_is_refused_naming_the_holder(
     result.stdout.fnmatch_lines([f"*BoardBusy: {message.format(pid=holder.pid)}"])
     result.stdout.fnmatch_lines(["*rig-run-stand-in*"])  # the holder's command line
     result.stdout.no_fnmatch_line("*Connection refused*")  # nobody tried to open the port
+    if on_busy == "wait":  # said on the terminal while waiting, not only in the report
+        result.stderr.fnmatch_lines([f"tinyrig: serial:bench*: waiting for "
+                                     f"port:socket://127.0.0.1:9, in use by pid {holder.pid} *"])
 
 
 def test_an_xdist_worker_names_itself_and_its_pytest_as_holder(tmp_path: Path) -> None:
