@@ -122,6 +122,21 @@ def _autogroup() -> bool:
         return False
 
 
+def startup_cost(args: argparse.Namespace) -> tuple[float, float]:
+    """(wall s, CPU s) of one pytest process starting and collecting the suite (plugins,
+    test modules, torch): what the serial run pays once and each worker pays again."""
+    cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid",
+           *args.tests, "--target", args.targets, "--collect-only"]
+    if args.k:
+        cmd += ["-k", args.k]
+    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    t0 = time.perf_counter()
+    subprocess.run(cmd, cwd=ROOT, capture_output=True, check=True)
+    wall = time.perf_counter() - t0
+    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return wall, (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3)
@@ -137,6 +152,9 @@ def main(argv: list[str] | None = None) -> int:
           f"{' '.join(f'{x:.2f}' for x in os.getloadavg())}")
     torch_s = torch_import_s()
     print(f"import torch in a fresh interpreter: {torch_s:.2f} s (paid by every worker)")
+    start_wall, start_cpu = startup_cost(args)
+    print(f"pytest start-up + collection (plugins, test modules, torch): {start_wall:.1f} s "
+          f"wall, {start_cpu:.1f} s CPU per process (serial: once; -n 2: each worker)")
     runs: list[Run] = []
     pairs: list[tuple[Run, Run]] = []
     with tempfile.TemporaryDirectory(prefix="parallel-targets-") as tmp:
@@ -182,6 +200,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json:
         args.json.write_text(json.dumps({
             "targets": targets, "workers": args.workers, "torch_import_s": torch_s,
+            "startup_wall_s": start_wall, "startup_cpu_s": start_cpu,
             "speedups": speedups, "runs": [asdict(r) | {"outside_s": r.outside_s}
                                            for r in runs]}, indent=2))
     return 0
