@@ -2,12 +2,12 @@
 """Speed-up of `pytest -n 2` over a serial run of the HIL training suite on two targets.
 
 Runs the same pytest command (default: tests/test_hil_strategies.py, every strategy in
-lockstep with the golden model, on `--target qemu,qemu-netduino`) serially and with
+lockstep with the golden model, on `--target qemu,qemu-gdb`) serially and with
 `-n 2`, interleaved (S P, P S, S P, … so drift in the machine's load hits both alike),
 `--reps` times, each as a fresh subprocess as a user runs it, and prints per repetition
 the wall times and serial/parallel, then the speed-up min/median.
 
-    python benchmarks/parallel_targets.py [--reps 3] [--targets qemu,qemu-netduino]
+    python benchmarks/parallel_targets.py [--reps 3] [--targets qemu,qemu-gdb]
         [--tests tests/test_hil_strategies.py] [-k EXPR] [--json out.json]
 
 Each run must pass (exit 0) and, in parallel, each target must have been opened by
@@ -18,6 +18,12 @@ fixed cost outside them (interpreter, plugin and torch imports, collection, xdis
 worker start), and measures one `import torch` in a fresh interpreter: every worker pays
 it, it cannot be shared. The machine's load average and core count are printed with the
 figures: on a shared machine the speed-up is only as good as the cores that were free.
+
+The default targets are two mps2-an386 machines (one booted with -kernel, one flashed over
+the gdbstub), so both workers have the same work and the figure measures the rig, not
+the targets: with `--targets qemu,qemu-netduino` the netduino's share is ~1.3x the
+mps2's (it streams its samples), which alone bounds the speed-up near 1.75x; the
+per-target times in tests are printed for every run.
 """
 
 from __future__ import annotations
@@ -140,7 +146,7 @@ def startup_cost(args: argparse.Namespace) -> tuple[float, float]:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--reps", type=int, default=3)
-    ap.add_argument("--targets", default="qemu,qemu-netduino")
+    ap.add_argument("--targets", default="qemu,qemu-gdb")
     ap.add_argument("--workers", type=int, default=2)
     ap.add_argument("--tests", nargs="+", default=["tests/test_hil_strategies.py"])
     ap.add_argument("-k", default=None, help="pytest -k expression (a subset)")
@@ -169,7 +175,9 @@ def main(argv: list[str] | None = None) -> int:
                       f"{run.in_tests_s:7.1f} s in tests"
                       f"{' (longest worker)' if mode == 'parallel' else ''}, "
                       f"{run.outside_s:5.1f} s outside, CPU {run.cpu_s:6.1f} s "
-                      f"({run.cpu_s / run.wall_s:.2f} cores), {run.tests} tests, "
+                      f"({run.cpu_s / run.wall_s:.2f} cores), {run.tests} tests ("
+                      + ", ".join(f"{t} {v:.1f} s" for t, v in run.per_target_s.items())
+                      + "), "
                       f"exit {run.exit_code}, load {run.loadavg_before:.1f}->"
                       f"{run.loadavg_after:.1f}", flush=True)
                 if run.exit_code != 0:
