@@ -121,12 +121,17 @@ def is_held(path: Path) -> bool:
     return False
 
 
-def _cmdline() -> str:
+def _cmdline(pid: int | str = "self") -> str:
+    """The command line of a process. An xdist worker's own is execnet's bootstrap, so a
+    worker names its worker id and the command line of the pytest that started it."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER") if pid == "self" else None
+    if worker:
+        return f"pytest-xdist worker {worker} of pid {os.getppid()}: {_cmdline(os.getppid())}"
     try:
-        raw = Path("/proc/self/cmdline").read_bytes()
+        raw = Path(f"/proc/{pid}/cmdline").read_bytes()
         return " ".join(a.decode("utf-8", "replace") for a in raw.split(b"\0") if a)
     except OSError:
-        return " ".join([sys.executable, *sys.argv])
+        return " ".join([sys.executable, *sys.argv]) if pid == "self" else f"pid {pid}"
 
 
 class ResourceLock:
@@ -221,6 +226,15 @@ class ResourceLock:
                 os.close(self._fd)
 
 
+def _to_stderr(line: str) -> None:
+    print(line, file=sys.stderr, flush=True)
+
+
+#: where a target waiting for a held board says so (the pytest plugin routes it past
+#: pytest's output capture, so a waiting test does not look hung)
+say: Callable[[str], None] = _to_stderr
+
+
 class TargetLocks:
     """The locks one target holds, taken under the lab's policy (`defaults.on_busy`,
     `defaults.busy_timeout_s`)."""
@@ -231,8 +245,7 @@ class TargetLocks:
         self.owner = owner
         self.on_busy = OnBusy(on_busy)
         self.timeout_s = timeout_s
-        self.waiting = waiting or (lambda msg: print(f"tinyrig: {owner}: {msg}",
-                                                    file=sys.stderr, flush=True))
+        self.waiting = waiting or (lambda msg: say(f"tinyrig: {owner}: {msg}"))
         self._locks: dict[str, ResourceLock] = {}
 
     @classmethod
