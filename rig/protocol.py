@@ -8,6 +8,7 @@ Nothing here does I/O. Everything is little-endian.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
@@ -45,6 +46,7 @@ class MsgType(IntEnum):
     BACKBONE_INFO = 0x17
     DATA_CONFIG = 0x20
     DATA_WRITE = 0x21
+    DATA_INFO = 0x22
     TRAIN_STEP = 0x30
     EVAL = 0x31
     SELECT = 0x32
@@ -363,6 +365,52 @@ class DataConfig:
         _need(payload, cls._S.size, "DATA_CONFIG")
         n_features, dtype, _, scale, zero_point, n_samples = cls._S.unpack(payload)
         return cls(n_features, dtype, scale, zero_point, n_samples)
+
+
+#: RESET flags (optional u8 payload): bit 0 = drop the stored data set too
+RESET_DROP_DATA = 0x01
+
+
+class DataState(IntEnum):
+    NONE = 0  # no DATA_CONFIG since the last drop
+    PARTIAL = 1  # configured, not every sample written
+    COMPLETE = 2  # every sample written: `crc32` identifies the set
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """DATA_INFO response: what the device stores and its content hash. `crc32` is
+    zlib.crc32 of the DATA_CONFIG payload followed by every record (0 unless complete)."""
+
+    state: int
+    dtype: int
+    n_features: int
+    n_samples: int
+    scale: float
+    zero_point: float
+    n_written: int
+    crc32: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<BBHIffII")
+    SIZE: ClassVar[int] = 24
+
+    @property
+    def complete(self) -> bool:
+        return self.state == DataState.COMPLETE
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.state, self.dtype, self.n_features, self.n_samples,
+                            self.scale, self.zero_point, self.n_written, self.crc32)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> DataInfo:
+        _need(payload, cls.SIZE, "DATA_INFO response")
+        return cls(*cls._S.unpack(payload))
+
+
+def dataset_hash(config: DataConfig, records: bytes) -> int:
+    """The content hash DATA_INFO reports for `config` with all `records` written."""
+    return zlib.crc32(records, zlib.crc32(config.pack()))
 
 
 def encode_records(labels: np.ndarray | Sequence[int], features: np.ndarray,

@@ -199,6 +199,7 @@ class TrainingSession:
         if initial_params is not None:
             self.golden.set_params(initial_params)
         self._prepared = False
+        self.uploaded = False  # prepare() sent the data set (False: the device had it)
         self._step_index = 0
         self.window: int | None = None  # set by prepare(): None = all samples resident
         self.report: RunReport | None = None
@@ -227,15 +228,20 @@ class TrainingSession:
         val = self.split.val
         self.train, self.val, self.test = train, val, test
         self.x_train, self.x_val, self.x_test = (self._inputs(part) for part in (train, val, test))
-        # Stored on the device in one array: [train | val | test].
-        self.val_start = len(train)
-        self.test_start = len(train) + len(val)
-        n_total = self.test_start + len(test)
         check_fits(spec, hello)
+        # Stored on the device in one array [train | val | test]. The whole split when it
+        # fits, so runs that use fewer samples (train_samples/test_samples take the first
+        # n) find the same data set on the device and upload nothing; else just the parts.
+        record = 1 + train.n_features * DType.coerce(train.dtype).itemsize
+        whole = (self.split.train, self.split.val, self.split.test)
+        stored = whole if sum(map(len, whole)) * record <= hello.data_capacity else (
+            train, val, test)
+        self.val_start = len(stored[0])
+        self.test_start = len(stored[0]) + len(stored[1])
+        n_total = self.test_start + len(stored[2])
         # A device whose sample store cannot hold [train | val | test] (the 16 KB microbit)
         # gets a window instead: the host writes each batch (and each evaluation chunk, and
         # the validation set before SELECT) into slots [0, window) just before using it.
-        record = 1 + train.n_features * DType.coerce(train.dtype).itemsize
         fits = n_total * record <= hello.data_capacity
         self.window = None if fits else min(hello.data_capacity // record, 0xFFFF)
         if self.window is not None and self.window < spec.batch:
@@ -243,18 +249,22 @@ class TrainingSession:
                 f"{hello.board} stores at most {self.window} samples of {record} B "
                 f"(data_capacity {hello.data_capacity}); a batch of {spec.batch} does not fit")
 
-        self.device.reset()
+        self.device.reset()  # keeps the stored data set: checked by its hash below
         if self.backbone is not None:
             self.device.load_backbone(self.backbone)
         self.device.model_init(spec.dims)
         self.device.load_model(self.golden.get_params())
         self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
         self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.device.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
-                                n_total if self.window is None else self.window)
+        self.stored_q = np.concatenate([part.q for part in stored])
         if self.window is None:
-            for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
-                self.device.write_samples(start, part.labels, part.q)
+            self.uploaded = self.device.ensure_samples(
+                train.n_features, train.dtype, train.scale, train.zero_point,
+                np.concatenate([part.labels for part in stored]), self.stored_q)
+        else:
+            self.device.data_config(train.n_features, train.dtype, train.scale,
+                                    train.zero_point, self.window)
+            self.uploaded = True
         self._prepared = True
         self.report = RunReport(spec, hello, hello.counter_label)
         if self.backbone is not None and self.window is None and self.inspect.features > 0:
@@ -292,7 +302,7 @@ class TrainingSession:
         bit-exact. Stored layout: [train | val | test]."""
         if self.backbone is None:
             raise RigError("compare_features: this run has no backbone")
-        q = np.concatenate([self.train.q, self.val.q, self.test.q])[start:start + count]
+        q = self.stored_q[start:start + count]
         dev = self.device.features(start, count)
         gold = self.backbone.forward(samples_to_int8(q, self.train.dtype))
         v = Verdict(f"backbone features, samples {start}..{start + count - 1}")

@@ -12,14 +12,23 @@
 #include "version.h"
 #include "wire.h"
 
+#define RESET_DROP_DATA 0x01u
+
 static mlp_t model;
 static dataset_t data;
 
-static void reset_all(void)
+/* Everything but the stored data set, which RESET keeps unless asked (it is the one big
+ * upload; the host checks it by DATA_INFO's hash before re-sending). */
+static void reset_state(void)
 {
     mlp_reset(&model);
-    dataset_reset(&data);
     backbone_reset();
+}
+
+static void reset_all(void)
+{
+    reset_state();
+    dataset_reset(&data);
 }
 
 /* ---- handlers (one per message type; validate everything, then act) ---------------- */
@@ -75,10 +84,17 @@ static tr_status_t h_echo(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
 static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
                            tr_err_t *err)
 {
-    (void)req, (void)resp;
-    if (need_len(len, 0, err))
-        return TR_E_BAD_LENGTH;
-    reset_all();
+    (void)resp;
+    /* Optional u8 flags: bit 0 = drop the stored data set too; other bits reserved. */
+    if (len > 1)
+        return tr_fail(err, TR_E_BAD_LENGTH, 1, "RESET payload: none or u8 flags");
+    const uint8_t flags = len ? req[0] : 0u;
+    if (flags & ~RESET_DROP_DATA)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "RESET flags: only bit 0 (drop data)");
+    if (flags & RESET_DROP_DATA)
+        reset_all();
+    else
+        reset_state();
     proto_forget_last();
     *rl = 0;
     return TR_OK;
@@ -237,6 +253,17 @@ static tr_status_t h_data_write(const uint8_t *req, uint16_t len, uint8_t *resp,
     (void)resp;
     *rl = 0;
     return dataset_write(&data, req, len, err);
+}
+
+static tr_status_t h_data_info(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                               tr_err_t *err)
+{
+    (void)req;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    dataset_info(&data, resp);
+    *rl = DS_INFO_SIZE;
+    return TR_OK;
 }
 
 static tr_status_t h_train_step(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
@@ -401,6 +428,7 @@ static const proto_cmd_t cmds[] = {
     {MSG_BACKBONE_INFO, h_backbone_info},
     {MSG_DATA_CONFIG, h_data_config},
     {MSG_DATA_WRITE, h_data_write},
+    {MSG_DATA_INFO, h_data_info},
     {MSG_TRAIN_STEP, h_train_step},
     {MSG_EVAL, h_eval},
     {MSG_SELECT, h_select},

@@ -33,6 +33,7 @@ enum {
     MSG_BACKBONE_INFO = 0x17,
     MSG_DATA_CONFIG = 0x20,
     MSG_DATA_WRITE = 0x21,
+    MSG_DATA_INFO = 0x22,
     MSG_TRAIN_STEP = 0x30,
     MSG_EVAL = 0x31,
     MSG_SELECT = 0x32,
