@@ -21,6 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -44,9 +45,11 @@ from rig.errors import RigError
 from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
-from rig.golden.model import GoldenMLP, GoldenStep
 from rig.protocol import DType, EvalResult, HelloInfo, StepResult
 from rig.strategies import StrategyId
+
+if TYPE_CHECKING:  # the golden model imports torch: when a session builds one
+    from rig.golden.model import GoldenStep
 
 _TRAINING = Training()
 
@@ -195,6 +198,8 @@ class TrainingSession:
         self.epoch_tol = self.step_tol
         self.on_step = on_step
         self.on_epoch = on_epoch
+        from rig.golden.model import GoldenMLP
+
         self.golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
         if initial_params is not None:
             self.golden.set_params(initial_params)
