@@ -20,17 +20,18 @@ if TYPE_CHECKING:
     from rig.golden.int8 import QBackbone
 from rig.link.link import Link
 from rig.protocol import (
+    RESET_DROP_DATA,
     BackboneInfo,
     BackboneInit,
     BackboneInitResult,
     BackboneLayerRecord,
     BackboneWrite,
-    RESET_DROP_DATA,
     DataConfig,
     DataInfo,
     DataWrite,
     Debug,
     DebugAction,
+    DigestResult,
     DType,
     EvalResult,
     FeaturesResult,
@@ -40,6 +41,7 @@ from rig.protocol import (
     ModelInit,
     MsgType,
     NakReason,
+    ParamDigest,
     ParamWrite,
     RangeRequest,
     SelectResult,
@@ -49,11 +51,11 @@ from rig.protocol import (
     TrainConfig,
     TrainStep,
     Which,
+    dataset_hash,
     encode_records,
     strategy_id,
     unpack_f32,
     unpack_u32,
-    dataset_hash,
 )
 
 
@@ -176,6 +178,14 @@ class Device:
             self.write_params(i, Which.WEIGHT, w, timeout=timeout)
             self.write_params(i, Which.BIAS, b, timeout=timeout)
         return n_params
+
+    def param_digest(self, offset: int, count: int, bits: int = 8,
+                     timeout: float | None = None) -> DigestResult:
+        """PARAM_DIGEST of flat parameters [offset, offset+count): CRC-32 + low bits
+        (one request: the caller keeps `4 + count*bits/8 <= max_payload`)."""
+        payload = self._call(MsgType.PARAM_DIGEST, ParamDigest(offset, count, bits).pack(),
+                             timeout, rx=ParamDigest.OVERHEAD + count * bits // 8, macs=count)
+        return DigestResult.unpack(payload, count, bits)
 
     def read_model(self, timeout: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         dims = self._require_dims()

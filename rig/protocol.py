@@ -52,6 +52,7 @@ class MsgType(IntEnum):
     SELECT = 0x32
     MASK_READ = 0x33
     UPDATE_READ = 0x34
+    PARAM_DIGEST = 0x35
     FAULT = 0x7E
     NAK = 0x7F
 
@@ -318,6 +319,48 @@ class TensorRead:
 def unpack_f32(payload: bytes, count: int, what: str) -> np.ndarray:
     _need(payload, 4 * count, what)
     return _f32_from(payload, what)
+
+
+@dataclass(frozen=True)
+class ParamDigest:
+    """PARAM_DIGEST request: values [offset, offset+count) of the flat parameter vector
+    (W0 b0 W1 b1 …), answered with their CRC-32 and the low `bits` (8 or 16) of each."""
+
+    offset: int
+    count: int
+    bits: int = 8
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IHBB")
+    OVERHEAD: ClassVar[int] = 4  # the response's crc32 in front of the low bits
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.offset, self.count, self.bits, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> ParamDigest:
+        _need(payload, cls._S.size, "PARAM_DIGEST")
+        offset, count, bits, _ = cls._S.unpack(payload)
+        return cls(offset, count, bits)
+
+
+@dataclass(frozen=True, eq=False)
+class DigestResult:
+    """PARAM_DIGEST response: zlib.crc32 of the values as little-endian f32, and the low
+    bits of each value's IEEE-754 pattern (uint8 or uint16)."""
+
+    crc32: int
+    low: np.ndarray
+
+    def pack(self) -> bytes:
+        return struct.pack("<I", self.crc32) + np.ascontiguousarray(self.low).astype(
+            self.low.dtype.newbyteorder("<")).tobytes()
+
+    @classmethod
+    def unpack(cls, payload: bytes, count: int, bits: int) -> DigestResult:
+        width = bits // 8
+        _need(payload, 4 + count * width, "PARAM_DIGEST response")
+        low = np.frombuffer(payload, "<u1" if width == 1 else "<u2", offset=4)
+        return cls(struct.unpack_from("<I", payload)[0], low.copy())
 
 
 @dataclass(frozen=True)

@@ -119,3 +119,51 @@ def test_data_info_roundtrip() -> None:
     info = P.DataInfo(2, 1, 64, 1797, 0.0625, 0.0, 1797, 0xDEADBEEF)
     assert len(info.pack()) == P.DataInfo.SIZE
     assert P.DataInfo.unpack(info.pack()) == info
+
+
+# --- PARAM_DIGEST: the lockstep read-back (rig.resync) ----------------------------------
+
+def test_param_digest_rebuilds_device_params_exactly(fw: NativeFw) -> None:
+    from rig.resync import ResyncStats, read_params_digest, rebuild
+
+    rng = np.random.default_rng(3)
+    dims = [12, 9, 4]
+    model = [(rng.standard_normal((dims[i + 1], dims[i])).astype(np.float32),
+              rng.standard_normal(dims[i + 1]).astype(np.float32)) for i in range(2)]
+    fw.dev.load_model(model)
+    flat = np.concatenate([t.reshape(-1) for layer in model for t in layer])
+    res = fw.dev.param_digest(0, flat.size, 8)
+    assert res.crc32 == zlib.crc32(flat.astype("<f4").tobytes())
+    assert np.array_equal(res.low, flat.view("<u4") & 0xFF)
+    res16 = fw.dev.param_digest(5, 20, 16)
+    assert np.array_equal(res16.low, flat[5:25].view("<u4") & 0xFFFF)
+    # A golden model a few ulp off (and one value far off): rebuilt exactly, the far one
+    # by the PARAM_READ fallback that the CRC mismatch triggers.
+    near = [(np.nextafter(w, np.float32(np.inf)), b.copy()) for w, b in model]
+    near[1][1][2] += 1.0
+    stats = ResyncStats()
+    back = read_params_digest(fw.dev, near, stats=stats)
+    for (w, b), (w2, b2) in zip(model, back, strict=True):
+        assert np.array_equal(w.view("<u4"), w2.view("<u4"))
+        assert np.array_equal(b.view("<u4"), b2.view("<u4"))
+    assert stats.fallbacks == 1
+    # rebuild alone: within ±127 ulp exact, sign and all
+    vals = np.array([1.0, -2.5, 3e-5, -7e9], np.float32)
+    off = (vals.view("<u4").astype(np.int64) + np.array([100, -100, 3, -127])).astype("<u4")
+    assert np.array_equal(rebuild(off.view("<f4"), vals.view("<u4") & 0xFF, 8), vals)
+
+
+def test_param_digest_validates(fw: NativeFw) -> None:
+    with pytest.raises(DeviceNak) as exc:
+        fw.dev.param_digest(0, 1)
+    assert exc.value.reason == P.NakReason.BAD_STATE
+    fw.dev.model_init([4, 3])
+    n = 4 * 3 + 3
+    for req, reason in ((P.ParamDigest(0, n + 1), P.NakReason.BAD_ARG),
+                        (P.ParamDigest(1, n), P.NakReason.BAD_ARG),
+                        (P.ParamDigest(0, n, 12), P.NakReason.BAD_ARG),
+                        (P.ParamDigest(0, fw.dev.max_payload, 8), P.NakReason.BAD_ARG)):
+        with pytest.raises(DeviceNak) as exc:
+            fw.link.request(M.PARAM_DIGEST, req.pack())
+        assert exc.value.reason == reason, req
+    assert fw.dev.param_digest(0, n).low.size == n

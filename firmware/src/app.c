@@ -4,6 +4,7 @@
 
 #include "backbone.h"
 #include "board_config.h"
+#include "crc32.h"
 #include "dataset.h"
 #include "hal.h"
 #include "mlp.h"
@@ -220,6 +221,52 @@ static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp
     return read_tensor(req, len, resp, rl, err, 1);
 }
 
+/* PARAM_DIGEST: CRC-32 of parameters [offset, offset+count) of the flat vector (W0 b0 W1
+ * b1 ..., each tensor as PARAM_READ lays it out) and the low 8 or 16 bits of each value.
+ * The host rebuilds the values from its golden model's nearly equal ones and checks the
+ * CRC: a lockstep read-back for a quarter or half of PARAM_READ's bytes. */
+static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *resp,
+                                  uint16_t *rl, tr_err_t *err)
+{
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    const uint32_t offset = rd_u32(req);
+    const uint16_t count = rd_u16(req + 4);
+    const uint8_t bits = req[6];
+    if (!model.n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (bits != 8 && bits != 16)
+        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 8 or 16");
+    const uint32_t width = bits / 8u;
+    if (4u + (uint32_t)count * width > TR_MAX_PAYLOAD)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "4 + count*bits/8 > max_payload");
+    if ((uint64_t)offset + count > model.n_params)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "offset+count > n_params");
+    uint32_t crc = 0, base = 0, done = 0;
+    uint8_t *low = resp + 4;
+    for (uint8_t l = 0; l < model.n_layers && done < count; l++) {
+        for (uint8_t w = MLP_W; w <= MLP_B && done < count; w++) {
+            uint32_t size;
+            const float *t = mlp_param_tensor(&model, l, w, &size);
+            const uint32_t at = offset + done;
+            if (at < base + size) {
+                uint32_t i = at - base;
+                for (; i < size && done < count; i++, done++) {
+                    uint8_t le[4];
+                    wr_f32(le, t[i]);
+                    crc = crc32_update(crc, le, 4);
+                    for (uint32_t b = 0; b < width; b++)
+                        *low++ = le[b];
+                }
+            }
+            base += size;
+        }
+    }
+    wr_u32(resp, crc);
+    *rl = (uint16_t)(4u + (uint32_t)count * width);
+    return TR_OK;
+}
+
 static tr_status_t h_train_config(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
                                   tr_err_t *err)
 {
@@ -434,6 +481,7 @@ static const proto_cmd_t cmds[] = {
     {MSG_SELECT, h_select},
     {MSG_MASK_READ, h_mask_read},
     {MSG_UPDATE_READ, h_update_read},
+    {MSG_PARAM_DIGEST, h_param_digest},
 };
 
 /* Sizes the response buffers rely on. */

@@ -39,6 +39,7 @@ enum {
     MSG_SELECT = 0x32,
     MSG_MASK_READ = 0x33,
     MSG_UPDATE_READ = 0x34,
+    MSG_PARAM_DIGEST = 0x35,
     MSG_FAULT = 0x7E,
     MSG_NAK = 0x7F,
 };

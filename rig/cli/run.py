@@ -72,6 +72,8 @@ def check_job(lab: LabConfig, overrides: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import time
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -84,11 +86,18 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rig.fit import fit_spec
     from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
     from rig.targets import resolve_target
+    from rig.wallclock import TimeSplit, since_process_start
+
+    times = TimeSplit()
+    t_start = time.perf_counter()
+    before = since_process_start() or 0.0  # interpreter + imports until here
 
     lab = load_config(args.config)
     overrides = cli_overrides(args)
     check_job(lab, overrides)
     target = resolve_target(lab, args.target)
+    times.add("startup", before + time.perf_counter() - t_start)
+    t_target = time.perf_counter()
     strategy = overrides.get("strategy", lab.training.strategy)
     epochs = overrides.get("epochs", lab.training.epochs)
     inspect = Inspect(masks=args.inspect, updates=args.inspect,
@@ -96,7 +105,9 @@ def cmd_run(args: argparse.Namespace) -> int:
                       resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {target.describe()}")
-    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
+    conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries)
+    times.add("target_start", time.perf_counter() - t_target)
+    with conn:
         h = conn.hello
         console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                       f"v{h.proto_version}, counters: {h.counter_label}")
@@ -128,11 +139,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             n_steps = spec.epochs * -(-len(session.train) // spec.batch)
             progress.update(task, description="training", total=n_steps, completed=0)
             report = session.run()
+        t_close = time.perf_counter()
+    times.add("close", time.perf_counter() - t_close)
+    times.merge(session.times)
+    total = before + time.perf_counter() - t_start
+    report.time_split = times.as_dict(total)
     console.print(_epoch_table(report))
     mode = "lockstep" if session.lockstep else "free-running"
     console.print(f"per-step loss: max relative error device vs golden "
                   f"{report.max_loss_rel:.2e} ({mode} tolerance {session.step_tol.loss_rel:g}); "
-                  f"wall time {report.wall_s:.2f} s")
+                  f"training loop {report.wall_s:.2f} s")
+    console.print(times.summary(total)
+                  + f"; data set {'uploaded' if session.uploaded else 'already on the device'}")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
     if args.json:
@@ -170,6 +188,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "build_hash": report.hello.build_hash,
         "counter_label": report.counter_label,
         "wall_s": report.wall_s,
+        "time_split_s": report.time_split,
         "max_step_loss_rel": report.max_loss_rel,
         "ok": report.ok,
         "epochs": [{k: v for k, v in asdict(e).items() if k != "verdicts"}

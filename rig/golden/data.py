@@ -1,5 +1,6 @@
 """The digits data set (scikit-learn's `load_digits` file, shipped with the package and read
-directly without importing sklearn: nothing is downloaded), encoded as the device stores it: u8 with x = (q − zero_point)·scale.
+directly without importing sklearn: nothing is downloaded), encoded as the device stores it:
+u8 with x = (q − zero_point)·scale.
 
 Digits pixels are integers 0..16, so q = pixel, scale = 1/16, zero_point = 0 is exact: host
 and device decode bit-identical features.
