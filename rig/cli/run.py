@@ -196,6 +196,6 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "steps": [{"epoch": s.epoch, "step": s.index, "device_loss": s.device.loss,
                    "golden_loss": s.golden.loss, "k": list(s.device.k),
                    "skipped": s.device.skipped, "counters": list(s.device.counters),
-                   "ok": s.verdict.ok} for s in report.steps],
+                   "wall_s": round(s.wall_s, 6), "ok": s.verdict.ok} for s in report.steps],
         "link": report.link_stats,
     }
