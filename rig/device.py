@@ -181,10 +181,10 @@ class Device:
 
     def param_digest(self, offset: int, count: int, bits: int = 8,
                      timeout: float | None = None) -> DigestResult:
-        """PARAM_DIGEST of flat parameters [offset, offset+count): CRC-32 + low bits
-        (one request: the caller keeps `4 + count*bits/8 <= max_payload`)."""
+        """PARAM_DIGEST of flat parameters [offset, offset+count): block CRC-32s + low bits
+        (one request: count <= ParamDigest.max_count(max_payload, bits))."""
         payload = self._call(MsgType.PARAM_DIGEST, ParamDigest(offset, count, bits).pack(),
-                             timeout, rx=ParamDigest.OVERHEAD + count * bits // 8, macs=count)
+                             timeout, rx=ParamDigest.response_size(count, bits), macs=count)
         return DigestResult.unpack(payload, count, bits)
 
     def read_model(self, timeout: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:

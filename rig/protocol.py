@@ -321,17 +321,25 @@ def unpack_f32(payload: bytes, count: int, what: str) -> np.ndarray:
     return _f32_from(payload, what)
 
 
+#: PARAM_DIGEST values per CRC-32 block
+DIGEST_BLOCK = 256
+
+
+def digest_blocks(count: int) -> int:
+    return -(-count // DIGEST_BLOCK)
+
+
 @dataclass(frozen=True)
 class ParamDigest:
     """PARAM_DIGEST request: values [offset, offset+count) of the flat parameter vector
-    (W0 b0 W1 b1 …), answered with their CRC-32 and the low `bits` (8 or 16) of each."""
+    (W0 b0 W1 b1 …), answered with one CRC-32 per DIGEST_BLOCK values and the low `bits`
+    (8 or 16) of each value."""
 
     offset: int
     count: int
     bits: int = 8
 
     _S: ClassVar[struct.Struct] = struct.Struct("<IHBB")
-    OVERHEAD: ClassVar[int] = 4  # the response's crc32 in front of the low bits
 
     def pack(self) -> bytes:
         return self._S.pack(self.offset, self.count, self.bits, 0)
@@ -342,25 +350,43 @@ class ParamDigest:
         offset, count, bits, _ = cls._S.unpack(payload)
         return cls(offset, count, bits)
 
+    @staticmethod
+    def response_size(count: int, bits: int) -> int:
+        return 4 * digest_blocks(count) + count * bits // 8
+
+    @staticmethod
+    def max_count(max_payload: int, bits: int) -> int:
+        """The most values one response can carry."""
+        width = bits // 8
+        n = (max_payload * DIGEST_BLOCK) // (4 + DIGEST_BLOCK * width)
+        while ParamDigest.response_size(n + 1, bits) <= max_payload:
+            n += 1
+        while n and ParamDigest.response_size(n, bits) > max_payload:
+            n -= 1
+        return n
+
 
 @dataclass(frozen=True, eq=False)
 class DigestResult:
-    """PARAM_DIGEST response: zlib.crc32 of the values as little-endian f32, and the low
-    bits of each value's IEEE-754 pattern (uint8 or uint16)."""
+    """PARAM_DIGEST response: zlib.crc32 of each block of DIGEST_BLOCK values (the last
+    one shorter) as little-endian f32, and the low bits of each value's IEEE-754 pattern
+    (uint8 or uint16)."""
 
-    crc32: int
+    crcs: np.ndarray  # uint32 [blocks]
     low: np.ndarray
 
     def pack(self) -> bytes:
-        return struct.pack("<I", self.crc32) + np.ascontiguousarray(self.low).astype(
-            self.low.dtype.newbyteorder("<")).tobytes()
+        return (np.asarray(self.crcs, "<u4").tobytes()
+                + np.ascontiguousarray(self.low).astype(
+                    self.low.dtype.newbyteorder("<")).tobytes())
 
     @classmethod
     def unpack(cls, payload: bytes, count: int, bits: int) -> DigestResult:
-        width = bits // 8
-        _need(payload, 4 + count * width, "PARAM_DIGEST response")
-        low = np.frombuffer(payload, "<u1" if width == 1 else "<u2", offset=4)
-        return cls(struct.unpack_from("<I", payload)[0], low.copy())
+        _need(payload, ParamDigest.response_size(count, bits), "PARAM_DIGEST response")
+        nb = digest_blocks(count)
+        crcs = np.frombuffer(payload, "<u4", count=nb).astype(np.uint32)
+        low = np.frombuffer(payload, "<u1" if bits == 8 else "<u2", offset=4 * nb)
+        return cls(crcs, low.copy())
 
 
 @dataclass(frozen=True)

@@ -2,9 +2,9 @@
 
 After a lockstep step the golden model's parameters equal the device's up to a few units
 in the last place (both started the step from the same values). So the device sends only
-the low 8 bits of each float plus a CRC-32 of the exact values; the host takes, for each
-value, the bit pattern nearest the golden one that has those low bits, and checks the
-CRC. A matching CRC means the rebuilt parameters are the device's, bit for bit; a chunk
+the low 8 bits of each float plus a CRC-32 of the exact values per block of 256; the host
+takes, for each value, the bit pattern nearest the golden one that has those low bits, and
+checks the CRCs. A matching CRC means the rebuilt block is the device's, bit for bit; a block
 whose CRC does not match (a value more than 127 ulp away, a sign change) is read in full
 with PARAM_READ. Values the step did not change (sparse updates) come out exact for free.
 """
@@ -19,14 +19,14 @@ import numpy as np
 
 from rig.device import Device, chunks
 from rig.errors import LinkError
-from rig.protocol import ParamDigest, Which
+from rig.protocol import DIGEST_BLOCK, ParamDigest, Which, digest_blocks
 
 
 @dataclass
 class ResyncStats:
     reads: int = 0  # digest read-backs
     chunks: int = 0  # PARAM_DIGEST requests
-    fallbacks: int = 0  # chunks re-read in full because the CRC did not match
+    fallbacks: int = 0  # CRC blocks re-read with PARAM_READ because the CRC did not match
     bytes_saved: int = 0  # response payload bytes saved against a full PARAM_READ
     history: list[int] = field(default_factory=list, repr=False)
 
@@ -48,28 +48,31 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
                        bits: int = 8, stats: ResyncStats | None = None
                        ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The device's parameters, rebuilt from PARAM_DIGEST and `golden` (same shapes)
-    and verified by CRC-32; chunks that fail are read with PARAM_READ."""
+    and verified block by block by CRC-32; a block that fails is read with PARAM_READ."""
     flat_gold = np.concatenate([np.asarray(t, np.float32).reshape(-1)
                                 for layer in golden for t in layer])
     out = np.empty_like(flat_gold)
-    width = bits // 8
-    per = (device.max_payload - ParamDigest.OVERHEAD) // width
-    n_fallback = 0
+    per = ParamDigest.max_count(device.max_payload, bits)
+    n_chunks = n_fallback = 0
     for off, n in chunks(flat_gold.size, per):
         res = device.param_digest(off, n, bits)
+        n_chunks += 1
         values = rebuild(flat_gold[off:off + n], res.low, bits)
-        if zlib.crc32(values.tobytes()) != res.crc32:
-            values = _read_flat(device, golden, off, n)
-            n_fallback += 1
-            if zlib.crc32(values.astype("<f4").tobytes()) != res.crc32:
-                raise LinkError(f"PARAM_DIGEST CRC of parameters {off}..{off + n - 1} does not"
-                                " match their PARAM_READ (the device changed them in between?)")
+        for i, crc in enumerate(res.crcs):
+            lo, hi = i * DIGEST_BLOCK, min((i + 1) * DIGEST_BLOCK, n)
+            if zlib.crc32(values[lo:hi].tobytes()) != int(crc):
+                values[lo:hi] = _read_flat(device, golden, off + lo, hi - lo)
+                n_fallback += 1
+                if zlib.crc32(values[lo:hi].astype("<f4").tobytes()) != int(crc):
+                    raise LinkError(
+                        f"PARAM_DIGEST CRC of parameters {off + lo}..{off + hi - 1} does not "
+                        "match their PARAM_READ (the device changed them in between?)")
         out[off:off + n] = values
     if stats is not None:
         stats.reads += 1
-        stats.chunks += len(range(0, flat_gold.size, per))
+        stats.chunks += n_chunks
         stats.fallbacks += n_fallback
-        stats.bytes_saved += flat_gold.size * (4 - width)
+        stats.bytes_saved += flat_gold.size * (4 - bits // 8) - 4 * digest_blocks(per) * n_chunks
     params = []
     pos = 0
     for w, b in golden:

@@ -127,13 +127,15 @@ def test_param_digest_rebuilds_device_params_exactly(fw: NativeFw) -> None:
     from rig.resync import ResyncStats, read_params_digest, rebuild
 
     rng = np.random.default_rng(3)
-    dims = [12, 9, 4]
+    dims = [30, 9, 4]  # 319 parameters: two CRC blocks
     model = [(rng.standard_normal((dims[i + 1], dims[i])).astype(np.float32),
               rng.standard_normal(dims[i + 1]).astype(np.float32)) for i in range(2)]
     fw.dev.load_model(model)
     flat = np.concatenate([t.reshape(-1) for layer in model for t in layer])
     res = fw.dev.param_digest(0, flat.size, 8)
-    assert res.crc32 == zlib.crc32(flat.astype("<f4").tobytes())
+    assert res.crcs.tolist() == [zlib.crc32(flat[i:i + P.DIGEST_BLOCK].astype("<f4").tobytes())
+                                 for i in range(0, flat.size, P.DIGEST_BLOCK)]
+
     assert np.array_equal(res.low, flat.view("<u4") & 0xFF)
     res16 = fw.dev.param_digest(5, 20, 16)
     assert np.array_equal(res16.low, flat[5:25].view("<u4") & 0xFFFF)
@@ -163,6 +165,7 @@ def test_param_digest_validates(fw: NativeFw) -> None:
                         (P.ParamDigest(1, n), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, n, 12), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, fw.dev.max_payload, 8), P.NakReason.BAD_ARG)):
+        # (the last: count*1 + 4*blocks > max_payload, whatever the model size)
         with pytest.raises(DeviceNak) as exc:
             fw.link.request(M.PARAM_DIGEST, req.pack())
         assert exc.value.reason == reason, req

@@ -221,10 +221,13 @@ static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp
     return read_tensor(req, len, resp, rl, err, 1);
 }
 
-/* PARAM_DIGEST: CRC-32 of parameters [offset, offset+count) of the flat vector (W0 b0 W1
- * b1 ..., each tensor as PARAM_READ lays it out) and the low 8 or 16 bits of each value.
- * The host rebuilds the values from its golden model's nearly equal ones and checks the
- * CRC: a lockstep read-back for a quarter or half of PARAM_READ's bytes. */
+/* PARAM_DIGEST: for parameters [offset, offset+count) of the flat vector (W0 b0 W1 b1 ...,
+ * each tensor as PARAM_READ lays it out) one CRC-32 per block of DIGEST_BLOCK values, then
+ * the low 8 or 16 bits of each value. The host rebuilds the values from its golden model's
+ * nearly equal ones and checks each block's CRC (re-reading only a block that fails): a
+ * lockstep read-back for about a quarter of PARAM_READ's bytes. */
+#define DIGEST_BLOCK 256u
+
 static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *resp,
                                   uint16_t *rl, tr_err_t *err)
 {
@@ -238,32 +241,35 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
     if (bits != 8 && bits != 16)
         return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 8 or 16");
     const uint32_t width = bits / 8u;
-    if (4u + (uint32_t)count * width > TR_MAX_PAYLOAD)
-        return tr_fail(err, TR_E_BAD_ARG, 4, "4 + count*bits/8 > max_payload");
+    const uint32_t n_blocks = (count + DIGEST_BLOCK - 1u) / DIGEST_BLOCK;
+    if (4u * n_blocks + (uint32_t)count * width > TR_MAX_PAYLOAD)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "4*blocks + count*bits/8 > max_payload");
     if ((uint64_t)offset + count > model.n_params)
         return tr_fail(err, TR_E_BAD_ARG, 0, "offset+count > n_params");
     uint32_t crc = 0, base = 0, done = 0;
-    uint8_t *low = resp + 4;
+    uint8_t *low = resp + 4u * n_blocks;
     for (uint8_t l = 0; l < model.n_layers && done < count; l++) {
         for (uint8_t w = MLP_W; w <= MLP_B && done < count; w++) {
             uint32_t size;
             const float *t = mlp_param_tensor(&model, l, w, &size);
-            const uint32_t at = offset + done;
-            if (at < base + size) {
-                uint32_t i = at - base;
-                for (; i < size && done < count; i++, done++) {
-                    uint8_t le[4];
-                    wr_f32(le, t[i]);
-                    crc = crc32_update(crc, le, 4);
-                    for (uint32_t b = 0; b < width; b++)
-                        *low++ = le[b];
+            for (uint32_t i = offset + done - base; offset + done >= base && i < size &&
+                                                    done < count;
+                 i++) {
+                uint8_t le[4];
+                wr_f32(le, t[i]);
+                crc = crc32_update(crc, le, 4);
+                for (uint32_t b = 0; b < width; b++)
+                    *low++ = le[b];
+                done++;
+                if (done % DIGEST_BLOCK == 0 || done == count) {
+                    wr_u32(resp + 4u * ((done - 1u) / DIGEST_BLOCK), crc);
+                    crc = 0;
                 }
             }
             base += size;
         }
     }
-    wr_u32(resp, crc);
-    *rl = (uint16_t)(4u + (uint32_t)count * width);
+    *rl = (uint16_t)(4u * n_blocks + (uint32_t)count * width);
     return TR_OK;
 }
 
