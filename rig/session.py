@@ -18,10 +18,13 @@ the golden model runs free and is held to `Tolerance.free_running()`.
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
+import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,7 +54,7 @@ from rig.strategies import StrategyId
 from rig.wallclock import TimeSplit
 
 if TYPE_CHECKING:  # the golden model imports torch: when a session builds one
-    from rig.golden.model import GoldenStep
+    from rig.golden.model import GoldenMLP, GoldenStep
 
 _TRAINING = Training()
 
@@ -140,7 +143,7 @@ class RunReport:
     steps: list[StepRecord] = field(default_factory=list)
     epochs: list[EpochRecord] = field(default_factory=list)
     wall_s: float = 0.0
-    link_stats: dict[str, int] = field(default_factory=dict)
+    link_stats: dict[str, Any] = field(default_factory=dict)
     setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
     #: the session's share of the wall time by phase (rig.wallclock; the CLI adds its own)
     times: TimeSplit = field(default_factory=TimeSplit)
@@ -172,6 +175,15 @@ class RunReport:
 def _loss_rel(s: StepRecord) -> float:
     g = float(s.golden.loss)
     return abs(float(s.device.loss) - g) / max(abs(g), 1e-30)
+
+
+def _import_golden_in_background() -> None:
+    """Start importing rig.golden.model (torch) on a daemon thread; a later import in the
+    main thread waits for it (the import system's per-module lock)."""
+    if "rig.golden.model" in sys.modules:
+        return
+    threading.Thread(target=importlib.import_module, args=("rig.golden.model",),
+                     name="import-golden", daemon=True).start()
 
 
 StepHook = Callable[[StepRecord], None]
@@ -211,12 +223,11 @@ class TrainingSession:
         self.epoch_tol = self.step_tol
         self.on_step = on_step
         self.on_epoch = on_epoch
-        with self.times.phase("golden"):  # imports torch on first use
-            from rig.golden.model import GoldenMLP
-
-            self.golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
-            if initial_params is not None:
-                self.golden.set_params(initial_params)
+        # The golden model (and torch, ~0.9 s to import) is built on first use; the import
+        # starts now in the background, so it overlaps with the data upload.
+        self._initial_params = initial_params
+        self._golden: GoldenMLP | None = None
+        _import_golden_in_background()
         self._prepared = False
         self._digest_ok = True
         self.resync_stats = ResyncStats()
@@ -224,6 +235,17 @@ class TrainingSession:
         self._step_index = 0
         self.window: int | None = None  # set by prepare(): None = all samples resident
         self.report: RunReport | None = None
+
+    @property
+    def golden(self) -> GoldenMLP:
+        if self._golden is None:
+            with self.times.phase("golden"):  # waits for the background import if needed
+                from rig.golden.model import GoldenMLP
+
+                self._golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
+                if self._initial_params is not None:
+                    self._golden.set_params(self._initial_params)
+        return self._golden
 
     # ------------------------------------------------------------------ set-up
 
@@ -290,12 +312,7 @@ class TrainingSession:
         spec = self.spec
         train = self.train
         self.device.reset()  # keeps the stored data set: checked by its hash below
-        if self.backbone is not None:
-            self.device.load_backbone(self.backbone)
-        self.device.model_init(spec.dims)
-        self.device.load_model(self.golden.get_params())
-        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        # The data set first: torch may still be importing for the golden model.
         self.stored_q = np.concatenate([part.q for part in stored])
         if self.window is None:
             self.uploaded = self.device.ensure_samples(
@@ -305,6 +322,12 @@ class TrainingSession:
             self.device.data_config(train.n_features, train.dtype, train.scale,
                                     train.zero_point, self.window)
             self.uploaded = True
+        if self.backbone is not None:
+            self.device.load_backbone(self.backbone)
+        self.device.model_init(spec.dims)
+        self.device.load_model(self.golden.get_params())
+        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
                      scores: list[np.ndarray] | None, threshold: float | None
@@ -510,5 +533,5 @@ class TrainingSession:
         for epoch in range(self.spec.epochs if epochs is None else epochs):
             self.run_epoch(epoch)
         self.report.wall_s += time.perf_counter() - t0
-        self.report.link_stats = dataclasses.asdict(self.device.link.stats)
+        self.report.link_stats = self.device.link.stats.as_dict()
         return self.report
