@@ -11,6 +11,8 @@ import pytest
 from rig.golden.data import digits_split
 from rig.protocol import DataWrite, encode_records
 
+pytestmark = [pytest.mark.hil, pytest.mark.slow]
+
 INNER = """
 import json, os
 
