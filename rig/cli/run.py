@@ -7,7 +7,7 @@ import json
 from dataclasses import asdict
 from typing import TYPE_CHECKING, Any
 
-from rig.cli.checks import add_strategy, check_sparams, check_strategy
+from rig.cli.checks import UsageError, add_strategy, check_sparams, check_strategy
 from rig.cli.console import console
 from rig.config import LabConfig, load_config
 
@@ -37,6 +37,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--lockstep", action="store_true",
                      help="read parameters after every step and re-sync the golden model "
                           "(= --params-every 1 --resync): per-step tolerance 1e-5")
+    run.add_argument("--full-every", type=int, default=0, metavar="N",
+                     help="with --lockstep: a full PARAM_READ every N steps instead of the "
+                          "PARAM_DIGEST read-back (default 0: at each epoch end only)")
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
     run.add_argument("--json", help="write the full report as JSON here")
@@ -47,6 +50,8 @@ def check_run(args: argparse.Namespace) -> None:
     """Strategy and sparams against the catalogue, before the lab file or a target."""
     if args.strategy is not None:
         check_strategy(args.strategy)
+    if args.full_every < 0:
+        raise UsageError("--full-every must be >= 0")
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -102,7 +107,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     epochs = overrides.get("epochs", lab.training.epochs)
     inspect = Inspect(masks=args.inspect, updates=args.inspect,
                       params_every=1 if args.lockstep else args.params_every,
-                      resync=args.resync or args.lockstep)
+                      resync=args.resync or args.lockstep, full_every=args.full_every)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {target.describe()}")
     conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries)
