@@ -22,18 +22,26 @@ LABELS = {"startup": "start-up", "target_start": "target start", "upload": "uplo
 
 
 class TimeSplit:
-    """Accumulated seconds per phase."""
+    """Accumulated seconds per phase. Phases nest: time spent in an inner phase (e.g. the
+    golden model built during the upload) counts for the inner one only."""
 
     def __init__(self) -> None:
         self.seconds: dict[str, float] = dict.fromkeys(PHASES, 0.0)
+        self._inner: list[float] = []  # per open phase: seconds its inner phases took
 
     @contextlib.contextmanager
     def phase(self, name: str) -> Iterator[None]:
+        if name not in self.seconds:
+            raise KeyError(f"unknown phase {name!r} (one of {', '.join(PHASES)})")
         t0 = time.perf_counter()
+        self._inner.append(0.0)
         try:
             yield
         finally:
-            self.add(name, time.perf_counter() - t0)
+            took = time.perf_counter() - t0
+            self.add(name, took - self._inner.pop())
+            if self._inner:
+                self._inner[-1] += took
 
     def add(self, name: str, seconds: float) -> None:
         if name not in self.seconds:

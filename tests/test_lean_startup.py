@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import numpy as np
@@ -88,6 +89,35 @@ def test_time_split() -> None:
     assert abs(d["other"] - (4.0 - 1.5 - d["training"])) < 1e-3
     with pytest.raises(KeyError):
         t.add("coffee", 1.0)
+    nested = TimeSplit()
+    with nested.phase("upload"):
+        with nested.phase("golden"):
+            time.sleep(0.02)
+    assert nested.seconds["golden"] >= 0.02 and nested.seconds["upload"] < 0.01
     assert "uploads 1.50" in t.summary(4.0)
     started = since_process_start()
     assert started is None or 0 < started < 3600
+
+
+def test_run_json_records_the_time_split_and_lockstep_uses_the_digest(tmp_path: Path) -> None:
+    import json
+
+    from rig import cli
+
+    out = tmp_path / "run.json"
+    code = cli.main(["run", "--target", "native", "--train-samples", "64", "--test-samples",
+                     "32", "--epochs", "1", "--lockstep", "--json", str(out)])
+    assert code == 0
+    report = json.loads(out.read_text())
+    split = report["time_split_s"]
+    assert set(split) == {*PHASES, "other", "total"}
+    assert all(v >= 0 for v in split.values())
+    parts = sum(v for k, v in split.items() if k != "total")
+    assert abs(parts - split["total"]) < 0.01 * split["total"] + 0.002
+    for phase in ("startup", "target_start", "upload", "training", "golden", "readback"):
+        assert split[phase] > 0, phase
+    # Lockstep read back by PARAM_DIGEST each step; PARAM_READ only at the epoch end.
+    sent = report["link"]["payload_tx_by_type"]
+    steps = len(report["steps"])
+    assert sent["PARAM_DIGEST"] > 0 and sent["PARAM_DIGEST"] % (8 * steps) == 0  # 8 B each
+    assert all(s["wall_s"] > 0 for s in report["steps"])
