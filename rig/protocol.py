@@ -333,7 +333,7 @@ def digest_blocks(count: int) -> int:
 class ParamDigest:
     """PARAM_DIGEST request: values [offset, offset+count) of the flat parameter vector
     (W0 b0 W1 b1 …), answered with one CRC-32 per DIGEST_BLOCK values and the low `bits`
-    (8 or 16) of each value."""
+    (4, 8 or 16) of each value (4: two a byte, the even-indexed value in the low nibble)."""
 
     offset: int
     count: int
@@ -352,13 +352,12 @@ class ParamDigest:
 
     @staticmethod
     def response_size(count: int, bits: int) -> int:
-        return 4 * digest_blocks(count) + count * bits // 8
+        return 4 * digest_blocks(count) + (count * bits + 7) // 8
 
     @staticmethod
     def max_count(max_payload: int, bits: int) -> int:
         """The most values one response can carry."""
-        width = bits // 8
-        n = (max_payload * DIGEST_BLOCK) // (4 + DIGEST_BLOCK * width)
+        n = (max_payload * DIGEST_BLOCK * 8) // (32 + DIGEST_BLOCK * bits)
         while ParamDigest.response_size(n + 1, bits) <= max_payload:
             n += 1
         while n and ParamDigest.response_size(n, bits) > max_payload:
@@ -375,16 +374,26 @@ class DigestResult:
     crcs: np.ndarray  # uint32 [blocks]
     low: np.ndarray
 
-    def pack(self) -> bytes:
-        return (np.asarray(self.crcs, "<u4").tobytes()
-                + np.ascontiguousarray(self.low).astype(
-                    self.low.dtype.newbyteorder("<")).tobytes())
+    def pack(self, bits: int = 8) -> bytes:
+        low = np.asarray(self.low)
+        if bits == 4:
+            pairs = np.zeros(2 * -(-low.size // 2), np.uint8)
+            pairs[:low.size] = low & 0x0F
+            body = (pairs[0::2] | (pairs[1::2] << 4)).astype(np.uint8).tobytes()
+        else:
+            body = low.astype("<u1" if bits == 8 else "<u2").tobytes()
+        return np.asarray(self.crcs, "<u4").tobytes() + body
 
     @classmethod
     def unpack(cls, payload: bytes, count: int, bits: int) -> DigestResult:
         _need(payload, ParamDigest.response_size(count, bits), "PARAM_DIGEST response")
         nb = digest_blocks(count)
         crcs = np.frombuffer(payload, "<u4", count=nb).astype(np.uint32)
+        if bits == 4:
+            packed = np.frombuffer(payload, np.uint8, offset=4 * nb)
+            low = np.empty(2 * packed.size, np.uint8)
+            low[0::2], low[1::2] = packed & 0x0F, packed >> 4
+            return cls(crcs, low[:count])
         low = np.frombuffer(payload, "<u1" if bits == 8 else "<u2", offset=4 * nb)
         return cls(crcs, low.copy())
 

@@ -2,7 +2,7 @@
 
 After a lockstep step the golden model's parameters equal the device's up to a few units
 in the last place (both started the step from the same values). So the device sends only
-the low 8 bits of each float plus a CRC-32 of the exact values per block of 256; the host
+the low 8 (or 4) bits of each float plus a CRC-32 of the exact values per block of 256; the host
 takes, for each value, the bit pattern nearest the golden one that has those low bits, and
 checks the CRCs. A matching CRC means the rebuilt block is the device's, bit for bit; a block
 whose CRC does not match (a value more than 127 ulp away, a sign change) is read in full
@@ -44,14 +44,25 @@ def rebuild(golden: np.ndarray, low: np.ndarray, bits: int) -> np.ndarray:
     return best.astype("<u4").view("<f4")
 
 
+def digest_bits(n_params: int, max_payload: int) -> int:
+    """8 low bits a value, or 4 where that makes the read-back one request instead of
+    several (on a loaded link the round trips, not the bytes, cost the time)."""
+    if n_params <= ParamDigest.max_count(max_payload, 8):
+        return 8
+    return 4 if n_params <= ParamDigest.max_count(max_payload, 4) else 8
+
+
 def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.ndarray]],
-                       bits: int = 8, stats: ResyncStats | None = None
+                       bits: int | None = None, stats: ResyncStats | None = None
                        ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The device's parameters, rebuilt from PARAM_DIGEST and `golden` (same shapes)
-    and verified block by block by CRC-32; a block that fails is read with PARAM_READ."""
+    and verified block by block by CRC-32; a block that fails is read with PARAM_READ.
+    `bits`: low bits a value (None: `digest_bits`)."""
     flat_gold = np.concatenate([np.asarray(t, np.float32).reshape(-1)
                                 for layer in golden for t in layer])
     out = np.empty_like(flat_gold)
+    if bits is None:
+        bits = digest_bits(flat_gold.size, device.max_payload)
     per = ParamDigest.max_count(device.max_payload, bits)
     n_chunks = n_fallback = 0
     for off, n in chunks(flat_gold.size, per):
@@ -72,7 +83,8 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
         stats.reads += 1
         stats.chunks += n_chunks
         stats.fallbacks += n_fallback
-        stats.bytes_saved += flat_gold.size * (4 - bits // 8) - 4 * digest_blocks(per) * n_chunks
+        stats.bytes_saved += (flat_gold.size * (32 - bits) // 8
+                              - 4 * digest_blocks(flat_gold.size) - 8 * n_chunks)
     params = []
     pos = 0
     for w, b in golden:

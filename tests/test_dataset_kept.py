@@ -139,6 +139,10 @@ def test_param_digest_rebuilds_device_params_exactly(fw: NativeFw) -> None:
     assert np.array_equal(res.low, flat.view("<u4") & 0xFF)
     res16 = fw.dev.param_digest(5, 20, 16)
     assert np.array_equal(res16.low, flat[5:25].view("<u4") & 0xFFFF)
+    res4 = fw.dev.param_digest(3, 257, 4)  # odd count: the last byte holds one nibble
+    assert np.array_equal(res4.low, flat[3:260].view("<u4") & 0xF)
+    assert res4.crcs.tolist() == [zlib.crc32(flat[3:259].tobytes()),
+                                  zlib.crc32(flat[259:260].tobytes())]
     # A golden model a few ulp off (and one value far off): rebuilt exactly, the far one
     # by the PARAM_READ fallback that the CRC mismatch triggers.
     near = [(np.nextafter(w, np.float32(np.inf)), b.copy()) for w, b in model]
@@ -149,6 +153,10 @@ def test_param_digest_rebuilds_device_params_exactly(fw: NativeFw) -> None:
         assert np.array_equal(w.view("<u4"), w2.view("<u4"))
         assert np.array_equal(b.view("<u4"), b2.view("<u4"))
     assert stats.fallbacks == 1
+    back4 = read_params_digest(fw.dev, near, bits=4)
+    assert all(np.array_equal(a.view("<u4"), b.view("<u4"))
+               for layer, layer4 in zip(model, back4, strict=True)
+               for a, b in zip(layer, layer4, strict=True))
     # rebuild alone: within ±127 ulp exact, sign and all
     vals = np.array([1.0, -2.5, 3e-5, -7e9], np.float32)
     off = (vals.view("<u4").astype(np.int64) + np.array([100, -100, 3, -127])).astype("<u4")
@@ -164,6 +172,7 @@ def test_param_digest_validates(fw: NativeFw) -> None:
     for req, reason in ((P.ParamDigest(0, n + 1), P.NakReason.BAD_ARG),
                         (P.ParamDigest(1, n), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, n, 12), P.NakReason.BAD_ARG),
+                        (P.ParamDigest(0, n, 0), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, fw.dev.max_payload, 8), P.NakReason.BAD_ARG)):
         # (the last: count*1 + 4*blocks > max_payload, whatever the model size)
         with pytest.raises(DeviceNak) as exc:

@@ -223,7 +223,8 @@ static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp
 
 /* PARAM_DIGEST: for parameters [offset, offset+count) of the flat vector (W0 b0 W1 b1 ...,
  * each tensor as PARAM_READ lays it out) one CRC-32 per block of DIGEST_BLOCK values, then
- * the low 8 or 16 bits of each value. The host rebuilds the values from its golden model's
+ * the low 4, 8 or 16 bits of each value (4: two values a byte, the even one in the low
+ * nibble). The host rebuilds the values from its golden model's
  * nearly equal ones and checks each block's CRC (re-reading only a block that fails): a
  * lockstep read-back for about a quarter of PARAM_READ's bytes. */
 #define DIGEST_BLOCK 256u
@@ -238,11 +239,12 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
     const uint8_t bits = req[6];
     if (!model.n_layers)
         return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
-    if (bits != 8 && bits != 16)
-        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 8 or 16");
-    const uint32_t width = bits / 8u;
+    if (bits != 4 && bits != 8 && bits != 16)
+        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 4, 8 or 16");
+    const uint32_t width = bits / 8u; /* bytes per value; 0: nibbles */
+    const uint32_t low_bytes = width ? (uint32_t)count * width : ((uint32_t)count + 1u) / 2u;
     const uint32_t n_blocks = (count + DIGEST_BLOCK - 1u) / DIGEST_BLOCK;
-    if (4u * n_blocks + (uint32_t)count * width > TR_MAX_PAYLOAD)
+    if (4u * n_blocks + low_bytes > TR_MAX_PAYLOAD)
         return tr_fail(err, TR_E_BAD_ARG, 4, "4*blocks + count*bits/8 > max_payload");
     if ((uint64_t)offset + count > model.n_params)
         return tr_fail(err, TR_E_BAD_ARG, 0, "offset+count > n_params");
@@ -258,8 +260,14 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
                 uint8_t le[4];
                 wr_f32(le, t[i]);
                 crc = crc32_update(crc, le, 4);
-                for (uint32_t b = 0; b < width; b++)
-                    *low++ = le[b];
+                if (width) {
+                    for (uint32_t b = 0; b < width; b++)
+                        *low++ = le[b];
+                } else if (done % 2u == 0u) {
+                    *low = le[0] & 0x0Fu;
+                } else {
+                    *low++ |= (uint8_t)(le[0] << 4);
+                }
                 done++;
                 if (done % DIGEST_BLOCK == 0 || done == count) {
                     wr_u32(resp + 4u * ((done - 1u) / DIGEST_BLOCK), crc);
@@ -269,7 +277,7 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
             base += size;
         }
     }
-    *rl = (uint16_t)(4u * n_blocks + (uint32_t)count * width);
+    *rl = (uint16_t)(4u * n_blocks + low_bytes);
     return TR_OK;
 }
 
