@@ -3,6 +3,8 @@
 `rig run` prints the split and writes it to `--json` (`time_split_s`); the session fills
 the phases it runs (upload, training, golden, readback, compare), the CLI the ones around
 it (startup, target start, close). `benchmarks/run_breakdown.py` reads the same figures.
+Start-up counts from the process start (`rig` as a command: interpreter start, imports,
+config); called in-process (tests) it includes whatever the process did before.
 """
 
 from __future__ import annotations
