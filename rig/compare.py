@@ -10,11 +10,14 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rig.golden.model import GoldenStep, LayerParams
 from rig.protocol import EvalResult
+
+if TYPE_CHECKING:  # annotations only: the golden model imports torch
+    from rig.golden.model import GoldenStep, LayerParams
 
 PASS, TIE, FAIL, INFO = "pass", "tie", "fail", "info"
 

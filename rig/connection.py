@@ -29,10 +29,13 @@ class Connection:
     hello: HelloInfo
 
     def close(self) -> None:
+        # The target first: it closes the transport it started its own way (QEMU: stop the
+        # emulator, then drop the socket without pyserial's 0.3 s close sleep); closing
+        # an already closed transport afterwards is a no-op.
         try:
-            self.device.link.transport.close()
-        finally:
             self.target.close()
+        finally:
+            self.device.link.transport.close()
 
     def __enter__(self) -> Connection:
         return self

@@ -14,22 +14,25 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
-from rig.errors import DeviceFault, LinkError
+from rig.errors import DeviceFault, DeviceNak, LinkError
 
 if TYPE_CHECKING:
     from rig.golden.int8 import QBackbone
 from rig.link.errors import FrameTooBig
 from rig.link.link import Link
 from rig.protocol import (
+    RESET_DROP_DATA,
     BackboneInfo,
     BackboneInit,
     BackboneInitResult,
     BackboneLayerRecord,
     BackboneWrite,
     DataConfig,
+    DataInfo,
     DataWrite,
     Debug,
     DebugAction,
+    DigestResult,
     DType,
     EvalResult,
     FeaturesResult,
@@ -38,6 +41,8 @@ from rig.protocol import (
     MaskRead,
     ModelInit,
     MsgType,
+    NakReason,
+    ParamDigest,
     ParamWrite,
     RangeRequest,
     SelectResult,
@@ -47,6 +52,7 @@ from rig.protocol import (
     TrainConfig,
     TrainStep,
     Which,
+    dataset_hash,
     encode_records,
     strategy_id,
     unpack_f32,
@@ -108,10 +114,14 @@ class Device:
             raise LinkError(f"ECHO returned {len(reply)} different bytes for {len(data)} sent")
         return reply
 
-    def reset(self, timeout: float | None = None) -> None:
-        self._call(MsgType.RESET, b"", timeout)
+    def reset(self, timeout: float | None = None, *, drop_data: bool = False) -> None:
+        """RESET: forget model, optimiser, backbone and the last request; the stored data
+        set survives (DATA_INFO tells whether it is still the one wanted) unless
+        `drop_data`."""
+        self._call(MsgType.RESET, bytes([RESET_DROP_DATA]) if drop_data else b"", timeout)
         self.dims = None
-        self.data = None
+        if drop_data:
+            self.data = None
         self.backbone_macs = 0
         self.backbone_features = 0
 
@@ -173,6 +183,14 @@ class Device:
             self.write_params(i, Which.BIAS, b, timeout=timeout)
         return n_params
 
+    def param_digest(self, offset: int, count: int, bits: int = 8,
+                     timeout: float | None = None) -> DigestResult:
+        """PARAM_DIGEST of flat parameters [offset, offset+count): block CRC-32s + low bits
+        (one request: count <= ParamDigest.max_count(max_payload, bits))."""
+        payload = self._call(MsgType.PARAM_DIGEST, ParamDigest(offset, count, bits).pack(),
+                             timeout, rx=ParamDigest.response_size(count, bits), macs=count)
+        return DigestResult.unpack(payload, count, bits)
+
     def read_model(self, timeout: float | None = None) -> list[tuple[np.ndarray, np.ndarray]]:
         dims = self._require_dims()
         return [(self.read_params(i, Which.WEIGHT, timeout=timeout),
@@ -194,6 +212,36 @@ class Device:
                          int(n_samples))
         self._call(MsgType.DATA_CONFIG, cfg.pack(), timeout)
         self.data = cfg
+
+    def data_info(self, timeout: float | None = None) -> DataInfo:
+        """DATA_INFO: the stored data set's layout, samples written and content hash."""
+        return DataInfo.unpack(self._call(MsgType.DATA_INFO, b"", timeout,
+                                          macs=self.info.data_capacity))
+
+    def ensure_samples(self, n_features: int, dtype: DType | int | str, scale: float,
+                       zero_point: float, labels: np.ndarray, features_encoded: np.ndarray,
+                       timeout: float | None = None) -> bool:
+        """Make the device store exactly these samples at 0..n-1: DATA_CONFIG + DATA_WRITE
+        only when DATA_INFO's hash says the stored set differs. True if it uploaded.
+        Firmware without DATA_INFO (UNKNOWN_TYPE) always gets the upload."""
+        cfg = DataConfig(int(n_features), DType.coerce(dtype), float(scale), float(zero_point),
+                         int(np.shape(labels)[0]))
+        records = encode_records(labels, np.asarray(features_encoded), cfg.dtype)
+        try:
+            info = self.data_info(timeout)
+        except DeviceNak as exc:
+            if exc.reason != NakReason.UNKNOWN_TYPE:
+                raise
+            info = None
+        if info is not None and info.complete and info.crc32 == dataset_hash(cfg, records) \
+                and (info.n_features, info.dtype, info.n_samples) == (
+                    cfg.n_features, cfg.dtype, cfg.n_samples):
+            self.data = cfg
+            return False
+        self.data_config(cfg.n_features, cfg.dtype, cfg.scale, cfg.zero_point, cfg.n_samples,
+                         timeout)
+        self.write_samples(0, labels, features_encoded, timeout)
+        return True
 
     def write_samples(self, start: int, labels: np.ndarray | Sequence[int],
                       features_encoded: np.ndarray, timeout: float | None = None) -> None:

@@ -20,7 +20,6 @@ if even that is gone (the host died): `labgrid-client -p PLACE release --kick`, 
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import getpass
 import os
@@ -31,7 +30,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # asyncio costs ~0.1 s to import: only when a farm is used
+    import asyncio
 
 from rig.errors import BoardBusy, TargetUnavailable
 
@@ -120,6 +122,8 @@ class LabgridClient:
             def getuser(self) -> str:
                 return user
 
+        import asyncio
+
         self._loop = asyncio.new_event_loop()
         grpc_address = proxymanager.get_grpc_address(self.address, default_port=20408)
 
@@ -146,6 +150,8 @@ class LabgridClient:
     # -- plumbing -------------------------------------------------------------------------
 
     def _run(self, coro: Any, timeout_s: float = 30.0) -> Any:
+        import asyncio
+
         return self._loop.run_until_complete(asyncio.wait_for(coro, timeout_s))
 
     def _call(self, method: str, request: Any) -> Any:
@@ -161,6 +167,8 @@ class LabgridClient:
         self._run(self.session.sync_with_coordinator())
 
     def _shutdown(self) -> None:
+        import asyncio
+
         loop = self._loop
         try:
             if getattr(self.session, "pump_task", None) is not None:

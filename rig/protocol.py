@@ -8,6 +8,7 @@ Nothing here does I/O. Everything is little-endian.
 from __future__ import annotations
 
 import struct
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field, fields
 from enum import IntEnum
@@ -45,11 +46,13 @@ class MsgType(IntEnum):
     BACKBONE_INFO = 0x17
     DATA_CONFIG = 0x20
     DATA_WRITE = 0x21
+    DATA_INFO = 0x22
     TRAIN_STEP = 0x30
     EVAL = 0x31
     SELECT = 0x32
     MASK_READ = 0x33
     UPDATE_READ = 0x34
+    PARAM_DIGEST = 0x35
     FAULT = 0x7E
     NAK = 0x7F
 
@@ -318,6 +321,83 @@ def unpack_f32(payload: bytes, count: int, what: str) -> np.ndarray:
     return _f32_from(payload, what)
 
 
+#: PARAM_DIGEST values per CRC-32 block
+DIGEST_BLOCK = 256
+
+
+def digest_blocks(count: int) -> int:
+    return -(-count // DIGEST_BLOCK)
+
+
+@dataclass(frozen=True)
+class ParamDigest:
+    """PARAM_DIGEST request: values [offset, offset+count) of the flat parameter vector
+    (W0 b0 W1 b1 …), answered with one CRC-32 per DIGEST_BLOCK values and the low `bits`
+    (4, 8 or 16) of each value (4: two a byte, the even-indexed value in the low nibble)."""
+
+    offset: int
+    count: int
+    bits: int = 8
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IHBB")
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.offset, self.count, self.bits, 0)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> ParamDigest:
+        _need(payload, cls._S.size, "PARAM_DIGEST")
+        offset, count, bits, _ = cls._S.unpack(payload)
+        return cls(offset, count, bits)
+
+    @staticmethod
+    def response_size(count: int, bits: int) -> int:
+        return 4 * digest_blocks(count) + (count * bits + 7) // 8
+
+    @staticmethod
+    def max_count(max_payload: int, bits: int) -> int:
+        """The most values one response can carry."""
+        n = (max_payload * DIGEST_BLOCK * 8) // (32 + DIGEST_BLOCK * bits)
+        while ParamDigest.response_size(n + 1, bits) <= max_payload:
+            n += 1
+        while n and ParamDigest.response_size(n, bits) > max_payload:
+            n -= 1
+        return n
+
+
+@dataclass(frozen=True, eq=False)
+class DigestResult:
+    """PARAM_DIGEST response: zlib.crc32 of each block of DIGEST_BLOCK values (the last
+    one shorter) as little-endian f32, and the low bits of each value's IEEE-754 pattern
+    (uint8 or uint16)."""
+
+    crcs: np.ndarray  # uint32 [blocks]
+    low: np.ndarray
+
+    def pack(self, bits: int = 8) -> bytes:
+        low = np.asarray(self.low)
+        if bits == 4:
+            pairs = np.zeros(2 * -(-low.size // 2), np.uint8)
+            pairs[:low.size] = low & 0x0F
+            body = (pairs[0::2] | (pairs[1::2] << 4)).astype(np.uint8).tobytes()
+        else:
+            body = low.astype("<u1" if bits == 8 else "<u2").tobytes()
+        return np.asarray(self.crcs, "<u4").tobytes() + body
+
+    @classmethod
+    def unpack(cls, payload: bytes, count: int, bits: int) -> DigestResult:
+        _need(payload, ParamDigest.response_size(count, bits), "PARAM_DIGEST response")
+        nb = digest_blocks(count)
+        crcs = np.frombuffer(payload, "<u4", count=nb).astype(np.uint32)
+        if bits == 4:
+            packed = np.frombuffer(payload, np.uint8, offset=4 * nb)
+            low = np.empty(2 * packed.size, np.uint8)
+            low[0::2], low[1::2] = packed & 0x0F, packed >> 4
+            return cls(crcs, low[:count])
+        low = np.frombuffer(payload, "<u1" if bits == 8 else "<u2", offset=4 * nb)
+        return cls(crcs, low.copy())
+
+
 @dataclass(frozen=True)
 class TrainConfig:
     lr: float
@@ -363,6 +443,52 @@ class DataConfig:
         _need(payload, cls._S.size, "DATA_CONFIG")
         n_features, dtype, _, scale, zero_point, n_samples = cls._S.unpack(payload)
         return cls(n_features, dtype, scale, zero_point, n_samples)
+
+
+#: RESET flags (optional u8 payload): bit 0 = drop the stored data set too
+RESET_DROP_DATA = 0x01
+
+
+class DataState(IntEnum):
+    NONE = 0  # no DATA_CONFIG since the last drop
+    PARTIAL = 1  # configured, not every sample written
+    COMPLETE = 2  # every sample written: `crc32` identifies the set
+
+
+@dataclass(frozen=True)
+class DataInfo:
+    """DATA_INFO response: what the device stores and its content hash. `crc32` is
+    zlib.crc32 of the DATA_CONFIG payload followed by every record (0 unless complete)."""
+
+    state: int
+    dtype: int
+    n_features: int
+    n_samples: int
+    scale: float
+    zero_point: float
+    n_written: int
+    crc32: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<BBHIffII")
+    SIZE: ClassVar[int] = 24
+
+    @property
+    def complete(self) -> bool:
+        return self.state == DataState.COMPLETE
+
+    def pack(self) -> bytes:
+        return self._S.pack(self.state, self.dtype, self.n_features, self.n_samples,
+                            self.scale, self.zero_point, self.n_written, self.crc32)
+
+    @classmethod
+    def unpack(cls, payload: bytes) -> DataInfo:
+        _need(payload, cls.SIZE, "DATA_INFO response")
+        return cls(*cls._S.unpack(payload))
+
+
+def dataset_hash(config: DataConfig, records: bytes) -> int:
+    """The content hash DATA_INFO reports for `config` with all `records` written."""
+    return zlib.crc32(records, zlib.crc32(config.pack()))
 
 
 def encode_records(labels: np.ndarray | Sequence[int], features: np.ndarray,

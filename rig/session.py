@@ -27,10 +27,13 @@ A report with no compared step is not a pass (`RunReport.ok`).
 from __future__ import annotations
 
 import dataclasses
+import importlib
+import sys
+import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -50,13 +53,17 @@ from rig.compare import (
 )
 from rig.config import Training
 from rig.device import Device
-from rig.errors import RigError
+from rig.errors import DeviceNak, RigError
 from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
-from rig.golden.model import GoldenMLP, GoldenStep, LayerParams
-from rig.protocol import DType, EvalResult, HelloInfo, StepResult
+from rig.protocol import DType, EvalResult, HelloInfo, NakReason, StepResult
+from rig.resync import ResyncStats, read_params_digest
 from rig.strategies import StrategyId
+from rig.wallclock import TimeSplit
+
+if TYPE_CHECKING:  # the golden model imports torch: when a session builds one
+    from rig.golden.model import GoldenMLP, GoldenStep, LayerParams
 
 _TRAINING = Training()
 
@@ -99,6 +106,11 @@ class Inspect:
     updates: bool = False  # UPDATE_READ every tensor, compare applied steps
     params_every: int = 0  # read and compare all parameters every N steps (0: epoch end only)
     resync: bool = False  # golden ← device parameters after every params read + epoch end
+    # Lockstep read-back: PARAM_DIGEST (CRC-32 + low 8 bits per value, rebuilt from the
+    # golden model, rig.resync) instead of PARAM_READ; a full PARAM_READ every `full_every`
+    # steps (0: at each epoch end only, where it always happens).
+    digest: bool = True
+    full_every: int = 0
 
 
 @dataclass
@@ -142,6 +154,10 @@ class RunReport:
     wall_s: float = 0.0
     link_stats: dict[str, Any] = field(default_factory=dict)
     setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
+    #: the session's share of the wall time by phase (rig.wallclock; the CLI adds its own)
+    times: TimeSplit = field(default_factory=TimeSplit)
+    #: the whole command's split with `other` and `total` (filled by `rig run`)
+    time_split: dict[str, float] = field(default_factory=dict)
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
@@ -182,6 +198,15 @@ def _loss_rel(s: StepRecord) -> float:
     return abs(float(s.device.loss) - g) / max(abs(g), 1e-30)
 
 
+def _import_golden_in_background() -> None:
+    """Start importing rig.golden.model (torch) on a daemon thread; a later import in the
+    main thread waits for it (the import system's per-module lock)."""
+    if "rig.golden.model" in sys.modules:
+        return
+    threading.Thread(target=importlib.import_module, args=("rig.golden.model",),
+                     name="import-golden", daemon=True).start()
+
+
 StepHook = Callable[[StepRecord], None]
 EpochHook = Callable[[EpochRecord], None]
 
@@ -207,7 +232,9 @@ class TrainingSession:
         if backbone is not None and self.spec.dims[0] != backbone.n_features:
             self.spec = dataclasses.replace(self.spec,
                                             dims=(backbone.n_features, *self.spec.dims[1:]))
-        self.split = split or digits_split(seed=self.spec.seed, n_val=self.spec.val_samples)
+        self.times = TimeSplit()  # where this session's wall time went (rig.wallclock)
+        with self.times.phase("startup"):
+            self.split = split or digits_split(seed=self.spec.seed, n_val=self.spec.val_samples)
         # Lockstep (parameters read and copied into the golden model after every step):
         # each step starts from the device's state, so the tight tolerance applies. Free
         # running: rounding differences accumulate (momentum amplifies them), so steps and
@@ -217,16 +244,32 @@ class TrainingSession:
         self.epoch_tol = self.step_tol
         self.on_step = on_step
         self.on_epoch = on_epoch
-        self.golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
-        if initial_params is not None:
-            self.golden.set_params(initial_params)
+        # The golden model (and torch, ~0.9 s to import) is built on first use; the import
+        # starts now in the background, so it overlaps with the data upload.
+        self._initial_params = initial_params
+        self._golden: GoldenMLP | None = None
+        _import_golden_in_background()
         self._prepared = False
+        self._digest_ok = True
+        self.resync_stats = ResyncStats()
+        self.uploaded = False  # prepare() sent the data set (False: the device had it)
         self._step_index = 0
         # The golden model's own parameters after its last step, when the re-sync replaced
         # them with the device's (lockstep): what the epoch row compares against.
         self._golden_own: list[LayerParams] | None = None
         self.window: int | None = None  # set by prepare(): None = all samples resident
         self.report: RunReport | None = None
+
+    @property
+    def golden(self) -> GoldenMLP:
+        if self._golden is None:
+            with self.times.phase("golden"):  # waits for the background import if needed
+                from rig.golden.model import GoldenMLP
+
+                self._golden = GoldenMLP(self.spec.dims, seed=self.spec.seed)
+                if self._initial_params is not None:
+                    self._golden.set_params(self._initial_params)
+        return self._golden
 
     # ------------------------------------------------------------------ set-up
 
@@ -251,16 +294,23 @@ class TrainingSession:
         test = self._subset(self.split.test, spec.test_samples)
         val = self.split.val
         self.train, self.val, self.test = train, val, test
-        self.x_train, self.x_val, self.x_test = (self._inputs(part) for part in (train, val, test))
-        # Stored on the device in one array: [train | val | test].
-        self.val_start = len(train)
-        self.test_start = len(train) + len(val)
-        n_total = self.test_start + len(test)
+        with self.times.phase("golden"):  # what the golden head sees (backbone features)
+            self.x_train, self.x_val, self.x_test = (self._inputs(part)
+                                                     for part in (train, val, test))
         check_fits(spec, hello)
+        # Stored on the device in one array [train | val | test]. The whole split when it
+        # fits, so runs that use fewer samples (train_samples/test_samples take the first
+        # n) find the same data set on the device and upload nothing; else just the parts.
+        record = 1 + train.n_features * DType.coerce(train.dtype).itemsize
+        whole = (self.split.train, self.split.val, self.split.test)
+        stored = whole if sum(map(len, whole)) * record <= hello.data_capacity else (
+            train, val, test)
+        self.val_start = len(stored[0])
+        self.test_start = len(stored[0]) + len(stored[1])
+        n_total = self.test_start + len(stored[2])
         # A device whose sample store cannot hold [train | val | test] (the 16 KB microbit)
         # gets a window instead: the host writes each batch (and each evaluation chunk, and
         # the validation set before SELECT) into slots [0, window) just before using it.
-        record = 1 + train.n_features * DType.coerce(train.dtype).itemsize
         fits = n_total * record <= hello.data_capacity
         self.window = None if fits else min(hello.data_capacity // record, 0xFFFF)
         if self.window is not None and self.window < spec.batch:
@@ -268,20 +318,11 @@ class TrainingSession:
                 f"{hello.board} stores at most {self.window} samples of {record} B "
                 f"(data_capacity {hello.data_capacity}); a batch of {spec.batch} does not fit")
 
-        self.device.reset()
-        if self.backbone is not None:
-            self.device.load_backbone(self.backbone)
-        self.device.model_init(spec.dims)
-        self.device.load_model(self.golden.get_params())
-        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.device.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
-                                n_total if self.window is None else self.window)
-        if self.window is None:
-            for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
-                self.device.write_samples(start, part.labels, part.q)
+        with self.times.phase("upload"):
+            self._upload(stored)
         self._prepared = True
-        self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label)
+        self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label,
+                                times=self.times)
         if self.backbone is not None and self.window is None and self.inspect.features > 0:
             self.report.setup.append(self.compare_features(0, min(self.inspect.features,
                                                                   n_total)))
@@ -290,6 +331,28 @@ class TrainingSession:
             self._check_masks(v, self.golden.masks(), None, None)
             self.report.setup.append(v)
         return hello
+
+    def _upload(self, stored: tuple[EncodedSet, ...]) -> None:
+        """Backbone, model, optimiser and (if the device lacks it) the data set."""
+        spec = self.spec
+        train = self.train
+        self.device.reset()  # keeps the stored data set: checked by its hash below
+        # The data set first: torch may still be importing for the golden model.
+        self.stored_q = np.concatenate([part.q for part in stored])
+        if self.window is None:
+            self.uploaded = self.device.ensure_samples(
+                train.n_features, train.dtype, train.scale, train.zero_point,
+                np.concatenate([part.labels for part in stored]), self.stored_q)
+        else:
+            self.device.data_config(train.n_features, train.dtype, train.scale,
+                                    train.zero_point, self.window)
+            self.uploaded = True
+        if self.backbone is not None:
+            self.device.load_backbone(self.backbone)
+        self.device.model_init(spec.dims)
+        self.device.load_model(self.golden.get_params())
+        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
                      scores: list[np.ndarray] | None, threshold: float | None
@@ -317,7 +380,7 @@ class TrainingSession:
         bit-exact. Stored layout: [train | val | test]."""
         if self.backbone is None:
             raise RigError("compare_features: this run has no backbone")
-        q = np.concatenate([self.train.q, self.val.q, self.test.q])[start:start + count]
+        q = self.stored_q[start:start + count]
         dev = self.device.features(start, count)
         gold = self.backbone.forward(samples_to_int8(q, self.train.dtype))
         v = Verdict(f"backbone features, samples {start}..{start + count - 1}")
@@ -334,17 +397,19 @@ class TrainingSession:
         """SELECT on both sides (mask strategies recompute their masks each epoch). With
         Inspect.masks the device's masks are read and compared too; returns the verdict and
         the device's row masks (None when not read)."""
-        if self.window is None:
-            dev = self.device.select(self.val_start, len(self.val))
-        else:  # the validation set goes through the sample window too
-            if len(self.val) > self.window:
-                raise RigError(
-                    f"SELECT needs the {len(self.val)} validation samples on the device at "
-                    f"once, but it holds {self.window}: set val_samples <= {self.window} "
-                    "(lab_config.yaml training: or the board's training: overrides)")
-            self.device.write_samples(0, self.val.labels, self.val.q)
-            dev = self.device.select(0, len(self.val))
-        gold = self.golden.select(self.x_val)
+        if self.window is not None and len(self.val) > self.window:
+            raise RigError(
+                f"SELECT needs the {len(self.val)} validation samples on the device at "
+                f"once, but it holds {self.window}: set val_samples <= {self.window} "
+                "(lab_config.yaml training: or the board's training: overrides)")
+        with self.times.phase("training"):
+            if self.window is None:
+                dev = self.device.select(self.val_start, len(self.val))
+            else:  # the validation set goes through the sample window too
+                self.device.write_samples(0, self.val.labels, self.val.q)
+                dev = self.device.select(0, len(self.val))
+        with self.times.phase("golden"):
+            gold = self.golden.select(self.x_val)
         v = Verdict("select")
         for layer, (kd, kg) in enumerate(zip(dev.k, gold.k, strict=True)):
             v.add(check_equal(f"k[{layer}]", int(kd), int(kg)))
@@ -364,40 +429,63 @@ class TrainingSession:
         if not self._prepared:
             raise RigError("TrainingSession.step() before prepare()")
         t0 = time.perf_counter()
-        if self.window is None:
-            dev = self.device.train_step(indices)
-        else:  # stream the batch into the window
-            indices = np.asarray(indices).reshape(-1)
-            self.device.write_samples(0, self.train.labels[indices], self.train.q[indices])
-            dev = self.device.train_step(np.arange(len(indices)))
-        gold = self.golden.step(self.x_train[indices], self.train.labels[indices])
+        times = self.times
+        with times.phase("training"):
+            if self.window is None:
+                dev = self.device.train_step(indices)
+            else:  # stream the batch into the window
+                indices = np.asarray(indices).reshape(-1)
+                self.device.write_samples(0, self.train.labels[indices],
+                                          self.train.q[indices])
+                dev = self.device.train_step(np.arange(len(indices)))
+        with times.phase("golden"):
+            gold = self.golden.step(self.x_train[indices], self.train.labels[indices])
         self._step_index += 1
         obs = StepObservation(dev.loss, dev.correct, dev.skipped, dev.k)
         n_layers = len(self.spec.dims) - 1
-        if self.inspect.masks:
-            masks = [self.device.read_mask(layer) for layer in range(n_layers)]
-            obs.row_masks = [m.row_mask for m in masks]
-            obs.bias_masks = [m.bias_mask for m in masks]
-        if self.inspect.updates:
-            obs.updates = [(self.device.read_update(layer, "weight"),
-                            self.device.read_update(layer, "bias")) for layer in range(n_layers)]
-        golden_params = None
-        every = self.inspect.params_every
-        if every and self._step_index % every == 0:
-            obs.params = self.device.read_model()
-            golden_params = self.golden.get_params()
-        verdict = compare_step(gold, obs, self.step_tol, golden_params,
-                               title=f"epoch {epoch} step {self._step_index}")
+        with times.phase("readback"):
+            if self.inspect.masks:
+                masks = [self.device.read_mask(layer) for layer in range(n_layers)]
+                obs.row_masks = [m.row_mask for m in masks]
+                obs.bias_masks = [m.bias_mask for m in masks]
+            if self.inspect.updates:
+                obs.updates = [(self.device.read_update(layer, "weight"),
+                                self.device.read_update(layer, "bias"))
+                               for layer in range(n_layers)]
+            golden_params = None
+            every = self.inspect.params_every
+            if every and self._step_index % every == 0:
+                golden_params = self.golden.get_params()
+                obs.params = self._read_params(golden_params)
+        with times.phase("compare"):
+            verdict = compare_step(gold, obs, self.step_tol, golden_params,
+                                   title=f"epoch {epoch} step {self._step_index}")
         self._golden_own = None
         if obs.params is not None and self.inspect.resync:
             self._golden_own = golden_params
-            self.golden.set_params(obs.params)
+            with times.phase("golden"):
+                self.golden.set_params(obs.params)
         rec = StepRecord(epoch, self._step_index, dev, gold, verdict, time.perf_counter() - t0)
         assert self.report is not None
         self.report.steps.append(rec)
         if self.on_step:
             self.on_step(rec)
         return rec
+
+    def _read_params(self, golden_params: Sequence[tuple[np.ndarray, np.ndarray]]
+                     ) -> list[tuple[np.ndarray, np.ndarray]]:
+        """The device's parameters after a step. In lockstep the golden model started this
+        step from the device's values, so they differ by rounding only: PARAM_DIGEST
+        carries a quarter of the bytes and its CRC proves the rebuilt values exact."""
+        full = self.inspect.full_every and self._step_index % self.inspect.full_every == 0
+        if self.lockstep and self.inspect.digest and not full and self._digest_ok:
+            try:
+                return read_params_digest(self.device, golden_params, stats=self.resync_stats)
+            except DeviceNak as exc:
+                if exc.reason != NakReason.UNKNOWN_TYPE:
+                    raise
+                self._digest_ok = False  # firmware without PARAM_DIGEST: full reads
+        return self.device.read_model()
 
     def evaluate(self) -> tuple[EvalResult, Verdict]:
         dev, _, verdict = self._evaluate_both()
@@ -406,13 +494,16 @@ class TrainingSession:
     def _evaluate_both(self) -> tuple[EvalResult, EvalResult, Verdict]:
         """EVAL of the test set on the device and in the golden model (its current
         parameters), and the verdict."""
-        if self.window is None:
-            dev = self.device.evaluate(self.test_start, len(self.test))
-        else:
-            dev = self._evaluate_windowed(self.test)
-        gold = self.golden.evaluate(self.x_test, self.test.labels)
-        verdict = compare_eval(gold, dev.loss_sum, dev.correct, dev.pred, self.epoch_tol,
-                               title="test set")
+        with self.times.phase("training"):
+            if self.window is None:
+                dev = self.device.evaluate(self.test_start, len(self.test))
+            else:
+                dev = self._evaluate_windowed(self.test)
+        with self.times.phase("golden"):
+            gold = self.golden.evaluate(self.x_test, self.test.labels)
+        with self.times.phase("compare"):
+            verdict = compare_eval(gold, dev.loss_sum, dev.correct, dev.pred, self.epoch_tol,
+                                   title="test set")
         return dev, gold, verdict
 
     def _evaluate_windowed(self, data: EncodedSet) -> EvalResult:
@@ -438,24 +529,27 @@ class TrainingSession:
             verdicts.append(select_verdict)
         batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
         steps = [self.step(idx, epoch) for idx in batches]
-        params_dev = self.device.read_model()
+        with self.times.phase("readback"):  # the full read: every epoch, always
+            params_dev = self.device.read_model()
         if self._golden_own is not None:
             # Lockstep: the last step re-synced the golden model to the device. Compare
             # (and evaluate) the golden model's own result of that step instead.
             self.golden.set_params(self._golden_own)
             self._golden_own = None
         params_gold = self.golden.get_params()
-        verdicts.append(compare_params(params_dev, params_gold, self.epoch_tol,
-                                       title=f"epoch {epoch} parameters"))
-        max_abs = max(max(max_abs_error(dw, gw), max_abs_error(db, gb))
+        with self.times.phase("compare"):
+            verdicts.append(compare_params(params_dev, params_gold, self.epoch_tol,
+                                           title=f"epoch {epoch} parameters"))
+            max_abs = max(max(max_abs_error(dw, gw), max_abs_error(db, gb))
+                          for (dw, db), (gw, gb) in zip(params_dev, params_gold, strict=True))
+            ulp = max(max(max_ulp(dw, gw), max_ulp(db, gb))
                       for (dw, db), (gw, gb) in zip(params_dev, params_gold, strict=True))
-        ulp = max(max(max_ulp(dw, gw), max_ulp(db, gb))
-                  for (dw, db), (gw, gb) in zip(params_dev, params_gold, strict=True))
         dev_eval, gold_eval, eval_verdict = self._evaluate_both()
         verdicts.append(eval_verdict)
         gold_acc = gold_eval.accuracy
         if self.inspect.resync:
-            self.golden.set_params(params_dev)
+            with self.times.phase("golden"):
+                self.golden.set_params(params_dev)
         rec = EpochRecord(
             epoch=epoch, steps=len(steps), skipped=sum(s.device.skipped for s in steps),
             device_loss=float(np.mean([s.device.loss for s in steps])),

@@ -4,6 +4,7 @@
 
 #include "backbone.h"
 #include "board_config.h"
+#include "crc32.h"
 #include "dataset.h"
 #include "hal.h"
 #include "mlp.h"
@@ -12,14 +13,23 @@
 #include "version.h"
 #include "wire.h"
 
+#define RESET_DROP_DATA 0x01u
+
 static mlp_t model;
 static dataset_t data;
 
-static void reset_all(void)
+/* Everything but the stored data set, which RESET keeps unless asked (it is the one big
+ * upload; the host checks it by DATA_INFO's hash before re-sending). */
+static void reset_state(void)
 {
     mlp_reset(&model);
-    dataset_reset(&data);
     backbone_reset();
+}
+
+static void reset_all(void)
+{
+    reset_state();
+    dataset_reset(&data);
 }
 
 /* ---- handlers (one per message type; validate everything, then act) ---------------- */
@@ -75,10 +85,17 @@ static tr_status_t h_echo(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
 static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
                            tr_err_t *err)
 {
-    (void)req, (void)resp;
-    if (need_len(len, 0, err))
-        return TR_E_BAD_LENGTH;
-    reset_all();
+    (void)resp;
+    /* Optional u8 flags: bit 0 = drop the stored data set too; other bits reserved. */
+    if (len > 1)
+        return tr_fail(err, TR_E_BAD_LENGTH, 1, "RESET payload: none or u8 flags");
+    const uint8_t flags = len ? req[0] : 0u;
+    if (flags & ~RESET_DROP_DATA)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "RESET flags: only bit 0 (drop data)");
+    if (flags & RESET_DROP_DATA)
+        reset_all();
+    else
+        reset_state();
     proto_forget_last();
     *rl = 0;
     return TR_OK;
@@ -204,6 +221,66 @@ static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp
     return read_tensor(req, len, resp, rl, err, 1);
 }
 
+/* PARAM_DIGEST: for parameters [offset, offset+count) of the flat vector (W0 b0 W1 b1 ...,
+ * each tensor as PARAM_READ lays it out) one CRC-32 per block of DIGEST_BLOCK values, then
+ * the low 4, 8 or 16 bits of each value (4: two values a byte, the even one in the low
+ * nibble). The host rebuilds the values from its golden model's
+ * nearly equal ones and checks each block's CRC (re-reading only a block that fails): a
+ * lockstep read-back for about a quarter of PARAM_READ's bytes. */
+#define DIGEST_BLOCK 256u
+
+static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *resp,
+                                  uint16_t *rl, tr_err_t *err)
+{
+    if (need_len(len, 8, err))
+        return TR_E_BAD_LENGTH;
+    const uint32_t offset = rd_u32(req);
+    const uint16_t count = rd_u16(req + 4);
+    const uint8_t bits = req[6];
+    if (!model.n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (bits != 4 && bits != 8 && bits != 16)
+        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 4, 8 or 16");
+    const uint32_t width = bits / 8u; /* bytes per value; 0: nibbles */
+    const uint32_t low_bytes = width ? (uint32_t)count * width : ((uint32_t)count + 1u) / 2u;
+    const uint32_t n_blocks = (count + DIGEST_BLOCK - 1u) / DIGEST_BLOCK;
+    if (4u * n_blocks + low_bytes > TR_MAX_PAYLOAD)
+        return tr_fail(err, TR_E_BAD_ARG, 4, "4*blocks + count*bits/8 > max_payload");
+    if ((uint64_t)offset + count > model.n_params)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "offset+count > n_params");
+    uint32_t crc = 0, base = 0, done = 0;
+    uint8_t *low = resp + 4u * n_blocks;
+    for (uint8_t l = 0; l < model.n_layers && done < count; l++) {
+        for (uint8_t w = MLP_W; w <= MLP_B && done < count; w++) {
+            uint32_t size;
+            const float *t = mlp_param_tensor(&model, l, w, &size);
+            for (uint32_t i = offset + done - base; offset + done >= base && i < size &&
+                                                    done < count;
+                 i++) {
+                uint8_t le[4];
+                wr_f32(le, t[i]);
+                crc = crc32_update(crc, le, 4);
+                if (width) {
+                    for (uint32_t b = 0; b < width; b++)
+                        *low++ = le[b];
+                } else if (done % 2u == 0u) {
+                    *low = le[0] & 0x0Fu;
+                } else {
+                    *low++ |= (uint8_t)(le[0] << 4);
+                }
+                done++;
+                if (done % DIGEST_BLOCK == 0 || done == count) {
+                    wr_u32(resp + 4u * ((done - 1u) / DIGEST_BLOCK), crc);
+                    crc = 0;
+                }
+            }
+            base += size;
+        }
+    }
+    *rl = (uint16_t)(4u * n_blocks + low_bytes);
+    return TR_OK;
+}
+
 static tr_status_t h_train_config(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
                                   tr_err_t *err)
 {
@@ -237,6 +314,17 @@ static tr_status_t h_data_write(const uint8_t *req, uint16_t len, uint8_t *resp,
     (void)resp;
     *rl = 0;
     return dataset_write(&data, req, len, err);
+}
+
+static tr_status_t h_data_info(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
+                               tr_err_t *err)
+{
+    (void)req;
+    if (need_len(len, 0, err))
+        return TR_E_BAD_LENGTH;
+    dataset_info(&data, resp);
+    *rl = DS_INFO_SIZE;
+    return TR_OK;
 }
 
 static tr_status_t h_train_step(const uint8_t *req, uint16_t len, uint8_t *resp, uint16_t *rl,
@@ -401,11 +489,13 @@ static const proto_cmd_t cmds[] = {
     {MSG_BACKBONE_INFO, h_backbone_info},
     {MSG_DATA_CONFIG, h_data_config},
     {MSG_DATA_WRITE, h_data_write},
+    {MSG_DATA_INFO, h_data_info},
     {MSG_TRAIN_STEP, h_train_step},
     {MSG_EVAL, h_eval},
     {MSG_SELECT, h_select},
     {MSG_MASK_READ, h_mask_read},
     {MSG_UPDATE_READ, h_update_read},
+    {MSG_PARAM_DIGEST, h_param_digest},
 };
 
 /* Sizes the response buffers rely on. */

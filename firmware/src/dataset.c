@@ -2,6 +2,7 @@
 
 #include <string.h>
 
+#include "crc32.h"
 #include "wire.h"
 
 static uint8_t store[TR_DATA_CAPACITY];
@@ -57,8 +58,12 @@ tr_status_t dataset_write(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_
     if ((uint64_t)start + count > ds->n_samples)
         return tr_fail(err, TR_E_BAD_ARG, 0, "start+count > n_samples");
     memcpy(store + (size_t)start * ds->rec_size, p + 8, (size_t)count * ds->rec_size);
-    for (uint32_t i = start; i < start + count; i++)
-        written[i >> 3] |= (uint8_t)(1u << (i & 7u));
+    for (uint32_t i = start; i < start + count; i++) {
+        const uint8_t bit = (uint8_t)(1u << (i & 7u));
+        if (!(written[i >> 3] & bit))
+            ds->n_written++;
+        written[i >> 3] |= bit;
+    }
     return TR_OK;
 }
 
@@ -92,4 +97,29 @@ void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
             out[k] = ((float)(int8_t)r[k] - ds->zero_point) * ds->scale;
         break;
     }
+}
+
+void dataset_info(const dataset_t *ds, uint8_t *out)
+{
+    /* The hash covers the DATA_CONFIG payload as the host sent it (reserved byte 0) and
+     * every record in order: equal hashes mean the same samples decode the same way. */
+    uint8_t cfg[16] = {0};
+    uint32_t crc = 0;
+    const uint8_t complete = ds->configured && ds->n_written == ds->n_samples;
+    wr_u16(cfg, ds->n_features);
+    cfg[2] = ds->dtype;
+    wr_f32(cfg + 4, ds->scale);
+    wr_f32(cfg + 8, ds->zero_point);
+    wr_u32(cfg + 12, ds->n_samples);
+    if (complete) {
+        crc = crc32_update(0, cfg, sizeof cfg);
+        crc = crc32_update(crc, store, (size_t)ds->n_samples * ds->rec_size);
+    }
+    out[0] = complete ? 2u : ds->configured ? 1u : 0u;
+    out[1] = ds->dtype;
+    memcpy(out + 2, cfg, 2);
+    memcpy(out + 4, cfg + 12, 4);
+    memcpy(out + 8, cfg + 4, 8);
+    wr_u32(out + 16, ds->n_written);
+    wr_u32(out + 20, crc);
 }

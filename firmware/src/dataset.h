@@ -26,6 +26,7 @@ typedef struct {
     uint32_t n_samples;
     uint32_t rec_size; /* 1 + n_features * element size */
     float scale, zero_point;
+    uint32_t n_written; /* distinct samples written since DATA_CONFIG */
 } dataset_t;
 
 void dataset_reset(dataset_t *ds);
@@ -34,6 +35,11 @@ void dataset_reset(dataset_t *ds);
 tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err);
 /* DATA_WRITE payload. Validates length and range before copying. */
 tr_status_t dataset_write(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err);
+
+/* DATA_INFO response (DS_INFO_SIZE bytes, docs/protocol.md §3): the stored set's layout,
+ * how many samples are written and, once all are, the CRC-32 of DATA_CONFIG + records. */
+#define DS_INFO_SIZE 24u
+void dataset_info(const dataset_t *ds, uint8_t *out);
 
 /* 1 if sample i has been written since the last DATA_CONFIG. */
 int dataset_has(const dataset_t *ds, uint32_t i);

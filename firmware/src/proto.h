@@ -33,11 +33,13 @@ enum {
     MSG_BACKBONE_INFO = 0x17,
     MSG_DATA_CONFIG = 0x20,
     MSG_DATA_WRITE = 0x21,
+    MSG_DATA_INFO = 0x22,
     MSG_TRAIN_STEP = 0x30,
     MSG_EVAL = 0x31,
     MSG_SELECT = 0x32,
     MSG_MASK_READ = 0x33,
     MSG_UPDATE_READ = 0x34,
+    MSG_PARAM_DIGEST = 0x35,
     MSG_FAULT = 0x7E,
     MSG_NAK = 0x7F,
 };

@@ -55,6 +55,9 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--lockstep", action="store_true",
                      help="read parameters after every step and re-sync the golden model "
                           "(= --params-every 1 --resync): per-step tolerance 1e-5")
+    run.add_argument("--full-every", type=int, default=0, metavar="N",
+                     help="with --lockstep: a full PARAM_READ every N steps instead of the "
+                          "PARAM_DIGEST read-back (default 0: at each epoch end only)")
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
     run.add_argument("--json", help="write the full report as JSON here")
@@ -95,6 +98,8 @@ def check_run(args: argparse.Namespace) -> None:
             FaultSpec.parse(args.inject_faults)
         except ConfigError as exc:
             raise UsageError(f"--inject-faults: {exc}") from None
+    if args.full_every < 0:
+        raise UsageError("--full-every must be >= 0")
 
 
 def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
@@ -139,6 +144,8 @@ def check_sizes(lab: LabConfig, board_training: Any, overrides: dict[str, Any]) 
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    import time
+
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -151,6 +158,11 @@ def cmd_run(args: argparse.Namespace) -> int:
     from rig.fit import fit_spec
     from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
     from rig.targets import resolve_target
+    from rig.wallclock import TimeSplit, since_process_start
+
+    times = TimeSplit()
+    t_start = time.perf_counter()
+    before = since_process_start() or 0.0  # interpreter + imports until here
 
     faults = FaultSpec.parse(args.inject_faults) if args.inject_faults else None
     lab = load_config(args.config)
@@ -164,15 +176,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         raise UsageError(f"--target: {exc}") from None
     board_training = target.board.training if target.board is not None else None
     check_sizes(lab, board_training, overrides)
+    times.add("startup", before + time.perf_counter() - t_start)
+    t_target = time.perf_counter()
     strategy = overrides.get("strategy", lab.training.strategy)
     epochs = overrides.get("epochs", lab.training.epochs)
     inspect = Inspect(masks=args.inspect, updates=args.inspect,
                       params_every=1 if args.lockstep else args.params_every,
-                      resync=args.resync or args.lockstep)
+                      resync=args.resync or args.lockstep, full_every=args.full_every)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {escape(target.describe())}")
-    with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
-                 faults=faults) as conn:
+    conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
+                   faults=faults)
+    times.add("target_start", time.perf_counter() - t_target)
+    with conn:
         h = conn.hello
         if faults is not None:
             console.print(f"[yellow]injecting link faults: {faults.describe()}[/]")
@@ -206,11 +222,18 @@ def cmd_run(args: argparse.Namespace) -> int:
             n_steps = spec.epochs * -(-len(session.train) // spec.batch)
             progress.update(task, description="training", total=n_steps, completed=0)
             report = session.run()
+        t_close = time.perf_counter()
+    times.add("close", time.perf_counter() - t_close)
+    times.merge(session.times)
+    total = before + time.perf_counter() - t_start
+    report.time_split = times.as_dict(total)
     console.print(_epoch_table(report))
     mode = "lockstep" if session.lockstep else "free-running"
     console.print(f"per-step loss: max relative error device vs golden "
                   f"{report.max_loss_rel:.2e} ({mode} tolerance {session.step_tol.loss_rel:g}); "
-                  f"wall time {report.wall_s:.2f} s")
+                  f"training loop {report.wall_s:.2f} s")
+    console.print(times.summary(total)
+                  + f"; data set {'uploaded' if session.uploaded else 'already on the device'}")
     console.print(f"compared: {report.compared_steps} step(s); near-ties: {report.near_ties} "
                   "(differences rounding can explain, reported as `tie`, not as agreement)")
     if session.lockstep:
@@ -280,6 +303,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "build_hash": report.hello.build_hash,
         "counter_label": report.counter_label,
         "wall_s": report.wall_s,
+        "time_split_s": report.time_split,
         "max_step_loss_rel": report.max_loss_rel,
         "compared_steps": report.compared_steps,
         "near_ties": report.near_ties,
@@ -289,7 +313,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "steps": [{"epoch": s.epoch, "step": s.index, "device_loss": s.device.loss,
                    "golden_loss": s.golden.loss, "k": list(s.device.k),
                    "skipped": s.device.skipped, "counters": list(s.device.counters),
-                   "ok": s.verdict.ok} for s in report.steps],
+                   "wall_s": round(s.wall_s, 6), "ok": s.verdict.ok} for s in report.steps],
         "link": report.link_stats,
     }
 

@@ -2,15 +2,30 @@
 
 Knows no wires: the session feeds it the same batches it sends to the device and compares
 (`rig.compare`). The arithmetic contract is `docs/training.md`.
+
+The names below load on first use (PEP 562), so `rig.golden.data` (numpy only) does not
+pay for `import torch` (~0.9 s): torch is imported when a golden model is built.
 """
 
-from rig.golden.data import EncodedSet, Split, TransferSplit, digits_split, epoch_batches
-from rig.golden.macs import PhaseMacs, full_step_macs, select_macs, step_macs
-from rig.golden.model import GoldenMLP, GoldenSelect, GoldenStep, LayerParams, init_params
-from rig.golden.strategies import CLASSES, make_strategy
+from __future__ import annotations
 
-__all__ = [
-    "CLASSES", "EncodedSet", "GoldenMLP", "GoldenSelect", "GoldenStep", "LayerParams",
-    "PhaseMacs", "Split", "TransferSplit", "digits_split", "epoch_batches",
-    "full_step_macs", "init_params", "make_strategy", "select_macs", "step_macs",
-]
+import importlib
+from typing import Any
+
+_HOME = {
+    "EncodedSet": "data", "Split": "data", "TransferSplit": "data", "digits_split": "data",
+    "epoch_batches": "data",
+    "PhaseMacs": "macs", "full_step_macs": "macs", "select_macs": "macs", "step_macs": "macs",
+    "GoldenMLP": "model", "GoldenSelect": "model", "GoldenStep": "model",
+    "LayerParams": "model", "init_params": "model",
+    "CLASSES": "strategies", "make_strategy": "strategies",
+}
+
+__all__ = sorted(_HOME)
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOME.get(name)
+    if module is None:
+        raise AttributeError(f"module 'rig.golden' has no attribute {name!r}")
+    return getattr(importlib.import_module(f"rig.golden.{module}"), name)

@@ -90,11 +90,15 @@ class LinkStats:
     decode_errors: int = 0
     noise_bytes: int = 0
     naks: Counter[str] = field(default_factory=Counter)
+    #: request payload bytes by message type name (retransmissions included), e.g. how
+    #: much DATA_WRITE a session sent
+    payload_tx_by_type: Counter[str] = field(default_factory=Counter)
 
     def as_dict(self) -> dict[str, int | dict[str, int]]:
         d: dict[str, int | dict[str, int]] = {
-            k: v for k, v in vars(self).items() if k != "naks"}
+            k: v for k, v in vars(self).items() if not isinstance(v, Counter)}
         d["naks"] = dict(self.naks)
+        d["payload_tx_by_type"] = dict(self.payload_tx_by_type)
         return d
 
     def summary(self) -> str:
@@ -292,6 +296,7 @@ class Link:
         self.stats.frames_tx += 1
         self.stats.bytes_tx += len(data)
         self.stats.payload_tx += len(payload)
+        self.stats.payload_tx_by_type[type_name(type)] += len(payload)
         self._event("tx", data=data, packet=Packet(type=type, seq=seq, payload=payload))
 
     def _write(self, data: bytes) -> None:

@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import sys
 import time
 import zlib
 from collections.abc import Callable, Mapping, Sequence
@@ -89,13 +90,47 @@ def _pyocd() -> tuple[Any, Any]:
     return ConnectHelper, FileProgrammer
 
 
+#: USB vendor ids of debug-probe makers pyocd talks to (ST-LINK, SEGGER J-Link, Arm
+#: DAPLink/mbed, NXP LPC-Link/MCU-Link, Keil ULINK, Raspberry Pi picoprobe, Microchip), and
+#: product-name words of CMSIS-DAP probes from anyone else
+_PROBE_VENDORS = frozenset({"0483", "1366", "0d28", "1fc9", "c251", "2e8a", "03eb"})
+_PROBE_WORDS = ("cmsis-dap", "daplink", "j-link", "st-link", "stlink", "probe")
+_SYS_USB = Path("/sys/bus/usb/devices")
+
+
+def usb_probe_candidates(root: Path = _SYS_USB) -> bool | None:
+    """Whether any attached USB device could be a debug probe, from Linux sysfs alone (no
+    pyocd import, no USB access: ~1 ms instead of ~0.35 s). None when sysfs does not say
+    (another OS): then only pyocd can tell."""
+    if not root.is_dir():
+        # Linux with sysfs but no USB bus (a container without USB): nothing can be attached
+        return False if root.parent.parent.is_dir() and sys.platform.startswith("linux") \
+            else None
+    for dev in root.iterdir():
+        try:
+            vendor = (dev / "idVendor").read_text().strip().lower()
+        except OSError:
+            continue  # interfaces and hubs without ids
+        if vendor in _PROBE_VENDORS:
+            return True
+        with contextlib.suppress(OSError):
+            product = (dev / "product").read_text().lower()
+            if any(word in product for word in _PROBE_WORDS):
+                return True
+    return False
+
+
 def connected_probes(max_age_s: float = _PROBE_CACHE_S) -> list[Any]:
     """Attached probes (`ConnectHelper.get_all_connected_probes(blocking=False)`), cached
-    for a moment so choosing among several targets enumerates USB once."""
+    for a moment so choosing among several targets enumerates USB once. Where sysfs shows
+    no USB device that could be a probe, pyocd is not even imported (unless already)."""
     global _probe_cache
     now = time.monotonic()
     if _probe_cache is not None and now - _probe_cache[0] < max_age_s:
         return _probe_cache[1]
+    if ConnectHelper is None and usb_probe_candidates() is False:
+        _probe_cache = (now, [])
+        return []
     helper, _ = _pyocd()
     probes = list(helper.get_all_connected_probes(blocking=False) or [])
     _probe_cache = (now, probes)

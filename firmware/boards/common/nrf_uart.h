@@ -18,6 +18,25 @@
 #define NRF_UART0_BASE 0x40002000u
 #define NRF_UART_BAUD_115200 0x01D7E000u
 
+/* BAUDRATE register value for `baud`, 0 if the peripheral has no such setting. The values
+ * are the table of the nRF52840 PS (UART BAUDRATE) and the nRF51 RM, equal on both chips
+ * for these rates; not a formula (the register is not a plain divider). */
+static inline uint32_t nrf_uart_baud_reg(uint32_t baud)
+{
+    switch (baud) {
+    case 9600u: return 0x00275000u;
+    case 19200u: return 0x004EA000u;
+    case 38400u: return 0x009D5000u;
+    case 57600u: return 0x00EBF000u;
+    case 115200u: return NRF_UART_BAUD_115200;
+    case 230400u: return 0x03AFB000u;
+    case 460800u: return 0x075F7000u;
+    case 921600u: return 0x0EBED000u;
+    case 1000000u: return 0x10000000u;
+    default: return 0u;
+    }
+}
+
 /* Pins: GPIO numbers of port 0 (nRF52: PSEL bit 31 = 0 "connected", port bit 5 = 0). */
 void nrf_uart_init(uint32_t tx_pin, uint32_t rx_pin, uint32_t baud_reg);
 /* Write TXD, wait for EVENTS_TXDRDY, clear it (TXD written while a byte is pending is

@@ -7,7 +7,7 @@ void stm32_usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud)
     REG32(base + STM32_USART_CR1) = 0;
     REG32(base + STM32_USART_CR2) = 0;                  /* 1 stop bit */
     REG32(base + STM32_USART_CR3) = 0;                  /* no flow control, no DMA */
-    REG32(base + STM32_USART_BRR) = (pclk_hz + baud / 2u) / baud; /* rounded */
+    REG32(base + STM32_USART_BRR) = stm32_usart_brr(pclk_hz, baud);
     REG32(base + STM32_USART_CR1) = (1u << 13) | (1u << 3) | (1u << 2); /* UE TE RE, 8N1 */
 }
 

@@ -21,6 +21,19 @@
 #define STM32_USART_SR_ORE (1u << 3)
 #define STM32_USART_CR1_RXNEIE (1u << 5)
 
+/* BRR for `baud` with OVER8 = 0 (RM0090 §30.3.4): USARTDIV = f_pclk / (16 · baud);
+ * DIV_Mantissa (BRR[15:4]) = its integer part, DIV_Fraction (BRR[3:0]) = 16 × its fraction
+ * rounded, a fraction that rounds to 16 carrying into the mantissa. Together that is
+ * 16 · USARTDIV rounded to an integer, i.e. f_pclk / baud rounded. 0 when the rate cannot
+ * be made (USARTDIV < 1, or a mantissa wider than 12 bits). */
+static inline uint32_t stm32_usart_brr(uint32_t pclk_hz, uint32_t baud)
+{
+    if (baud == 0u)
+        return 0u;
+    const uint32_t brr = (uint32_t)(((uint64_t)pclk_hz + baud / 2u) / baud);
+    return (brr < 16u || brr > 0xFFFFu) ? 0u : brr;
+}
+
 /* 8N1 at `baud` from a peripheral clock of `pclk_hz`; TX and RX enabled. The clock of
  * the USART and its pins must already be on (board_init). */
 void stm32_usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud);

@@ -29,7 +29,7 @@
 #define TR_N_IRQS 32u /* CMSDK interrupts wired on the AN386 */
 #define TR_UART_IRQN 0u /* CMSDK UART0 RX interrupt (QEMU mps2.c; AN386: UART0 RX = 0, TX = 1) */
 #define TR_UART_RX_RING 256u /* link RX ring (hal_board.c), 2 B per slot */
-#define TR_UART_BAUDDIV 217u /* 25 MHz / 115200; QEMU ignores it but needs >= 16 */
+#define TR_UART_BAUD 115200u /* BAUDDIV = 25 MHz / 115200 = 217 (uart.h) */
 
 /* 1: always exit through semihosting on a fault (this board only exists in QEMU). */
 #define TR_SEMIHOSTING 1

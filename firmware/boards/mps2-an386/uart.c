@@ -21,7 +21,7 @@
 
 void uart_init(void)
 {
-    UART_BAUDDIV = TR_UART_BAUDDIV;
+    UART_BAUDDIV = cmsdk_uart_bauddiv(TR_CLOCK_HZ, TR_UART_BAUD);
     UART_CTRL = CTRL_TXEN | CTRL_RXEN;
 }
 

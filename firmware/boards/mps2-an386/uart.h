@@ -5,6 +5,14 @@
 
 #include <stdint.h>
 
+/* BAUDDIV for `baud` from the UART's PCLK (CMSDK APB UART TRM: baud = PCLK / BAUDDIV,
+ * BAUDDIV >= 16), 0 when the rate cannot be made. QEMU ignores it but checks >= 16. */
+static inline uint32_t cmsdk_uart_bauddiv(uint32_t pclk_hz, uint32_t baud)
+{
+    const uint32_t div = baud ? pclk_hz / baud : 0u;
+    return div < 16u ? 0u : div;
+}
+
 void uart_init(void);
 void uart_putc(uint8_t c);
 void uart_rx_irq_enable(void);
