@@ -48,7 +48,8 @@ class FirmwareImage:
         """The file exists and its sha256 is the manifest's."""
         if not self.path.is_file():
             raise FirmwareNotFound(f"firmware image {self.path} for board {self.board!r} is "
-                                   f"listed in the manifest but missing; {resources.rebuild_hint()}")
+                                   "listed in the manifest but missing; "
+                                   f"{resources.rebuild_hint()}")
         actual = sha256_file(self.path)
         if actual != self.sha256:
             raise FirmwareMismatch(

@@ -25,22 +25,22 @@ pytestmark = pytest.mark.hil
 
 
 @pytest.fixture
-def bb_dut(dut: Device) -> Device:
-    """The dut, if its board has backbone memory (TR_BACKBONE_CAPACITY > 0)."""
+def bb_dut(rig_dut: Device) -> Device:
+    """The device, if its board has backbone memory (TR_BACKBONE_CAPACITY > 0)."""
     try:
-        info = dut.backbone_info()
+        info = rig_dut.backbone_info()
     except DeviceNak as exc:
-        pytest.skip(f"{dut.info.board}: firmware without BACKBONE_INFO ({exc})")
+        pytest.skip(f"{rig_dut.info.board}: firmware without BACKBONE_INFO ({exc})")
     if info.param_capacity == 0:
-        pytest.skip(f"{dut.info.board} has no backbone memory (BACKBONE_INIT NAKs NO_SPACE)")
-    return dut
+        pytest.skip(f"{rig_dut.info.board} has no backbone memory (BACKBONE_INIT NAKs NO_SPACE)")
+    return rig_dut
 
 
-def test_no_backbone_memory_is_a_clear_nak(dut: Device) -> None:
-    if dut.backbone_info().param_capacity:
-        pytest.skip(f"{dut.info.board} has backbone memory")
+def test_no_backbone_memory_is_a_clear_nak(rig_dut: Device) -> None:
+    if rig_dut.backbone_info().param_capacity:
+        pytest.skip(f"{rig_dut.info.board} has backbone memory")
     with pytest.raises(DeviceNak) as exc:
-        dut.load_backbone(default_backbone())
+        rig_dut.load_backbone(default_backbone())
     assert exc.value.reason == NakReason.NO_SPACE
 
 

@@ -24,13 +24,13 @@ targets:
 """
 
 THREE_TESTS = """
-    def test_a(dut):
+    def test_a(rig_dut):
         pass
 
-    def test_b(dut):
+    def test_b(rig_dut):
         pass
 
-    def test_c(dut):
+    def test_c(rig_dut):
         pass
 """
 
@@ -44,8 +44,8 @@ def _setup_reports(result: pytest.RunResult) -> dict[str, pytest.TestReport]:
 def test_first_start_failure_is_cached_and_reraised_at_once(pytester: pytest.Pytester) -> None:
     lab = pytester.makefile(".yaml", lab=LAB)
     pytester.makepyfile(test_pool=THREE_TESTS)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--lab-config", str(lab),
-                                          "--target", "gone")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--rig-config", str(lab),
+                                          "--rig-target", "gone")
     result.assert_outcomes(errors=3)
     setup = _setup_reports(result)
     assert setup["test_a"].duration >= 0.4  # really tried: the port's open timeout
@@ -63,8 +63,8 @@ def test_first_start_failure_is_cached_and_reraised_at_once(pytester: pytest.Pyt
 def test_unavailable_target_is_skipped_once_decided(pytester: pytest.Pytester) -> None:
     lab = pytester.makefile(".yaml", lab=LAB)
     pytester.makepyfile(test_pool=THREE_TESTS)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--lab-config", str(lab),
-                                          "--target", "unplugged", "-rs")
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--rig-config", str(lab),
+                                          "--rig-target", "unplugged", "-rs")
     result.assert_outcomes(skipped=3)
     result.stdout.fnmatch_lines(["*target 'unplugged' not available*does not exist*"])
 
@@ -82,5 +82,5 @@ def test_state_lives_in_stash_keys(pytester: pytest.Pytester) -> None:
             assert SELECTOR_KEY not in request.node.stash
             assert not [a for a in vars(request.node) if a.startswith("_rig")]
     """)
-    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--lab-config", str(lab))
+    result = pytester.runpytest_inprocess("-p", "no:cacheprovider", "--rig-config", str(lab))
     result.assert_outcomes(passed=1)

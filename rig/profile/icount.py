@@ -109,8 +109,9 @@ def plugin_build_dir() -> Path:
 
 def build_plugin(out_dir: Path | None = None) -> Path:
     """Build (if its sources changed) and return libtrcount.so. Needs `make` and a host C
-    compiler; the result lives outside the firmware source hash (`plugin_build_dir`). Concurrent builders (pytest-xdist) each build in a private
-    directory and move the results into place atomically."""
+    compiler; the result lives outside the firmware source hash (`plugin_build_dir`).
+    Concurrent builders (pytest-xdist) each build in a private directory and move the
+    results into place atomically."""
     out = (out_dir or plugin_build_dir()) / _plugin_source_hash()
     lib = out / "libtrcount.so"
     if lib.is_file() and (out / "libthumbclass.so").is_file():
