@@ -21,6 +21,7 @@ import dataclasses
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -300,7 +301,7 @@ class TrainingSession:
         return v
 
     @staticmethod
-    def _subset(data, n: int):  # type: ignore[no-untyped-def]
+    def _subset(data: Any, n: int) -> Any:
         return data if n <= 0 or n >= len(data) else data.subset(np.arange(n))
 
     # ------------------------------------------------------------------ training

@@ -185,7 +185,7 @@ class Trace:
         rises = np.flatnonzero(edges == 1)
         falls = np.flatnonzero(edges == -1)
         last = len(self.t_s) - 1
-        return [Window(f"D{channel}#{k}", float(self.t_s[r]), float(self.t_s[min(f, last)]),
+        return [Window(f"D{channel}#{k}", float(self.t_s[r]), float(self.t_s[min(int(f), last)]),
                        f"gpio D{channel}")
                 for k, (r, f) in enumerate(zip(rises, falls, strict=True))]
 

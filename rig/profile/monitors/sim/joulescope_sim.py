@@ -109,7 +109,8 @@ class SimJoulescopeDevice:
             i = self.driver.waveform.current(t).astype(np.float64)
         v = self.driver.voltage_v - self.driver.burden_ohm * i
         logic = self.driver.waveform.logic(t)
-        cols = {"current": i.astype(np.float32), "voltage": v.astype(np.float32)}
+        cols: dict[str, np.ndarray] = {"current": i.astype(np.float32),
+                                       "voltage": v.astype(np.float32)}
         for field in ("current_lsb", "voltage_lsb"):
             route = self.params[field]
             if route == "normal":
