@@ -5,9 +5,10 @@
 #   1. the wheel carries the images, manifest, board catalogue, default lab and plugin sources
 #   2. rig --version, rig list, rig run --epochs 1, rig profile on one strategy (QEMU)
 #   3. pyocd is not installed (QEMU-only use needs none of the [boards] extra)
-#   4. a small lab suite (a lab_config.yaml listing only its targets) through the installed
-#      plugin with --strict-markers -m hil: no option clash, each fixture name from the
-#      plugin that owns it, JUnit (xunit2, warnings as errors) carries the figures.
+#   4. a small lab suite (examples/lab_suite: a lab_config.yaml listing only its targets)
+#      through the installed plugin with --strict-markers -m hil: no option clash, each
+#      fixture name from the plugin that owns it, JUnit (xunit2, warnings as errors) carries
+#      the figures.
 # Called by .ci/run; wall time printed at the end. PYTHON selects the interpreter.
 set -euo pipefail
 REPO="$(cd "$(dirname "$0")/.." && pwd)"
@@ -67,12 +68,20 @@ test -s "$WORK/profile/profile.json"
 ls "$XDG_CACHE_HOME"/tinyrig/qemu_plugin/*/libtrcount.so >/dev/null
 say "rig profile (QEMU plugin built into the user cache)"
 
-# --- a lab suite through the installed plugin, next to pytest-embedded and labgrid
+# --- a lab suite through the installed plugin, next to pytest-embedded and labgrid.
+# Those two do not run tests together (pytest-embedded's autouse fixtures take labgrid's
+# `target`, which skips without --lg-env), so: all three loaded, the suite collects with
+# --strict-markers -m hil and every fixture name comes from its own plugin; then the suite
+# runs with each of them next to tinyrig.
 cp "$REPO"/examples/lab_suite/* "$LAB/"
-"$VBIN/python" -m pytest -p no:cacheprovider --strict-markers -m hil \
-    --rig-config lab_config.yaml --rig-target qemu \
-    --junitxml="$WORK/junit.xml" -o junit_family=xunit2 -W error::pytest.PytestWarning \
-    -q test_lab.py
+SUITE=(--strict-markers -m hil --rig-config lab_config.yaml --rig-target qemu test_lab.py)
+"$VBIN/python" "$REPO/.ci/fixture_owners.py" "${SUITE[@]}" | tail -1
+"$VBIN/python" -m pytest -p no:cacheprovider -p no:pytest_embedded -q "${SUITE[@]}" \
+    --junitxml="$WORK/junit.xml" -o junit_family=xunit2 -W error::pytest.PytestWarning
 "$VBIN/python" "$REPO/.ci/check_junit.py" "$WORK/junit.xml"
-say "lab suite: collected with --strict-markers -m hil, passed, JUnit checked"
+say "lab suite next to labgrid: passed, JUnit (xunit2, no PytestWarning) checked"
+# pytest-embedded's own autouse fixtures warn (record_xml_attribute is experimental)
+"$VBIN/python" -m pytest -p no:cacheprovider -p no:labgrid -q "${SUITE[@]}" \
+    -W ignore::pytest.PytestExperimentalApiWarning
+say "lab suite next to pytest-embedded: passed"
 say "ok"

@@ -46,8 +46,8 @@ def figures(summary: Mapping[str, Any], run: ProfileRun | None = None) -> dict[s
         macs = [ph[p]["macs"] for p in PHASES]
         insns = [ph[p]["insns"] or 0 for p in PHASES]
         cyc = [ph[p]["cycles"].get(main_core, {}).get("nominal", 0) for p in PHASES]
-        for ax, vals in zip(axes, (macs, insns, cyc), strict=True):
-            ax.bar(x + i * width, vals, width, label=s)
+        for ax, series in zip(axes, (macs, insns, cyc), strict=True):
+            ax.bar(x + i * width, series, width, label=s)
     for ax, title in zip(axes, (summary["labels"]["macs"], summary["labels"]["insns"], core),
                          strict=True):
         ax.set_xticks(x + width * (len(strategies) - 1) / 2, PHASES)
