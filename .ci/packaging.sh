@@ -36,10 +36,10 @@ assert not missing, f"wheel lacks {missing}"
 EOF
 
 # --- a fresh venv: the wheel, torch (the CPU build the project is measured with), and the
-# two plugins labs already run
+# two plugins labs already run (--no-compile: pip would byte-compile all of torch)
 "$PY" -m venv "$WORK/venv"
 VBIN="$WORK/venv/bin"
-"$VBIN/pip" install -q --disable-pip-version-check "$WHEEL" torch==2.13.0 labgrid \
+"$VBIN/pip" install -q --disable-pip-version-check --no-compile "$WHEEL" torch==2.13.0 labgrid \
     pytest-embedded 2>&1 | grep -v "^WARNING: Location" || true
 "$VBIN/python" -c "import rig, labgrid, pytest_embedded, torch" \
     || { echo "packaging: install failed"; exit 1; }
