@@ -2,7 +2,7 @@
 """Speed-up of `pytest -n 2` over a serial run of the HIL training suite on two targets.
 
 Runs the same pytest command (default: tests/test_hil_strategies.py, every strategy in
-lockstep with the golden model, on `--target qemu,qemu-gdb`) serially and with
+lockstep with the golden model, on `--rig-target qemu,qemu-gdb`) serially and with
 `-n 2`, interleaved (S P, P S, S P, … so drift in the machine's load hits both alike),
 `--reps` times, each as a fresh subprocess as a user runs it, and prints per repetition
 the wall times and serial/parallel, then the speed-up min/median.
@@ -81,7 +81,7 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, index: int,
     logs = workdir / f"logs-{mode}-{index}"
     junit = workdir / f"junit-{mode}-{index}.xml"
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid",
-           *args.tests, "--target", args.targets, "--rig-log-dir", str(logs),
+           *args.tests, "--rig-target", args.targets, "--rig-log-dir", str(logs),
            "--junitxml", str(junit)]
     if args.k:
         cmd += ["-k", args.k]
@@ -132,7 +132,7 @@ def startup_cost(args: argparse.Namespace) -> tuple[float, float]:
     """(wall s, CPU s) of one pytest process starting and collecting the suite (plugins,
     test modules, torch): what the serial run pays once and each worker pays again."""
     cmd = [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "no:labgrid",
-           *args.tests, "--target", args.targets, "--collect-only"]
+           *args.tests, "--rig-target", args.targets, "--collect-only"]
     if args.k:
         cmd += ["-k", args.k]
     ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)

@@ -7,7 +7,12 @@ that exists is consistent (every target names a known board, every QEMU target h
 machine, the default target exists).
 
 Where the file is found: explicit path > `$TINYRIG_LAB_CONFIG` > `./lab_config.yaml` >
-the repository's own `lab_config.yaml`.
+the package's default (`rig/data/lab_config.yaml`, the repository's own lab file).
+
+The board catalogue ships with the package (`rig/data/boards.yaml`): a lab file lists its
+targets, and its own `boards:` section only overrides a catalogue board key by key (a key
+it gives replaces the catalogue's, `power:` and `training:` as a whole) or adds a board.
+Errors name the file the offending key came from.
 
 Kind-specific target options are declared in `rig.target_options` (one typed dataclass per
 kind, defaults and checks on its fields); each target gets a finished instance. A plug-in
@@ -26,7 +31,7 @@ from typing import Any
 
 import yaml
 
-from rig import strategies
+from rig import resources, strategies
 from rig.errors import ConfigError
 from rig.link.policy import LinkPolicy
 from rig.link.transport import DEFAULT_BAUDRATE
@@ -55,7 +60,10 @@ from rig.target_options import (  # noqa: F401 - plug-in kinds register through 
 )
 
 ENV_VAR = "TINYRIG_LAB_CONFIG"
-REPO_CONFIG = Path(__file__).resolve().parent.parent / "lab_config.yaml"
+#: the default lab file inside the package (used when no other is found)
+PACKAGE_CONFIG = resources.default_lab()
+#: the board catalogue inside the package
+BOARD_CATALOGUE = resources.board_catalogue()
 
 CPUS = ("cortex-m4f", "cortex-m0", "host")
 #: `defaults.target` values that are not a target name: categories resolved by rig.targets
@@ -93,6 +101,7 @@ class Board:
     #: "PF13", "P1.08"), for a power monitor's logic input; "" = none (docs/profiling.md)
     marker: str = ""
     line: int = 0
+    source: str = ""  # "file:line" of the board's entry (the lab's override, else catalogue)
     #: this board's overrides of the lab's `training:` section (only the keys it sets),
     #: for boards that cannot run the main job as is (e.g. the 16 KB microbit)
     training: Mapping[str, Any] = field(default_factory=dict)
@@ -240,7 +249,7 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
     elif Path("lab_config.yaml").is_file():
         chosen, why = Path("lab_config.yaml"), "current directory"
     else:
-        chosen, why = REPO_CONFIG, "repository default"
+        chosen, why = PACKAGE_CONFIG, "the package's default"
     if chosen.is_dir():
         raise ConfigError(f"{chosen}: is a directory ({why}); expected a lab config file "
                           "such as lab_config.yaml")
@@ -249,32 +258,42 @@ def find_config(path: str | os.PathLike[str] | None = None) -> Path:
     return chosen
 
 
+def _read(file: Path) -> str:
+    try:
+        return file.read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{file}: cannot read: {exc}") from exc
+
+
 def load_config(path: str | os.PathLike[str] | None = None) -> LabConfig:
     """Read and validate the lab file (see `find_config` for which one)."""
     file = find_config(path)
-    try:
-        source = file.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        raise ConfigError(f"{file}: cannot read: {exc}") from exc
-    return parse_config(source, file)
+    return parse_config(_read(file), file)
 
 
-def parse_config(source: str, file: str | os.PathLike[str] = "<string>") -> LabConfig:
-    return _Parser(source, Path(file)).parse()
+def parse_config(source: str, file: str | os.PathLike[str] = "<string>",
+                 catalogue: str | os.PathLike[str] | None = None) -> LabConfig:
+    """Validate `source` (the lab file's text) over the board catalogue `catalogue`
+    (default: the package's)."""
+    cat_file = Path(catalogue) if catalogue is not None else BOARD_CATALOGUE
+    return _Parser(source, Path(file), _Parser(_read(cat_file), cat_file)).parse()
 
 
 class _Parser:
-    def __init__(self, source: str, file: Path) -> None:
+    def __init__(self, source: str, file: Path, catalogue: _Parser | None = None) -> None:
         self.source = source
         self.file = file
         self.loader = yaml.SafeLoader(source)
+        self.loader.name = str(file)  # every node's mark names its file (merged boards)
+        self.catalogue = catalogue
 
     # -- errors --
 
     def error(self, node: yaml.Node | None, key: str, problem: str) -> ConfigError:
         line = node.start_mark.line + 1 if node is not None else 1
+        file = node.start_mark.name if node is not None else str(self.file)
         where = f"{key}: " if key else ""
-        return ConfigError(f"{self.file}:{line}: {where}{problem}")
+        return ConfigError(f"{file}:{line}: {where}{problem}")
 
     def syntax_error(self, exc: yaml.YAMLError) -> ConfigError:
         mark = getattr(exc, "problem_mark", None) or getattr(exc, "context_mark", None)
@@ -334,10 +353,14 @@ class _Parser:
 
     def fields(self, node: yaml.Node, key: str, schema: Mapping[str, Field],
                foreign: Mapping[str, str] | None = None,
-               owner: yaml.Node | None = None) -> dict[str, Any]:
+               owner: yaml.Node | None = None,
+               entries: Mapping[str, tuple[yaml.Node, yaml.Node]] | None = None
+               ) -> dict[str, Any]:
         """Check a mapping against `schema`; `foreign` maps keys of other kinds to a hint.
-        A missing key is reported at `owner` (the key naming this mapping) when given."""
-        entries = self.mapping(node, key)
+        A missing key is reported at `owner` (the key naming this mapping) when given.
+        `entries`: the mapping's entries already merged (a board over the catalogue's)."""
+        if entries is None:
+            entries = self.mapping(node, key)
         for name, (knode, _) in entries.items():
             if name not in schema:
                 hint = (foreign or {}).get(name)
@@ -390,23 +413,47 @@ class _Parser:
         self.check_default_target(section("defaults"), defaults, targets)
         return LabConfig(self.file, defaults, boards, targets, training)
 
+    def catalogue_boards(self) -> dict[str, tuple[yaml.Node, dict[str, tuple[yaml.Node,
+                                                                          yaml.Node]]]]:
+        """{board: (key node, entries)} of the catalogue file this parser reads."""
+        try:
+            root = self.loader.get_single_node()
+        except yaml.YAMLError as exc:
+            raise self.syntax_error(exc) from None
+        if root is None:
+            return {}
+        top = self.mapping(root, "")
+        for name, (knode, _) in top.items():
+            if name != "boards":
+                raise self.error(knode, name, "unknown section; a board catalogue holds only "
+                                              "boards:")
+        if "boards" not in top:
+            return {}
+        return {name: (knode, self.mapping(vnode, f"boards.{name}"))
+                for name, (knode, vnode) in self.mapping(top["boards"][1], "boards").items()}
+
     def boards(self, node: yaml.Node) -> dict[str, Board]:
-        out = {}
+        merged = self.catalogue.catalogue_boards() if self.catalogue is not None else {}
         for name, (knode, vnode) in self.mapping(node, "boards").items():
+            own = self.mapping(vnode, f"boards.{name}")
+            base = merged.get(name, (knode, {}))[1]
+            merged[name] = (knode, {**base, **own})
+        out = {}
+        for name, (knode, entries) in merged.items():
             key = f"boards.{name}"
-            f = self.fields(vnode, key, _BOARD, owner=knode)
+            vnode = knode  # a merged board has no single mapping node; errors point at its key
+            f = self.fields(vnode, key, _BOARD, owner=knode, entries=entries)
             if f["cpu"] != "host" and f["clock_hz"] is None:
                 raise self.error(knode, f"{key}.clock_hz",
                                  f"missing required key 'clock_hz' for a {f['cpu']} board "
                                  "(core clock in Hz, e.g. 25000000)")
             power = None
             if f["power"] is not None:
-                pnode = self.mapping(vnode, key)["power"][1]
-                pkey = self.mapping(vnode, key)["power"][0]
+                pkey, pnode = entries["power"]
                 power = Power(**self.fields(pnode, f"{key}.power", _POWER, owner=pkey))
             training: dict[str, Any] = {}
             if f["training"] is not None:
-                tnode = self.mapping(vnode, key)["training"][1]
+                tnode = entries["training"][1]
                 only_given = {k: Field(spec.check, _MISSING_OK) for k, spec in _TRAINING.items()}
                 training = {k: v for k, v in self.fields(tnode, f"{key}.training",
                                                          only_given).items()
@@ -414,8 +461,9 @@ class _Parser:
             out[name] = Board(name=name, cpu=f["cpu"], clock_hz=f["clock_hz"],
                               firmware=f["firmware"] or name, uart=f["uart"],
                               qemu_machine=f["qemu_machine"], pyocd_target=f["pyocd_target"],
-                              power=power, marker=f["marker"],
-                              line=knode.start_mark.line + 1, training=training)
+                              power=power, marker=f["marker"], line=knode.start_mark.line + 1,
+                              source=f"{knode.start_mark.name}:{knode.start_mark.line + 1}",
+                              training=training)
         return out
 
     def targets(self, node: yaml.Node, boards: Mapping[str, Board], defaults: Defaults

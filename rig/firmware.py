@@ -1,9 +1,10 @@
 """Firmware images: where they are, whether they are intact, whether a running device
 runs the one we expect, and how to rebuild them.
 
-Prebuilt images and `manifest.json` live in `$TINYRIG_FIRMWARE_DIR` or the repository's
-`firmware/prebuilt/`. The manifest names, per board, the ELF, its sha256, the toolchain,
-the source hash (= HELLO `build_hash`), the protocol version and the QEMU machine.
+Prebuilt images and `manifest.json` live in `$TINYRIG_FIRMWARE_DIR` or inside the package
+(`rig.resources.firmware_dir`; in a checkout that is `firmware/prebuilt/`). The manifest
+names, per board, the ELF, its sha256, the toolchain, the source hash (= HELLO
+`build_hash`), the protocol version and the QEMU machine.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
+from rig import resources
 from rig.errors import BuildFailed, FirmwareMismatch, FirmwareNotFound, ToolMissing
 
-ENV_DIR = "TINYRIG_FIRMWARE_DIR"
-REPO_ROOT = Path(__file__).resolve().parent.parent
-FIRMWARE_SRC = REPO_ROOT / "firmware"
+ENV_DIR = resources.FIRMWARE_ENV
+#: the firmware sources of a checkout (absent in an installed wheel: then nothing builds)
+FIRMWARE_SRC = resources.firmware_sources() or Path(__file__).resolve().parent.parent / "firmware"
 
 APT_ARM_GCC = "apt-get install -y gcc-arm-none-eabi libnewlib-arm-none-eabi"
 
@@ -46,14 +48,13 @@ class FirmwareImage:
         """The file exists and its sha256 is the manifest's."""
         if not self.path.is_file():
             raise FirmwareNotFound(f"firmware image {self.path} for board {self.board!r} is "
-                                   "listed in the manifest but missing; run "
-                                   "`make -C firmware prebuilt`")
+                                   "listed in the manifest but missing; "
+                                   f"{resources.rebuild_hint()}")
         actual = sha256_file(self.path)
         if actual != self.sha256:
             raise FirmwareMismatch(
                 f"firmware image {self.path} is corrupt or was replaced: sha256 {actual[:16]}…"
-                f" but the manifest says {self.sha256[:16]}…; rebuild the images and manifest "
-                "together with `make -C firmware prebuilt`")
+                f" but the manifest says {self.sha256[:16]}…; {resources.rebuild_hint()}")
 
 
 @dataclass(frozen=True)
@@ -67,13 +68,12 @@ class Manifest:
         except KeyError:
             raise FirmwareNotFound(
                 f"{self.path}: no prebuilt image for board {board!r}; images: "
-                f"{', '.join(self.images) or 'none'}; add the board to firmware/ and run "
-                "`make -C firmware prebuilt`") from None
+                f"{', '.join(self.images) or 'none'}; a new board needs its image built "
+                "from a tinyrig checkout (`make -C firmware prebuilt`)") from None
 
 
 def prebuilt_dir() -> Path:
-    env = os.environ.get(ENV_DIR)
-    return Path(env) if env else FIRMWARE_SRC / "prebuilt"
+    return resources.firmware_dir()
 
 
 def sha256_file(path: Path) -> str:
@@ -92,8 +92,8 @@ def load_manifest(directory: Path | None = None) -> Manifest:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
     except FileNotFoundError:
-        raise FirmwareNotFound(f"{path}: no firmware manifest{where}; build the images with "
-                               "`make -C firmware prebuilt`") from None
+        raise FirmwareNotFound(f"{path}: no firmware manifest{where}; "
+                               f"{resources.rebuild_hint()}") from None
     except (OSError, ValueError) as exc:
         raise FirmwareNotFound(f"{path}: unreadable manifest: {exc}") from exc
     entries = data.get("images", data) if isinstance(data, dict) else data
@@ -196,7 +196,8 @@ def check_hello(hello: Any, image: FirmwareImage, where: str = "the target") -> 
     if image.source_hash and build != image.source_hash:
         stale = stale_reason(image)
         hint = (f"; also, {stale}" if stale else
-                "; if the sources changed, rebuild with `make -C firmware prebuilt`")
+                "; if the sources changed, rebuild with `make -C firmware prebuilt`"
+                if resources.firmware_sources() else "")
         raise FirmwareMismatch(f"firmware build differs on {where}: running {running}; "
                                f"expected {expected}. {fix.capitalize()}{hint}")
 
@@ -253,6 +254,7 @@ def native_binary(build_dir: Path | None = None, build: bool = True) -> Path:
     if build and (FIRMWARE_SRC / "Makefile").is_file():
         make_native("native", root)
     if not exe.is_file():
-        raise FirmwareNotFound(f"{exe}: no native firmware; build it with "
-                               "`make -C firmware native`")
+        how = ("build it with `make -C firmware native`" if resources.firmware_sources()
+               else "the native build needs a tinyrig checkout (firmware sources)")
+        raise FirmwareNotFound(f"{exe}: no native firmware; {how}")
     return exe

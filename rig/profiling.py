@@ -104,7 +104,7 @@ def profile_session(conn: Connection, counter: InstructionCounter | None, strate
     epoch loop as `rig run`), recording every step's plugin record and counters."""
     spec = replace(spec, strategy=strategy)
     run = StrategyRun(strategy, {f.name: getattr(spec, f.name) for f in fields(spec)})
-    current = {"label": "", "epoch": 0}
+    current: dict[str, Any] = {"label": "", "epoch": 0}
     device: Any = conn.device
     if monitor is not None:
         device = _MarkingDevice(conn.device, monitor, lambda: current["label"])
@@ -180,7 +180,8 @@ def profile_target(target: Target, lab: LabConfig, strategies: Sequence[str], sp
     board = target.board
     counter = None
     if icount and hasattr(target, "set_plugin"):
-        counter = InstructionCounter(target.firmware_path(), out_dir / "icount.jsonl")
+        qemu: Any = target  # a QEMU target (it takes a plugin): it boots a known ELF
+        counter = InstructionCounter(qemu.firmware_path(), out_dir / "icount.jsonl")
         counter.attach(target)
     d = lab.defaults
     monitor_notes = []

@@ -122,7 +122,7 @@ class DType(IntEnum):
             return cls(value)
         if isinstance(value, str) and value.lower() in ("f32", "u8", "s8"):
             return cls[value.upper()]
-        dt = np.dtype(value)
+        dt = np.dtype(value)  # type: ignore[arg-type]  # numpy rejects what it must
         for member in cls:
             if member.numpy == dt.newbyteorder("<") or member.numpy == dt:
                 return member
@@ -592,7 +592,7 @@ class StepResult:
         loss, correct, skipped, n = struct.unpack_from("<fHBB", payload)
         _need(payload, 8 + 2 * n + 16, "TRAIN_STEP response")
         vals = struct.unpack_from(f"<{n}H4I", payload, 8)
-        return cls(loss, correct, bool(skipped), tuple(vals[:n]), tuple(vals[n:]))  # type: ignore[arg-type]
+        return cls(loss, correct, bool(skipped), tuple(vals[:n]), tuple(vals[n:]))
 
 
 @dataclass(frozen=True)

@@ -32,10 +32,10 @@ import rig.locks
 from rig.errors import RigError
 
 # The plugin's names (rig.pytest_plugin), in one place here.
-TARGET_OPTION = "--target"
-LAB_OPTION = "--lab-config"
-TARGET_PARAM = "target_name"  # the fixture / indirect parameter that selects the target
-TARGET_MARKER = "target"
+TARGET_OPTION = "--rig-target"
+LAB_OPTION = "--rig-config"
+TARGET_PARAM = "rig_target_name"  # the fixture / indirect parameter that selects the target
+TARGET_MARKER = "rig_target"
 
 #: started targets a worker keeps (least recently used closed first): emulators only
 MAX_STARTED_TARGETS = 2

@@ -388,7 +388,7 @@ class TrainingSession:
         return v
 
     @staticmethod
-    def _subset(data, n: int):  # type: ignore[no-untyped-def]
+    def _subset(data: Any, n: int) -> Any:
         return data if n <= 0 or n >= len(data) else data.subset(np.arange(n))
 
     # ------------------------------------------------------------------ training

@@ -26,5 +26,5 @@ PY="${PYTHON:-python3}"
 # Always (re)install editable: another checkout of tinyrig may own the installed package.
 echo "setup: installing the tinyrig Python package (editable) and its dependencies"
 "$PY" -c "import torch" >/dev/null 2>&1 || "$PY" -m pip install -q --disable-pip-version-check torch==2.13.0
-PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check -e '.[test,farm]'
+PIP_ROOT_USER_ACTION=ignore "$PY" -m pip install -q --disable-pip-version-check -e '.[test,labgrid]'
 echo "setup: ok ($("$PY" -c 'import torch; print("torch", torch.__version__)'), $(qemu-system-arm --version | head -1))"

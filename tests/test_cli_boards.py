@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import shutil
+from pathlib import Path
 
 import pytest
 
@@ -61,10 +62,30 @@ def test_sizes_lists_every_image(capsys: pytest.CaptureFixture[str]) -> None:
 
 @needs_qemu
 @pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch missing")
-def test_flash_qemu_over_the_gdbstub(capsys: pytest.CaptureFixture[str]) -> None:
-    assert cli.main(["flash", "--target", "qemu-microbit"]) == 0
+def test_flash_qemu_over_the_gdbstub(capsys: pytest.CaptureFixture[str],
+                                     tmp_path: Path) -> None:
+    log = tmp_path / "flash.log"
+    assert cli.main(["flash", "--target", "qemu-microbit", "--log", str(log)]) == 0
     out = capsys.readouterr().out
-    assert "matched" in out and "ok: microbit runs build" in out
+    assert "ok: microbit runs build" in out and f"flash log: {log}" in out
+    # gdb's chatter (compare-sections' "matched", missing-source notes) only in the log
+    assert "matched" not in out and "matched" in log.read_text()
+
+
+def test_hello_prints_names_not_codes() -> None:
+    from rig.cli.boards import hello_lines
+    from rig.protocol import HelloInfo
+
+    hello = HelloInfo(proto_version=1, counter_kind=2, max_payload=1024, clock_hz=25_000_000,
+                      param_capacity=8000, data_capacity=65536, max_layers=4, max_width=64,
+                      max_batch=16, strategies=0b101, board="mps2-an386", build_hash="ab" * 6,
+                      fw_version="0.1")
+    lines = dict(hello_lines(hello))
+    assert lines["counter_kind"] == f"{hello.counter_label} (2)"
+    assert not hello.counter_label.startswith("unknown")
+    assert lines["strategies"] == (f"{hello.strategy_names[0]}, {hello.strategy_names[1]} "
+                                   "(bitmask 0x5)")
+    assert lines["clock_hz"] == "25,000,000 Hz" and lines["board"] == "mps2-an386"
 
 
 def test_flash_refuses_targets_it_cannot_flash(capsys: pytest.CaptureFixture[str]) -> None:

@@ -11,8 +11,9 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from rig.config import (
+    BOARD_CATALOGUE,
     ENV_VAR,
-    REPO_CONFIG,
+    PACKAGE_CONFIG,
     Defaults,
     Training,
     find_config,
@@ -65,7 +66,7 @@ def error_of(tmp_path: Path, text: str) -> str:
 
 
 def test_repo_config_loads() -> None:
-    cfg = load_config(REPO_CONFIG)
+    cfg = load_config(PACKAGE_CONFIG)
     assert "mps2-an386" in cfg.boards
     board = cfg.boards["mps2-an386"]
     assert (board.cpu, board.clock_hz, board.qemu_machine) == ("cortex-m4f", 25_000_000,
@@ -94,7 +95,46 @@ def test_good_file_values_and_defaults(tmp_path: Path) -> None:
 def test_empty_sections_take_defaults(tmp_path: Path) -> None:
     cfg = load_config(write(tmp_path, "version: 1\nboards:\ntargets:\n"))
     assert cfg.defaults == Defaults() and cfg.training == Training()
-    assert dict(cfg.boards) == {} and dict(cfg.targets) == {}
+    assert dict(cfg.targets) == {}
+    # no boards of its own: the package's catalogue, every board from there
+    assert "mps2-an386" in cfg.boards and "microbit" in cfg.boards
+    assert all(b.source.startswith(f"{BOARD_CATALOGUE}:") for b in cfg.boards.values())
+
+
+def test_lab_lists_only_targets_and_overrides_a_board_key_by_key(tmp_path: Path) -> None:
+    cfg = load_config(write(tmp_path, """\
+boards:
+  microbit:
+    clock_hz: 32000000
+  my-board:
+    cpu: cortex-m0
+    clock_hz: 48000000
+    firmware: microbit
+targets:
+  q:
+    kind: qemu
+    board: microbit
+  mine:
+    kind: serial
+    board: my-board
+    port: socket://127.0.0.1:9
+"""))
+    microbit = cfg.board("microbit")
+    assert microbit.clock_hz == 32_000_000  # the lab's key
+    assert microbit.qemu_machine == "microbit" and microbit.cpu == "cortex-m0"  # catalogue's
+    assert microbit.training["dims"] == (64, 8, 10)
+    assert microbit.source.endswith("lab.yaml:2")
+    assert cfg.board("my-board").source.endswith("lab.yaml:4")
+    assert cfg.board("mps2-an386").source.startswith(f"{BOARD_CATALOGUE}:")
+
+
+def test_board_override_errors_name_the_lab_file(tmp_path: Path) -> None:
+    msg = error_of(tmp_path, "boards:\n  microbit:\n    clock_hz: fast\n")
+    assert msg.startswith(f"{tmp_path / 'lab.yaml'}:3: boards.microbit.clock_hz:"), msg
+    msg = error_of(tmp_path, "boards:\n  new-board:\n    clock_hz: 1000\n")
+    assert msg.startswith(f"{tmp_path / 'lab.yaml'}:2: boards.new-board.cpu: missing"), msg
+    msg = error_of(tmp_path, "boards:\n  microbit:\n    cpus: cortex-m0\n")
+    assert "lab.yaml:3: boards.microbit.cpus: unknown key (did you mean 'cpu'?)" in msg, msg
 
 
 def test_training_matches_run_spec() -> None:
@@ -257,7 +297,7 @@ def test_lookup_order(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     cwd.mkdir()
     monkeypatch.chdir(cwd)
     monkeypatch.delenv(ENV_VAR, raising=False)
-    assert find_config() == REPO_CONFIG
+    assert find_config() == PACKAGE_CONFIG
     (cwd / "lab_config.yaml").write_text(GOOD)
     assert find_config() == Path("lab_config.yaml")
     monkeypatch.setenv(ENV_VAR, str(env_file))

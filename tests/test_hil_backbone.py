@@ -7,7 +7,7 @@ Cortex-M4 DSP kernels) in front of the float head the firmware trains.
   kernels' real SMLAD/SXTB16 path) gives bit-identical FEATURES.
 
 The same tests accept an image built against Arm's CMSIS-NN (`make -C firmware
-CMSIS_NN_ROOT=...`, run with `--target qemu-cmsis-nn`): it reports the CMSIS-NN
+CMSIS_NN_ROOT=...`, run with `--rig-target qemu-cmsis-nn`): it reports the CMSIS-NN
 implementation and must give the same features. Random layers therefore stay in the regime
 TFLite's converter emits (multipliers in [2^30, 2^31), i.e. non-negative): the one
 arithmetic difference between the two implementations, accumulator and multiplier both
@@ -37,22 +37,22 @@ pytestmark = pytest.mark.hil
 
 
 @pytest.fixture
-def bb_dut(dut: Device) -> Device:
-    """The dut, if its board has backbone memory (TR_BACKBONE_CAPACITY > 0)."""
+def bb_dut(rig_dut: Device) -> Device:
+    """The device, if its board has backbone memory (TR_BACKBONE_CAPACITY > 0)."""
     try:
-        info = dut.backbone_info()
+        info = rig_dut.backbone_info()
     except DeviceNak as exc:
-        pytest.skip(f"{dut.info.board}: firmware without BACKBONE_INFO ({exc})")
+        pytest.skip(f"{rig_dut.info.board}: firmware without BACKBONE_INFO ({exc})")
     if info.param_capacity == 0:
-        pytest.skip(f"{dut.info.board} has no backbone memory (BACKBONE_INIT NAKs NO_SPACE)")
-    return dut
+        pytest.skip(f"{rig_dut.info.board} has no backbone memory (BACKBONE_INIT NAKs NO_SPACE)")
+    return rig_dut
 
 
-def test_no_backbone_memory_is_a_clear_nak(dut: Device) -> None:
-    if dut.backbone_info().param_capacity:
-        pytest.skip(f"{dut.info.board} has backbone memory")
+def test_no_backbone_memory_is_a_clear_nak(rig_dut: Device) -> None:
+    if rig_dut.backbone_info().param_capacity:
+        pytest.skip(f"{rig_dut.info.board} has backbone memory")
     with pytest.raises(DeviceNak) as exc:
-        dut.load_backbone(default_backbone())
+        rig_dut.load_backbone(default_backbone())
     assert exc.value.reason == NakReason.NO_SPACE
 
 
@@ -64,11 +64,11 @@ def _links_cmsis_nn(elf: Path) -> bool:
             bool(symtab.get_symbol_by_name("arm_convolve_s8"))
 
 
-def test_backbone_info(bb_dut: Device, target) -> None:  # type: ignore[no-untyped-def]
+def test_backbone_info(bb_dut: Device, rig_target) -> None:  # type: ignore[no-untyped-def]
     dut = bb_dut
     info = dut.backbone_info()
     assert info.state == 0 and info.n_layers == 0  # RESET forgot any backbone
-    elf = getattr(target, "elf", None)
+    elf = getattr(rig_target, "elf", None)
     if isinstance(elf, Path) and elf.is_file():
         # what the image links (its symbols) against what the firmware reports
         expected = KernelImpl.CMSIS_NN if _links_cmsis_nn(elf) else (

@@ -22,20 +22,20 @@ def _record(dut, session, name):
                             "data_write": dut.link.stats.payload_tx_by_type["DATA_WRITE"],
                             "max_payload": dut.info.max_payload}) + "\\n")
 
-def test_a(dut, train_session):
+def test_a(rig_dut, train_session):
     s = train_session(train_samples=48, test_samples=32, epochs=1)
     assert s.run().ok
-    _record(dut, s, "a")
+    _record(rig_dut, s, "a")
 
-def test_b(dut, train_session):
+def test_b(rig_dut, train_session):
     s = train_session(strategy="tinyprop", train_samples=32, test_samples=16, epochs=1)
     assert s.run().ok
-    _record(dut, s, "b")
+    _record(rig_dut, s, "b")
 
-def test_c(dut, train_session):
+def test_c(rig_dut, train_session):
     s = train_session(train_samples=16, test_samples=64, epochs=1, batch=8)
     assert s.run().ok
-    _record(dut, s, "c")
+    _record(rig_dut, s, "c")
 """
 
 
@@ -45,7 +45,7 @@ def test_one_upload_per_session(pytester: pytest.Pytester, monkeypatch: pytest.M
     monkeypatch.setenv("DATA_ONCE_LOG", str(log))
     pytester.makepyfile(test_inner=INNER)
     result = pytester.runpytest_subprocess("-q", "-p", "no:cacheprovider", "-p", "no:labgrid",
-                                           "--target", "qemu")
+                                           "--rig-target", "qemu")
     result.assert_outcomes(passed=3)
     rows = [json.loads(line) for line in log.read_text().splitlines()]
     assert [r["test"] for r in rows] == ["a", "b", "c"]

@@ -32,14 +32,14 @@ def agreement(report: RunReport) -> dict[str, float]:
 
 
 @pytest.mark.parametrize("strategy", list(NAMES))
-def test_strategy_matches_golden(train_session, record_property, strategy: str) -> None:
+def test_strategy_matches_golden(train_session, rig_record_property, strategy: str) -> None:
     # Two epochs so the velocity strategies run a SELECT with a velocity (t = 1).
     session = train_session(strategy=strategy, train_samples=96, test_samples=64, epochs=2,
                             batch=16, inspect=LOCKSTEP)
     report = session.run()
     figures = agreement(report)
     for key, value in figures.items():
-        record_property(key, value)
+        rig_record_property(key, value)
     assert report.ok, report.failures
     assert len(report.steps) == 2 * -(-96 // session.spec.batch)  # 12 at batch 16
     assert figures["loss_rel_max"] <= 1e-5

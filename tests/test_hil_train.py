@@ -10,9 +10,9 @@ from rig.session import Inspect
 pytestmark = pytest.mark.hil
 
 
-def test_hello_matches_manifest(dut, target) -> None:
-    info = dut.hello()
-    image = target.expected_firmware()
+def test_hello_matches_manifest(rig_dut, rig_target) -> None:
+    info = rig_dut.hello()
+    image = rig_target.expected_firmware()
     assert image is not None
     assert info.board == image.board
     assert info.build_hash == image.source_hash
@@ -41,14 +41,14 @@ def test_device_params_equal_golden_after_epoch(train_session) -> None:
     assert abs(last.device_acc - last.golden_acc) <= 1 / 128
 
 
-def test_mismatch_is_detected(train_session, dut) -> None:
+def test_mismatch_is_detected(train_session, rig_dut) -> None:
     """A perturbed device parameter must make the comparison fail (the check can fail)."""
     session = train_session(strategy="full", train_samples=32, test_samples=32, epochs=1,
                             inspect=Inspect(params_every=1))
-    w, b = dut.read_model()[0]
+    w, b = rig_dut.read_model()[0]
     w = w.copy()
     w[0, :] += np.float32(0.01)
-    dut.write_params(0, "weight", w)
+    rig_dut.write_params(0, "weight", w)
     rec = session.step(np.arange(session.spec.batch))
     assert not rec.verdict.ok
     assert any(c.name.startswith(("W[0]", "loss")) for c in rec.verdict.failed)

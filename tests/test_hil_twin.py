@@ -13,10 +13,10 @@ pytestmark = pytest.mark.hil
 
 
 @pytest.fixture
-def twin(target):  # type: ignore[no-untyped-def]
-    if target.kind != "twin":
+def twin(rig_target):  # type: ignore[no-untyped-def]
+    if rig_target.kind != "twin":
         pytest.skip("not a board twin")
-    return target
+    return rig_target
 
 
 def test_twin_figures_are_labelled_as_a_model(twin, train_session) -> None:  # type: ignore[no-untyped-def]

@@ -26,11 +26,11 @@ RECORDING_TESTS = """
     import pytest
 
     @pytest.mark.parametrize("i", range(3))
-    def test_uses_target(dut, target, i):
-        dut.hello()
+    def test_uses_target(rig_dut, rig_target, i):
+        rig_dut.hello()
         with open(os.environ["RIG_XDIST_RECORD"], "a") as f:
             f.write(json.dumps({"worker": os.environ["PYTEST_XDIST_WORKER"],
-                                "target": target.name, "pid": target.pid}) + "\\n")
+                                "target": rig_target.name, "pid": rig_target.pid}) + "\\n")
 """
 
 
@@ -45,7 +45,7 @@ def test_each_target_is_started_by_exactly_one_worker(pytester: pytest.Pytester,
     pytester.makepyfile(test_inner=RECORDING_TESTS)
     result = pytester.runpytest_subprocess(
         "-p", "no:cacheprovider", "-p", "no:labgrid", "-n", "2",
-        "--lab-config", str(ROOT / "lab_config.yaml"), "--target", "qemu,qemu-microbit",
+        "--rig-config", str(ROOT / "lab_config.yaml"), "--rig-target", "qemu,qemu-microbit",
         "--rig-log-dir", str(logs))
     result.assert_outcomes(passed=6)
     result.stdout.fnmatch_lines(["*tinyrig: --dist loadgroup*"])  # -n alone: grouped
@@ -101,7 +101,7 @@ def test_board_held_next_to_pytest_is_refused_naming_the_holder(
         import pytest
 
         @pytest.mark.parametrize("i", range(2))
-        def test_a(dut, i):
+        def test_a(rig_dut, i):
             pass
     """)
     holder = subprocess.Popen([sys.executable, "-c", HOLDER, "port:socket://127.0.0.1:9",
@@ -110,8 +110,8 @@ def test_board_held_next_to_pytest_is_refused_naming_the_holder(
     try:
         assert holder.stdout is not None and holder.stdout.readline().strip() == "held"
         result = pytester.runpytest_subprocess("-p", "no:cacheprovider", "-p", "no:labgrid",
-                                               "-n", "2", "--lab-config", str(lab),
-                                               "--target", "bench")
+                                               "-n", "2", "--rig-config", str(lab),
+                                               "--rig-target", "bench")
     finally:
         holder.kill()
         holder.wait()

@@ -8,6 +8,10 @@
     rig profile        cost per phase and strategy: MACs, instructions (QEMU), cycles and energy
     rig experiment     every strategy on a transfer task, ≥5 seeds: table + plot in docs/results
 
+`--config PATH` (the lab file; pytest's option is `--rig-config`) goes before or after the
+command: `rig --config lab.yaml run` = `rig run --config lab.yaml`. Without it:
+$TINYRIG_LAB_CONFIG, ./lab_config.yaml, the package's default.
+
 Exit status: 0 ok, 1 device and golden model disagree beyond tolerance, 2 rig error
 (config, link, target, firmware, a wrong command-line value).
 """
@@ -21,6 +25,7 @@ from typing import NoReturn
 
 from rich.markup import escape
 
+from rig import __version__
 from rig.cli import boards, experiment, profile, run
 from rig.cli.checks import UsageError
 from rig.cli.console import console
@@ -42,12 +47,18 @@ class _Parser(argparse.ArgumentParser):
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="rig", description=__doc__,
                 formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--config", help="lab_config.yaml to use")
+    config_help = ("lab_config.yaml to use (default: $TINYRIG_LAB_CONFIG, ./lab_config.yaml, "
+                   "the package's)")
+    p.add_argument("--version", action="version", version=f"tinyrig {__version__}")
+    p.add_argument("--config", metavar="PATH", help=config_help)
     sub = p.add_subparsers(dest="command", parser_class=_Parser)
     run.add_parser(sub)
     boards.add_parsers(sub)
     experiment.add_parser(sub)
     profile.add_parser(sub)
+    for command in sub.choices.values():  # also after the command; SUPPRESS keeps the first
+        command.add_argument("--config", metavar="PATH", default=argparse.SUPPRESS,
+                             help=config_help)
     return p
 
 

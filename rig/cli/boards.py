@@ -5,11 +5,15 @@ from __future__ import annotations
 import argparse
 import json
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 from rig.cli.console import console
 from rig.config import LabConfig, load_config
 from rig.errors import RigError
+
+if TYPE_CHECKING:
+    from rig.protocol import HelloInfo
 
 
 def add_parsers(sub: Any) -> None:
@@ -25,6 +29,8 @@ def add_parsers(sub: Any) -> None:
     fl.add_argument("--target", help="target name (default: the lab default)")
     fl.add_argument("--if-needed", action="store_true",
                     help="pyocd: skip programming when HELLO already reports the build")
+    fl.add_argument("--log", metavar="PATH",
+                    help="write the flasher's output here (default: out/flash/<target>.log)")
     fl.set_defaults(func=cmd_flash)
 
     sz = sub.add_parser("sizes", help="flash / RAM / stack of every prebuilt image")
@@ -41,7 +47,8 @@ def cmd_list(args: argparse.Namespace) -> int:
     from rig.targets import build_target, resolve_target
 
     lab = load_config(args.config)
-    t = Table(title=f"targets in {lab.path}")
+    console.print(f"lab config: {lab.path}", markup=False, soft_wrap=True)
+    t = Table(title="targets")
     for col in ("name", "kind", "board", "enabled", "status"):
         t.add_column(col)
     chosen = None
@@ -162,8 +169,13 @@ def cmd_flash(args: argparse.Namespace) -> int:
                        started=report.transport)
     with conn:
         h = conn.hello
-        for line in report.log:
-            console.print(f"  {line}", markup=False)
+        # The flasher's own output (gdb's "src/cobs.c: No such file…" and the like) goes to
+        # a log; a failure raises with it quoted, so the console shows it only then.
+        if report.log:
+            log = Path(args.log or f"out/flash/{target.name}.log")
+            log.parent.mkdir(parents=True, exist_ok=True)
+            log.write_text("\n".join(report.log) + "\n", encoding="utf-8")
+            console.print(f"flash log: {log} ({len(report.log)} lines)", markup=False)
         if not report.flashed:
             console.print("already running the manifest's build: not flashed")
         console.print(f"[green]ok[/]: {h.board} runs build {h.build_hash[:12]} "
@@ -242,10 +254,23 @@ def cmd_hello(args: argparse.Namespace) -> int:
     lab = load_config(args.config)
     target = resolve_target(lab, args.target)
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries) as conn:
-        for key, value in asdict(conn.hello).items():
-            console.print(f"{key:15} {value}")
-        console.print(f"{'strategy names':15} {', '.join(conn.hello.strategy_names)}")
-        console.print(f"{'counters':15} {conn.device.counter_label or conn.hello.counter_label}")
+        for key, value in hello_lines(conn.hello):
+            console.print(f"{key:15} {value}", markup=False)
+        if conn.device.counter_label:  # an emulated board's counters are the target's model
+            console.print(f"{'counters':15} {conn.device.counter_label}", markup=False)
     return 0
+
+
+def hello_lines(hello: HelloInfo) -> list[tuple[str, str]]:
+    """HELLO's fields as `rig hello` prints them: names, not codes, for the counter kind
+    and the strategy bitmask (the raw value follows in parentheses)."""
+    names = {"counter_kind": f"{hello.counter_label} ({hello.counter_kind})",
+             "strategies": f"{', '.join(hello.strategy_names) or 'none'} "
+                           f"(bitmask 0x{hello.strategies:x})",
+             "clock_hz": f"{hello.clock_hz:,} Hz",
+             "max_payload": f"{hello.max_payload} B",
+             "param_capacity": f"{hello.param_capacity:,} parameters",
+             "data_capacity": f"{hello.data_capacity:,} B"}
+    return [(key, names.get(key, str(value))) for key, value in asdict(hello).items()]
 
 

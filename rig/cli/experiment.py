@@ -8,6 +8,7 @@ from typing import Any
 
 from rig.cli.checks import add_strategy, check_strategy
 from rig.cli.console import console
+from rig.cli.progress import step_progress
 from rig.config import load_config
 
 
@@ -54,9 +55,28 @@ def cmd_experiment(args: argparse.Namespace) -> int:
             return TrainingSession(conn.device, spec, split=split, initial_params=params,
                                    inspect=inspect)
 
+    runs = len(strategies) * (len(seeds) + len(device_seeds))
+
+    def log(line: str) -> None:
+        """run_experiment's lines: each golden/device run advances the bar (its line shown
+        above the bar on a terminal); the seed lines are always printed."""
+        words = line.split()
+        if words and words[0] in ("golden", "device"):
+            progress.advance("experiment", f"seed {seed_now[-1]} {words[0]} {words[1]}")
+            if progress.live:
+                console.print(line, markup=False)
+        else:
+            if words[:1] == ["seed"]:
+                seed_now.append(words[1].rstrip(":"))
+            console.print(line, markup=False)
+
+    seed_now = ["?"]
     try:
-        result = exp.run_experiment(seeds, strategies, device_seeds, factory, target_name,
-                                    log=console.print)
+        with step_progress(console) as progress:
+            progress.add("experiment", runs)
+            result = exp.run_experiment(seeds, strategies, device_seeds, factory, target_name,
+                                        log=log)
+            progress.finish("experiment", f"{runs} fine-tuning runs")
     finally:
         if conn is not None:
             conn.close()

@@ -22,6 +22,7 @@ from typing import Any
 
 from rig.cli.checks import add_strategy, check_strategy
 from rig.cli.console import console
+from rig.cli.progress import step_progress
 
 DEFAULT_OUT = "out/profile"
 
@@ -70,11 +71,58 @@ def _monitor(args: argparse.Namespace) -> Any:
     return monitor_from_options(args.monitor, args.monitor_opt)
 
 
-def cmd_profile(args: argparse.Namespace) -> int:
+#: the terminal tables' columns, by TABLE_HEAD name: (short header, table); 1 = cost per
+#: phase, 2 = against full. The cycles band stays in the HTML report.
+_TERMINAL_COLUMNS = {
+    "strategy": ("strategy", 0), "phase": ("phase", 0), "MACs (golden)": ("MACs (golden)", 1),
+    "instr (QEMU)": ("instr (QEMU)", 1), "instr/MAC": ("instr/ MAC", 1),
+    "cycles (model)": ("cycles (model)", 1), "latency ms": ("ms (model)", 1),
+    "energy µJ (model)": ("µJ (model)", 1), "device counter": ("device counter", 1),
+    "/full: MACs / instr / cycles": ("/full: MACs / instr / cycles", 2),
+    "instr/MAC vs full": ("instr/MAC vs full", 2),
+}
+
+
+def phase_tables(summary: dict[str, Any]) -> list[Any]:
+    """The per-phase figures as two rich tables that fit 100 columns without cutting a
+    value: the cost of each phase, then each sparse strategy against full."""
+    from rich import box
     from rich.table import Table
 
+    from rig.profile.render import TABLE_HEAD, phase_rows
+
+    rows = phase_rows(summary, ratio_digits=2)
+    title = (f"{summary['board']} ({summary['cpu']}, {summary['clock_hz'] / 1e6:g} MHz) — "
+             "per TRAIN_STEP, mean over the run")
+    tables = [Table(title=title, box=box.SIMPLE_HEAD, pad_edge=False),
+              Table(title="against full (MACs / instructions / cycles per step)",
+                    box=box.SIMPLE_HEAD, pad_edge=False)]
+    picked: list[list[int]] = [[], []]
+    for i, head in enumerate(TABLE_HEAD):
+        if head not in _TERMINAL_COLUMNS:
+            continue
+        short, which = _TERMINAL_COLUMNS[head]
+        # every value keeps its full width; only the headers wrap
+        widest = max((len(r[i]) for r in rows), default=1)
+        for n in ((0, 1) if which == 0 else (which - 1,)):
+            tables[n].add_column(short, justify="left" if which == 0 else "right",
+                                 min_width=widest, overflow="fold")
+            picked[n].append(i)
+    last = ""
+    for row in rows:
+        flagged = row[TABLE_HEAD.index("instr/MAC vs full")].endswith("FLAG")
+        shown = row[:1] if row[0] != last else [""]
+        last = row[0]
+        tables[0].add_row(*shown, *(row[i] for i in picked[0][1:]))
+        ratio = [row[i] for i in picked[1][2:]]
+        if row[0] != "full" and any(v not in ("", "–/–/–") for v in ratio):
+            tables[1].add_row(row[0], row[1], *ratio, style="red" if flagged else None)
+    return tables if tables[1].row_count else tables[:1]
+
+
+def cmd_profile(args: argparse.Namespace) -> int:
     from rig.config import load_config
-    from rig.profile.render import TABLE_HEAD, phase_rows, write_report
+    from rig.profile.render import write_report
     from rig.profile.report import SCALING_THRESHOLD, summarize
     from rig.profiling import DEFAULT_STRATEGIES, profile_target
     from rig.session import RunSpec
@@ -96,23 +144,29 @@ def cmd_profile(args: argparse.Namespace) -> int:
         "rig profile"
     console.print(f"[bold]rig profile[/]: {', '.join(strategies)} on {target.describe()}"
                   + (f", ≤{args.steps} steps per strategy" if args.steps else ""))
-    done = {"n": 0}
+    current: list[str] = []
 
     def on_step(strategy: str, step: Any) -> None:
-        done["n"] += 1
-        if step.index % 25 == 0:
-            ic = f", {step.icount.total.insns:,} instructions" if step.icount else ""
-            console.print(f"  {strategy}: step {step.index}{ic}")
+        if not current or current[-1] != strategy:
+            if current:
+                progress.finish(current[-1])
+            current.append(strategy)
+            progress.add(strategy, args.steps)
+        ic = f"{step.icount.total.insns:,} instructions" if step.icount else ""
+        progress.advance(strategy, ic)
 
     monitor = _monitor(args)
     try:
         if monitor is not None:
             monitor.open()
-        run = profile_target(target, lab, strategies, spec, out, overrides=overrides,
-                             icount=not args.no_icount,
-                             max_steps=args.steps, monitor=monitor,
-                             monitor_voltage_v=args.monitor_voltage,
-                             monitor_rate_hz=args.monitor_rate, on_step=on_step)
+        with step_progress(console) as progress:
+            run = profile_target(target, lab, strategies, spec, out, overrides=overrides,
+                                 icount=not args.no_icount,
+                                 max_steps=args.steps, monitor=monitor,
+                                 monitor_voltage_v=args.monitor_voltage,
+                                 monitor_rate_hz=args.monitor_rate, on_step=on_step)
+            if current:
+                progress.finish(current[-1])
     finally:
         if monitor is not None:
             monitor.close()
@@ -124,15 +178,8 @@ def cmd_profile(args: argparse.Namespace) -> int:
                   + "".join(f"; {n}" for n in run.notes))
     paths = write_report(run, summary, out, charts=not args.no_charts)
 
-    t = Table(title=f"{summary['board']} ({summary['cpu']}, {summary['clock_hz'] / 1e6:g} MHz)"
-                    f" — per TRAIN_STEP, mean over the run")
-    band = TABLE_HEAD.index("cycles band")  # in the HTML report; too wide for a terminal
-    for h in TABLE_HEAD[:band] + TABLE_HEAD[band + 1:]:
-        t.add_column(h, justify="right")
-    for row in phase_rows(summary, ratio_digits=2):
-        t.add_row(*(row[:band] + row[band + 1:]),
-                  style="red" if row[-2].endswith("FLAG") else None)
-    console.print(t)
+    for table in phase_tables(summary):
+        console.print(table)
     lab_ = summary["labels"]
     console.print(f"labels: {lab_['insns']}; {lab_['cycles']}; {lab_['latency']}; "
                   f"{lab_['energy']} ({summary['power_model']['basis']}); device counters: "

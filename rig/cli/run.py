@@ -97,7 +97,7 @@ def check_run(args: argparse.Namespace) -> None:
         try:
             FaultSpec.parse(args.inject_faults)
         except ConfigError as exc:
-            raise UsageError(f"--inject-faults: {exc}") from None
+            raise UsageError(str(exc)) from None
     if args.full_every < 0:
         raise UsageError("--full-every must be >= 0")
 

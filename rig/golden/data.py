@@ -127,8 +127,9 @@ def class_transfer(split: Split, source: Sequence[int] = (0, 1, 2, 3, 4)) -> Tra
     target = [c for c in range(10) if c not in set(source)]
 
     def part(classes: Sequence[int]) -> Split:
-        return Split(*(s.where_label(classes) for s in (split.train, split.val, split.test)),
-                     seed=split.seed)
+        train, val, test = (s.where_label(classes) for s in (split.train, split.val,
+                                                               split.test))
+        return Split(train, val, test, seed=split.seed)
 
     return TransferSplit(part(source), part(target), f"classes {list(source)} → {target}")
 
@@ -149,8 +150,9 @@ def shift_images(data: EncodedSet, dx: int = 1, dy: int = 0, invert: bool = Fals
 
 def domain_transfer(split: Split, dx: int = 1, dy: int = 1, invert: bool = False) -> TransferSplit:
     """Same classes, shifted inputs: pre-train on the original, fine-tune on the shifted images."""
-    shifted = Split(*(shift_images(s, dx, dy, invert) for s in (split.train, split.val,
-                                                              split.test)), seed=split.seed)
+    train, val, test = (shift_images(s, dx, dy, invert) for s in (split.train, split.val,
+                                                                  split.test))
+    shifted = Split(train, val, test, seed=split.seed)
     return TransferSplit(split, shifted, f"shift ({dx},{dy}){' inverted' if invert else ''}")
 
 

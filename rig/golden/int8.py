@@ -279,24 +279,34 @@ class QLayer:
     def ch_mult(self) -> int:
         return self.out_shape[2] // self.in_shape[2]
 
+    def _tensors(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """weights, multiplier, shift of a CONV/DWCONV/FC layer (which must have them)."""
+        if self.weights is None or self.multiplier is None or self.shift is None:
+            raise ValueError(f"layer {self.name or self.op.name}: a {self.op.name} layer needs "
+                             "weights, multiplier and shift")
+        return self.weights, self.multiplier, self.shift
+
     def forward(self, x: np.ndarray) -> np.ndarray:
         """[N, H, W, C] int8 -> [N, OH, OW, OC] int8."""
         kw = dict(act_min=self.act_min, act_max=self.act_max)
         out_hw = self.out_shape[:2]
         if self.op == Op.CONV:
-            return convolve_s8(x, self.weights, self.bias, self.multiplier, self.shift,
+            w, m, s = self._tensors()
+            return convolve_s8(x, w, self.bias, m, s,
                                input_offset=self.input_offset, output_offset=self.output_offset,
                                stride=self.stride, padding=self.padding,
                                dilation=self.dilation, out_hw=out_hw, **kw)
         if self.op == Op.DWCONV:
-            return depthwise_conv_s8(x, self.weights, self.bias, self.multiplier, self.shift,
+            w, m, s = self._tensors()
+            return depthwise_conv_s8(x, w, self.bias, m, s,
                                      input_offset=self.input_offset,
                                      output_offset=self.output_offset, ch_mult=self.ch_mult,
                                      stride=self.stride, padding=self.padding,
                                      dilation=self.dilation, out_hw=out_hw, **kw)
         if self.op == Op.FC:
-            y = fully_connected_s8(x.reshape(len(x), -1), self.weights, self.bias,
-                                   self.multiplier, self.shift, input_offset=self.input_offset,
+            w, m, s = self._tensors()
+            y = fully_connected_s8(x.reshape(len(x), -1), w, self.bias, m, s,
+                                   input_offset=self.input_offset,
                                    output_offset=self.output_offset, **kw)
             return y.reshape(len(x), 1, 1, -1)
         pool = avgpool_s8 if self.op == Op.AVGPOOL else maxpool_s8

@@ -256,7 +256,9 @@ class GoldenMLP:
                 acts, zs = self._forward(x)
                 outputs = acts[1:] + [zs[-1]]  # post-ReLU hidden outputs, then the logits
             strat.on_select(outputs)
-            self.row_masks, self.bias_masks = strat.current_masks()
+            masks = strat.current_masks()
+            assert masks is not None, f"{strat.spec.name}: selects but reports no masks"
+            self.row_masks, self.bias_masks = masks
             macs = select_macs(self.dims, len(x), velocity=strat.needs_outputs)
         k = [int(r.sum()) for r in self.row_masks]
         trainable = sum(self.dims[lay] * k[lay] + int(self.bias_masks[lay].sum())

@@ -225,7 +225,9 @@ def quantize_digits_cnn(model: DigitsCNN, calibration_images: torch.Tensor,
     c1 = model.conv1.out_channels
     c2 = model.pw.out_channels
 
-    def t(p: torch.Tensor) -> np.ndarray:
+    def t(p: torch.Tensor | None) -> np.ndarray:
+        if p is None:
+            raise ValueError("the backbone model has a layer without bias")
         return p.detach().numpy().astype(np.float64)
 
     # conv1: OIHW -> [OC, KH, KW, C]

@@ -328,7 +328,7 @@ class TinyProp(Strategy):
     @staticmethod
     def _scores(delta: np.ndarray) -> tuple[np.ndarray, np.float32]:
         score = seq_sum(np.abs(delta), axis=0)  # Σ_n |δ[n][j]|, n in order
-        return score, seq_sum(score, axis=0)[()]  # Y = Σ_j score_j, j in order
+        return score, F32(seq_sum(score, axis=0)[()])  # Y = Σ_j score_j, j in order
 
     def _layer_ratio(self, layer: int, delta: np.ndarray) -> tuple[np.ndarray, np.float32]:
         score, y = self._scores(delta)

@@ -191,8 +191,8 @@ class CortexM0Model:
         return CycleEstimate(self.core, nominal, lo, hi, {k: v for k, v in by.items() if v})
 
 
-MODELS = {"cortex-m4": CortexM4Model(), "cortex-m4f": CortexM4Model(),
-          "cortex-m0": CortexM0Model()}
+MODELS: dict[str, CortexM4Model | CortexM0Model] = {
+    "cortex-m4": CortexM4Model(), "cortex-m4f": CortexM4Model(), "cortex-m0": CortexM0Model()}
 
 
 def model_for(cpu: str) -> CortexM4Model | CortexM0Model:

@@ -11,8 +11,11 @@ instructions executed between them and histograms them by instruction class, one
 line per TRAIN_STEP (`rec: step`) or SELECT (`rec: select_msg`). Figures from here are
 labelled `instructions (QEMU)`.
 
-The plugin is built from source with the host C compiler on first use (`build_plugin`);
-no QEMU headers are involved (the API is declared in the plugin itself).
+The plugin is built from source with the host C compiler on first use (`build_plugin`) into
+a per-user cache keyed by the sources' hash; no QEMU headers are involved (the API is
+declared in the plugin itself). The package ships the C sources, not a built library: a
+QEMU plugin is a host shared object (one per host architecture and libc), the sources are
+1,100 lines that build in about a second, and the wheel stays pure Python.
 """
 
 from __future__ import annotations
@@ -28,12 +31,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from rig import resources
 from rig.elf import ElfImage, read_elf
 from rig.errors import PluginError, ToolMissing
 from rig.protocol import PHASES
 
 LABEL = "instructions (QEMU)"
-PLUGIN_SRC = Path(__file__).resolve().parent.parent.parent / "firmware" / "tools" / "qemu_plugin"
+PLUGIN_SRC = resources.plugin_sources()
 MARK_PREFIX = "tr_mark_"
 #: windows that produce a record (a JSON line) when they close
 RECORD_WINDOWS = ("step", "select_msg")
@@ -59,7 +63,7 @@ def marker_windows(elf: ElfImage) -> dict[str, tuple[int, int]]:
         raise PluginError(f"{elf.path}: marker windows without both begin and end: {broken}")
     if "step" not in windows:
         raise PluginError(f"{elf.path}: no tr_mark_step_begin/_end symbols: this firmware "
-                          "predates the phase markers; rebuild it (make -C firmware prebuilt)")
+                          f"predates the phase markers; {resources.rebuild_hint()}")
     return windows
 
 
@@ -94,17 +98,20 @@ def _plugin_source_hash() -> str:
 
 
 def plugin_build_dir() -> Path:
+    """$TINYRIG_PLUGIN_DIR, else the checkout's firmware/build/qemu_plugin, else (an
+    installed wheel) the user cache, `~/.cache/tinyrig/qemu_plugin`."""
     base = os.environ.get("TINYRIG_PLUGIN_DIR")
     if base:
         return Path(base)
-    return PLUGIN_SRC.parent.parent / "build" / "qemu_plugin"
+    src = resources.firmware_sources()
+    return src / "build" / "qemu_plugin" if src else resources.user_cache_dir() / "qemu_plugin"
 
 
 def build_plugin(out_dir: Path | None = None) -> Path:
     """Build (if its sources changed) and return libtrcount.so. Needs `make` and a host C
-    compiler; the result lives outside the firmware source hash (firmware/build/, or
-    $TINYRIG_PLUGIN_DIR). Concurrent builders (pytest-xdist) each build in a private
-    directory and move the results into place atomically."""
+    compiler; the result lives outside the firmware source hash (`plugin_build_dir`).
+    Concurrent builders (pytest-xdist) each build in a private directory and move the
+    results into place atomically."""
     out = (out_dir or plugin_build_dir()) / _plugin_source_hash()
     lib = out / "libtrcount.so"
     if lib.is_file() and (out / "libthumbclass.so").is_file():

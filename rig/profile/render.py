@@ -46,8 +46,8 @@ def figures(summary: Mapping[str, Any], run: ProfileRun | None = None) -> dict[s
         macs = [ph[p]["macs"] for p in PHASES]
         insns = [ph[p]["insns"] or 0 for p in PHASES]
         cyc = [ph[p]["cycles"].get(main_core, {}).get("nominal", 0) for p in PHASES]
-        for ax, vals in zip(axes, (macs, insns, cyc), strict=True):
-            ax.bar(x + i * width, vals, width, label=s)
+        for ax, series in zip(axes, (macs, insns, cyc), strict=True):
+            ax.bar(x + i * width, series, width, label=s)
     for ax, title in zip(axes, (summary["labels"]["macs"], summary["labels"]["insns"], core),
                          strict=True):
         ax.set_xticks(x + width * (len(strategies) - 1) / 2, PHASES)
@@ -65,8 +65,8 @@ def figures(summary: Mapping[str, Any], run: ProfileRun | None = None) -> dict[s
         for j, s in enumerate(others):
             ph = summary["strategies"][s]["phases"]
             for i, kind in enumerate(kinds):
-                vals = [(ph[p].get("ratio_vs_full") or {}).get(kind) or 0 for p in PHASES]
-                ax.bar(x + (j * len(kinds) + i) * bw, vals, bw,
+                ratios = [(ph[p].get("ratio_vs_full") or {}).get(kind) or 0 for p in PHASES]
+                ax.bar(x + (j * len(kinds) + i) * bw, ratios, bw,
                        label=f"{s}: {kind}")
         ax.axhline(1.0, color="k", lw=0.5)
         ax.set_xticks(x + bw * (len(kinds) * len(others) - 1) / 2, PHASES)
@@ -90,7 +90,7 @@ def figures(summary: Mapping[str, Any], run: ProfileRun | None = None) -> dict[s
     out["energy.png"] = _png(fig)
     plt.close(fig)
 
-    colors = plt.get_cmap("tab20").colors
+    colors: Any = plt.get_cmap("tab20")(np.arange(20))  # the 20 colours of the map
     fig, axes = plt.subplots(1, len(strategies), figsize=(6 * len(strategies), 4),
                              squeeze=False)
     for ax, s in zip(axes[0], strategies, strict=True):

@@ -62,7 +62,7 @@ log = logging.getLogger(__name__)
 ConnectHelper: Any = None
 FileProgrammer: Any = None
 
-APT_PYOCD = "python3 -m pip install pyocd"
+APT_PYOCD = "pip install 'tinyrig[boards]'"
 
 #: chip identity registers read after connecting: pyocd target -> (address, mask, value, what)
 CHIP_IDS: dict[str, tuple[int, int, int, str]] = {

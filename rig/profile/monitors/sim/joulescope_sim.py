@@ -127,7 +127,8 @@ class SimJoulescopeDevice:
         v = self.driver.voltage_v - self.driver.burden_ohm * i
         logic = (self.driver.logic.levels(t + t0_abs) if self.driver.logic is not None
                  else wave.logic(t_wave))
-        cols = {"current": i.astype(np.float32), "voltage": v.astype(np.float32)}
+        cols: dict[str, np.ndarray] = {"current": i.astype(np.float32),
+                                       "voltage": v.astype(np.float32)}
         for field in ("current_lsb", "voltage_lsb"):
             route = self.params[field]
             if route == "normal":

@@ -7,6 +7,7 @@ details is ours (the real firmware's exact texts are not reproduced).
 from __future__ import annotations
 
 import math
+from typing import Any
 
 from rig.profile.monitors.sim.pty_server import PtyServer
 from rig.profile.monitors.sim.waveform import Waveform
@@ -39,8 +40,9 @@ class LPM01ASim(PtyServer):
         self.waveform = waveform
         self.fault = fault
         self.host_control = False
-        self.settings = {"volt": 3300, "freq": 100, "acqtime": 10.0, "format": "ascii_dec",
-                         "output": "current", "trigsrc": "sw"}
+        self.settings: dict[str, Any] = {"volt": 3300, "freq": 100, "acqtime": 10.0,
+                                         "format": "ascii_dec", "output": "current",
+                                         "trigsrc": "sw"}
         self.running = False
         self._t_start = 0.0
         self._sent = 0
