@@ -36,7 +36,7 @@ from typing import IO, Any
 
 import yaml
 
-from rig.config import REPO_CONFIG, load_config
+from rig.config import PACKAGE_CONFIG, load_config
 from rig.errors import RigError, TargetUnavailable, ToolMissing
 from rig.firmware import image_for
 from rig.labgrid_client import LabgridClient
@@ -115,7 +115,7 @@ class LoopbackFarm:
         self.workdir = Path(workdir)
         self.probe_places = set(probe_places)
         self.layout = {k: list(v) for k, v in (layout or DEFAULT_LAYOUT).items()}
-        self.base_config = lab_config or REPO_CONFIG
+        self.base_config = lab_config or PACKAGE_CONFIG
         self.lab = load_config(self.base_config)
         self.port = 0
         self.places: list[FarmPlace] = []

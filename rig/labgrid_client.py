@@ -93,11 +93,11 @@ class PlaceInfo:
 def _labgrid() -> tuple[Any, Any, Any]:
     """(client module, coordinator pb2, proxymanager), imported on first use (~0.5 s)."""
     try:
-        from labgrid.remote import client  # type: ignore[import-untyped]
-        from labgrid.remote.generated import (  # type: ignore[import-untyped]
+        from labgrid.remote import client
+        from labgrid.remote.generated import (
             labgrid_coordinator_pb2,
         )
-        from labgrid.util.proxy import proxymanager  # type: ignore[import-untyped]
+        from labgrid.util.proxy import proxymanager
     except ImportError as exc:
         raise TargetUnavailable(f"labgrid is not installed ({exc}); install it with "
                                 f"`{APT_LABGRID}`") from exc
@@ -115,7 +115,7 @@ class LabgridClient:
         self.host, self.user = identity or rig_identity()
         host, user = self.host, self.user
 
-        class _Session(client.ClientSession):  # type: ignore[misc, name-defined]
+        class _Session(client.ClientSession):  # type: ignore[name-defined]
             def gethostname(self) -> str:
                 return host
 

@@ -120,7 +120,7 @@ class LabgridTarget(Target):
         self.holder: str | None = None  # host/user we acquired as
         self.events: list[str] = []
         self._transport: Transport | None = None
-        self._finalizer: weakref.finalize | None = None  # type: ignore[type-arg]
+        self._finalizer: weakref.finalize | None = None
 
     # -- Target API -----------------------------------------------------------------------
 
@@ -259,9 +259,9 @@ class LabgridTarget(Target):
     def _flash(self) -> None:
         """labgrid's PyOCDDriver on the place's probe: `pyocd load` on the exporter host."""
         try:
-            from labgrid.driver import PyOCDDriver  # type: ignore[import-untyped]
+            from labgrid.driver import PyOCDDriver
         except ImportError as exc:
-            import labgrid  # type: ignore[import-untyped]
+            import labgrid
 
             raise TargetUnavailable(
                 f"{self.describe()}: labgrid {getattr(labgrid, '__version__', '?')} has no "
@@ -270,11 +270,11 @@ class LabgridTarget(Target):
         if self.board is None or not self.board.pyocd_target:
             raise ConfigError(f"{self.describe()}: place {self.acquired} has a debug probe "
                               "but the target's board has no pyocd_target")
-        from labgrid.resource.remote import (  # type: ignore[import-untyped]
+        from labgrid.resource.remote import (
             RemotePlace,
             RemotePlaceManager,
         )
-        from labgrid.target import Target as LgTarget  # type: ignore[import-untyped]
+        from labgrid.target import Target as LgTarget
 
         image = image_for(self.board.firmware)
         with LabgridClient(self.address) as lg:

@@ -725,7 +725,7 @@ class TwinMachine:
 def _only_access(code: bytes, address: int, write: bool) -> int | None:
     """Address of the single load (or store) instruction in `code`, None if not exactly one
     (capstone decodes; LDM/POP and STM/PUSH count)."""
-    import capstone  # type: ignore[import-untyped]
+    import capstone
 
     md = capstone.Cs(capstone.CS_ARCH_ARM, capstone.CS_MODE_THUMB | capstone.CS_MODE_MCLASS)
     prefixes = ("str", "stm", "push", "vstr", "vstm", "vpush") if write else \

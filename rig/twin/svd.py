@@ -106,7 +106,7 @@ def _flatten_field(f: object) -> Field:
 def load_device(svd_name: str) -> Device:
     """One of pyocd's built-in SVD files (e.g. "STM32F429x.svd"), parsed once per process."""
     try:
-        from pyocd.debug.svd.parser import SVDParser  # type: ignore[import-untyped]
+        from pyocd.debug.svd.parser import SVDParser
     except ImportError as exc:  # pragma: no cover - pyocd is a dependency
         raise SvdError("the vendors' SVD files come with pyocd: pip install pyocd") from exc
     try:

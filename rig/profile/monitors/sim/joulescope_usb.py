@@ -163,12 +163,12 @@ class FakeUsbDriver:
 def fake_usb(waveform: Waveform, **kw: Any) -> Iterator[FakeUsbDriver]:
     """Patch the `joulescope` package's v1 backend to use a `FakeUsbDriver` (the package's
     driver wrapper is a singleton: it is reset on entry and exit)."""
-    from joulescope.v1 import driver as v1driver  # type: ignore[import-untyped]
+    from joulescope.v1 import driver as v1driver
 
     usb = FakeUsbDriver(waveform, **kw)
     saved = v1driver.Driver
     v1driver.DriverWrapper.__singleton__ = None
-    v1driver.Driver = lambda: usb  # type: ignore[assignment,misc]
+    v1driver.Driver = lambda: usb
     try:
         yield usb
     finally:
