@@ -24,13 +24,13 @@ tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err
     uint32_t ns = rd_u32(p + 12);
     if (nf == 0 || nf > TR_MAX_SAMPLE_FEATURES)
         return tr_fail(err, TR_E_BAD_ARG, 0, "n_features not in 1..max sample features");
-    if (dtype > DS_S8)
+    if (dtype > TR_DTYPE_S8)
         return tr_fail(err, TR_E_BAD_ARG, 2, "dtype not 0/1/2");
     if (!f32_finite(scale))
         return tr_fail(err, TR_E_BAD_ARG, 4, "scale not finite");
     if (!f32_finite(zp))
         return tr_fail(err, TR_E_BAD_ARG, 8, "zero_point not finite");
-    uint32_t rec = 1u + (uint32_t)nf * (dtype == DS_F32 ? 4u : 1u);
+    uint32_t rec = 1u + (uint32_t)nf * (dtype == TR_DTYPE_F32 ? 4u : 1u);
     if (ns > TR_MAX_SAMPLES || (uint64_t)ns * rec > TR_DATA_CAPACITY)
         return tr_fail(err, TR_E_NO_SPACE, 12, "n_samples exceeds data_capacity");
     dataset_reset(ds);
@@ -79,11 +79,11 @@ void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
     const uint8_t *r = store + (size_t)i * ds->rec_size + 1;
     const uint16_t nf = ds->n_features;
     switch (ds->dtype) {
-    case DS_F32:
+    case TR_DTYPE_F32:
         for (uint16_t k = 0; k < nf; k++)
             out[k] = rd_f32(r + 4u * k);
         break;
-    case DS_U8:
+    case TR_DTYPE_U8:
         for (uint16_t k = 0; k < nf; k++)
             out[k] = ((float)r[k] - ds->zero_point) * ds->scale;
         break;

@@ -7,6 +7,7 @@
 
 #include "board_config.h"
 #include "tr_status.h"
+#include "wire_ids.h" /* TR_DTYPE_* */
 
 /* Features per stored sample. Without a backbone the head needs n_features = dims[0] <=
  * max_width anyway; a backbone (backbone.h) may take bigger images. Boards may raise it
@@ -14,10 +15,6 @@
 #ifndef TR_MAX_SAMPLE_FEATURES
 #define TR_MAX_SAMPLE_FEATURES TR_MAX_WIDTH
 #endif
-
-#define DS_F32 0u
-#define DS_U8 1u
-#define DS_S8 2u
 
 typedef struct {
     uint8_t configured;

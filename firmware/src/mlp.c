@@ -125,14 +125,14 @@ tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
 
 float *mlp_param_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 {
-    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
-    return m->params + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+    *size = which == TR_WHICH_WEIGHT ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->params + (which == TR_WHICH_WEIGHT ? m->w_off[layer] : m->b_off[layer]);
 }
 
 float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 {
-    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
-    return m->step + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+    *size = which == TR_WHICH_WEIGHT ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->step + (which == TR_WHICH_WEIGHT ? m->w_off[layer] : m->b_off[layer]);
 }
 
 /* ---- forward / loss ---------------------------------------------------------------- */
@@ -331,43 +331,22 @@ static void sgd_apply(float *p, float *v, float *s, size_t n, float lr, float mu
     }
 }
 
-tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
-                           mlp_step_result_t *res, tr_err_t *err)
+/* Loss and correct count of the batch in act[L], and the output error delta_{L-1} =
+ * (softmax(z) - onehot(y)) / B into delta[0] (docs/training.md §2). */
+static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t *idx,
+                                  uint16_t batch, mlp_step_result_t *res)
 {
-    if (batch == 0 || batch > TR_MAX_BATCH)
-        return tr_fail(err, TR_E_BAD_ARG, 0, "batch not in 1..max_batch");
-    if (!m->n_layers)
-        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
-    if (!m->configured)
-        return tr_fail(err, TR_E_BAD_STATE, 0, "no TRAIN_CONFIG");
-    for (uint16_t n = 0; n < batch; n++) {
-        tr_status_t st = mlp_check_range(m, ds, idx[n], 1, (uint16_t)(4 + 2 * n), err);
-        if (st != TR_OK)
-            return st;
-    }
-
-    const uint8_t L = m->n_layers;
-    const uint16_t NO = m->dims[L];
+    const uint16_t NO = m->dims[m->n_layers];
     const float fb = (float)batch;
-    tr_mark_step_begin();
-    uint32_t t0 = tr_phase_begin(MLP_PH_FORWARD), t;
-    memset(res, 0, sizeof *res);
-
-    /* Forward, loss, output error. */
-    for (uint16_t n = 0; n < batch; n++)
-        backbone_input(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
-    forward(m, batch);
-    tr_mark_begin(TR_MARK_LOSS);
     float loss_sum = 0.0f;
     uint16_t correct = 0;
-    float *dout = m->delta[0];
     for (uint16_t n = 0; n < batch; n++) {
-        const float *z = m->act[L] + (size_t)n * NO;
+        const float *z = m->act[m->n_layers] + (size_t)n * NO;
         const uint8_t y = dataset_label(ds, idx[n]);
         float mx, s;
         loss_sum += sample_loss(z, NO, y, &mx, &s);
         correct = (uint16_t)(correct + (argmax_first(z, NO) == y));
-        float *d = dout + (size_t)n * NO;
+        float *d = m->delta[0] + (size_t)n * NO;
         for (uint16_t j = 0; j < NO; j++) {
             float q = expf(z[j] - mx) / s;
             if (j == y)
@@ -377,109 +356,80 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
     }
     res->loss = loss_sum / fb;
     res->correct = correct;
-    tr_mark_end(TR_MARK_LOSS);
-    t = tr_phase_end(MLP_PH_FORWARD);
-    res->counters[MLP_PH_FORWARD] = t - t0;
+}
 
-    /* The previous step's record goes first (update bookkeeping). */
-    t0 = t;
-    tr_mark_begin(MLP_PH_UPDATE);
-    clear_last_step(m);
-    t = tr_phase_end(MLP_PH_UPDATE);
-    res->counters[MLP_PH_UPDATE] += t - t0;
+/* Lowest layer backward must reach: 0 if masks are decided on delta (every layer is
+ * visited), else the lowest layer with any row/bias mask bit (n_layers: none). */
+static uint8_t lowest_layer(const mlp_t *m)
+{
+    if (m->strat->masks_on_delta)
+        return 0;
+    for (uint8_t l = 0; l < m->n_layers; l++)
+        for (uint16_t j = 0; j < m->dims[l + 1]; j++)
+            if (m->row_mask[l][j] || m->bias_mask[l][j])
+                return l;
+    return m->n_layers;
+}
 
-    const strategy_ops_t *S = m->strat;
-    if (S->skip) {
-        t0 = t;
-        tr_mark_begin(MLP_PH_SELECT);
-        int skip = S->skip(m, dout, batch);
-        t = tr_phase_end(MLP_PH_SELECT);
-        res->counters[MLP_PH_SELECT] += t - t0;
-        if (skip) {
-            res->skipped = 1;
-            m->stepped = 1;
-            tr_mark_step_end();
-            return TR_OK;
+/* Layer l with its error delta_l in cur ([B][N]): bias gradients (bias_mask rows, full
+ * delta) and weight gradients (row_mask rows) into step[]; if propagate, delta_{l-1} into
+ * nxt ([B][in]) from W before any update. */
+static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, uint16_t batch,
+                           int propagate)
+{
+    const uint16_t in = m->dims[l], N = m->dims[l + 1];
+    const float *W = m->params + m->w_off[l];
+    float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
+    const float *A = m->act[l];
+    for (uint16_t j = 0; j < N; j++) {
+        if (m->bias_mask[l][j]) {
+            float g = 0.0f;
+            for (uint16_t n = 0; n < batch; n++)
+                g += cur[(size_t)n * N + j];
+            gb[j] = g;
         }
-    }
-
-    /* Backward from the top down to the lowest layer that can have a selection. */
-    uint8_t lowest = 0;
-    if (!S->masks_on_delta) {
-        lowest = L;
-        for (uint8_t l = 0; l < L && lowest == L; l++)
-            for (uint16_t j = 0; j < m->dims[l + 1]; j++)
-                if (m->row_mask[l][j] || m->bias_mask[l][j]) {
-                    lowest = l;
-                    break;
-                }
-    }
-    float *cur = dout, *nxt = m->delta[1];
-    for (int li = (int)L - 1; li >= (int)lowest; li--) {
-        const uint8_t l = (uint8_t)li;
-        const uint16_t in = m->dims[l], N = m->dims[l + 1];
-        if (S->layer_select) {
-            t0 = tr_phase_begin(MLP_PH_SELECT);
-            S->layer_select(m, l, cur, batch);
-            t = tr_phase_end(MLP_PH_SELECT);
-            res->counters[MLP_PH_SELECT] += t - t0;
-        }
-        t0 = tr_phase_begin(MLP_PH_BACKWARD);
-        const float *W = m->params + m->w_off[l];
-        float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
-        const float *A = m->act[l];
-        for (uint16_t j = 0; j < N; j++) {
-            if (m->bias_mask[l][j]) {
-                float g = 0.0f;
-                for (uint16_t n = 0; n < batch; n++)
-                    g += cur[(size_t)n * N + j];
-                gb[j] = g;
-            }
-            if (m->row_mask[l][j]) {
-                float *gr = gW + (size_t)j * in;
-                for (uint16_t i = 0; i < in; i++)
-                    gr[i] = 0.0f;
-                for (uint16_t n = 0; n < batch; n++) {
-                    const float d = cur[(size_t)n * N + j];
-                    const float *a = A + (size_t)n * in;
-                    for (uint16_t i = 0; i < in; i++)
-                        gr[i] += d * a[i];
-                }
-            }
-        }
-        if (l > lowest) {
-            /* delta_{l-1}[n][i] = (sum_j W[j][i] delta_l[n][j]) * [z_{l-1}[n][i] > 0], j in
-             * order, with W before the update (updates happen after the whole pass). */
-            const uint8_t pm = m->prop_masked[l];
+        if (m->row_mask[l][j]) {
+            float *gr = gW + (size_t)j * in;
+            for (uint16_t i = 0; i < in; i++)
+                gr[i] = 0.0f;
             for (uint16_t n = 0; n < batch; n++) {
-                float *acc = nxt + (size_t)n * in;
-                const float *dn = cur + (size_t)n * N;
+                const float d = cur[(size_t)n * N + j];
                 const float *a = A + (size_t)n * in;
                 for (uint16_t i = 0; i < in; i++)
-                    acc[i] = 0.0f;
-                for (uint16_t j = 0; j < N; j++) {
-                    if (pm && !m->row_mask[l][j])
-                        continue;
-                    const float d = dn[j];
-                    const float *w = W + (size_t)j * in;
-                    for (uint16_t i = 0; i < in; i++)
-                        acc[i] += w[i] * d;
-                }
-                for (uint16_t i = 0; i < in; i++)
-                    if (!(a[i] > 0.0f))
-                        acc[i] = 0.0f;
+                    gr[i] += d * a[i];
             }
-            float *tmp = cur;
-            cur = nxt;
-            nxt = tmp;
         }
-        t = tr_phase_end(MLP_PH_BACKWARD);
-        res->counters[MLP_PH_BACKWARD] += t - t0;
     }
+    if (!propagate)
+        return;
+    /* delta_{l-1}[n][i] = (sum_j W[j][i] delta_l[n][j]) * [z_{l-1}[n][i] > 0], j in order,
+     * only rows in row_mask if prop_masked[l]. */
+    const uint8_t pm = m->prop_masked[l];
+    for (uint16_t n = 0; n < batch; n++) {
+        float *acc = nxt + (size_t)n * in;
+        const float *dn = cur + (size_t)n * N;
+        const float *a = A + (size_t)n * in;
+        for (uint16_t i = 0; i < in; i++)
+            acc[i] = 0.0f;
+        for (uint16_t j = 0; j < N; j++) {
+            if (pm && !m->row_mask[l][j])
+                continue;
+            const float d = dn[j];
+            const float *w = W + (size_t)j * in;
+            for (uint16_t i = 0; i < in; i++)
+                acc[i] += w[i] * d;
+        }
+        for (uint16_t i = 0; i < in; i++)
+            if (!(a[i] > 0.0f))
+                acc[i] = 0.0f;
+    }
+}
 
-    /* Update only masked entries; record masks for MASK_READ and the next clear. */
-    t0 = tr_phase_begin(MLP_PH_UPDATE);
-    for (uint8_t l = lowest; l < L; l++) {
+/* SGD on the masked entries of layers lowest..L-1 only (p and v untouched elsewhere);
+ * record the masks for MASK_READ and the next clear_last_step, and k per layer. */
+static void masked_update(mlp_t *m, uint8_t lowest, mlp_step_result_t *res)
+{
+    for (uint8_t l = lowest; l < m->n_layers; l++) {
         const uint16_t in = m->dims[l], N = m->dims[l + 1];
         const uint32_t wo = m->w_off[l], bo = m->b_off[l];
         for (uint16_t j = 0; j < N; j++) {
@@ -497,8 +447,95 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         res->k[l] = mlp_layer_k(m, l);
     }
     m->stepped = 1;
-    t = tr_phase_end(MLP_PH_UPDATE);
-    res->counters[MLP_PH_UPDATE] += t - t0;
+}
+
+/* Validate a TRAIN_STEP request fully before anything changes. */
+static tr_status_t check_step(const mlp_t *m, const dataset_t *ds, const uint16_t *idx,
+                              uint16_t batch, tr_err_t *err)
+{
+    if (batch == 0 || batch > TR_MAX_BATCH)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "batch not in 1..max_batch");
+    if (!m->n_layers)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
+    if (!m->configured)
+        return tr_fail(err, TR_E_BAD_STATE, 0, "no TRAIN_CONFIG");
+    for (uint16_t n = 0; n < batch; n++) {
+        tr_status_t st = mlp_check_range(m, ds, idx[n], 1, (uint16_t)(4 + 2 * n), err);
+        if (st != TR_OK)
+            return st;
+    }
+    return TR_OK;
+}
+
+/* The step in the order of strategy.h; every phase mark and counter read is here. */
+tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
+                           mlp_step_result_t *res, tr_err_t *err)
+{
+    tr_status_t st = check_step(m, ds, idx, batch, err);
+    if (st != TR_OK)
+        return st;
+
+    const uint8_t L = m->n_layers;
+    tr_mark_step_begin();
+    uint32_t t0 = tr_phase_begin(TR_PHASE_FORWARD), t;
+    memset(res, 0, sizeof *res);
+    for (uint16_t n = 0; n < batch; n++)
+        backbone_input(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
+    forward(m, batch);
+    tr_mark_begin(TR_MARK_LOSS);
+    loss_and_output_error(m, ds, idx, batch, res);
+    tr_mark_end(TR_MARK_LOSS);
+    t = tr_phase_end(TR_PHASE_FORWARD);
+    res->counters[TR_PHASE_FORWARD] = t - t0;
+
+    /* The previous step's record goes first (update bookkeeping). */
+    t0 = t;
+    tr_mark_begin(TR_PHASE_UPDATE);
+    clear_last_step(m);
+    t = tr_phase_end(TR_PHASE_UPDATE);
+    res->counters[TR_PHASE_UPDATE] += t - t0;
+
+    const strategy_ops_t *S = m->strat;
+    if (S->skip) {
+        t0 = t;
+        tr_mark_begin(TR_PHASE_SELECTION);
+        int skip = S->skip(m, m->delta[0], batch);
+        t = tr_phase_end(TR_PHASE_SELECTION);
+        res->counters[TR_PHASE_SELECTION] += t - t0;
+        if (skip) {
+            res->skipped = 1;
+            m->stepped = 1;
+            tr_mark_step_end();
+            return TR_OK;
+        }
+    }
+
+    /* Backward from the top down to the lowest layer that can have a selection. */
+    const uint8_t lowest = lowest_layer(m);
+    float *cur = m->delta[0], *nxt = m->delta[1];
+    for (int li = (int)L - 1; li >= (int)lowest; li--) {
+        const uint8_t l = (uint8_t)li;
+        if (S->layer_select) {
+            t0 = tr_phase_begin(TR_PHASE_SELECTION);
+            S->layer_select(m, l, cur, batch);
+            t = tr_phase_end(TR_PHASE_SELECTION);
+            res->counters[TR_PHASE_SELECTION] += t - t0;
+        }
+        t0 = tr_phase_begin(TR_PHASE_BACKWARD);
+        backward_layer(m, l, cur, nxt, batch, l > lowest);
+        if (l > lowest) {
+            float *tmp = cur;
+            cur = nxt;
+            nxt = tmp;
+        }
+        t = tr_phase_end(TR_PHASE_BACKWARD);
+        res->counters[TR_PHASE_BACKWARD] += t - t0;
+    }
+
+    t0 = tr_phase_begin(TR_PHASE_UPDATE);
+    masked_update(m, lowest, res);
+    t = tr_phase_end(TR_PHASE_UPDATE);
+    res->counters[TR_PHASE_UPDATE] += t - t0;
     tr_mark_step_end();
     return TR_OK;
 }

@@ -8,14 +8,9 @@
 #include "board_config.h"
 #include "dataset.h"
 #include "tr_status.h"
+#include "wire_ids.h"
 
-#define MLP_W 0u /* `which`: weight, row-major [out][in] */
-#define MLP_B 1u /* `which`: bias */
-
-#define MLP_PH_FORWARD 0u
-#define MLP_PH_BACKWARD 1u
-#define MLP_PH_SELECT 2u
-#define MLP_PH_UPDATE 3u
+/* `which` of a tensor: TR_WHICH_WEIGHT / TR_WHICH_BIAS; step phases: TR_PHASE_* (wire_ids.h). */
 #define MLP_N_PHASES 4u
 
 #define TR_MAX_SPARAMS 8u
