@@ -7,6 +7,7 @@
 #include "hal.h"
 #include "strategy.h"
 #include "tr_marker.h"
+#include "tr_train.h"
 #include "wire.h"
 
 /* Arenas: fixed at build time by board_config.h, no heap. */
@@ -140,24 +141,10 @@ float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 static void forward(mlp_t *m, uint16_t B)
 {
     const uint8_t L = m->n_layers;
-    for (uint8_t l = 0; l < L; l++) {
-        const uint16_t in = m->dims[l], out = m->dims[l + 1];
-        const float *W = m->params + m->w_off[l];
-        const float *b = m->params + m->b_off[l];
-        const int relu = l + 1 < L;
-        for (uint16_t n = 0; n < B; n++) {
-            const float *a = m->act[l] + (size_t)n * in;
-            float *z = m->act[l + 1] + (size_t)n * out;
-            for (uint16_t j = 0; j < out; j++) {
-                const float *w = W + (size_t)j * in;
-                float s = 0.0f;
-                for (uint16_t i = 0; i < in; i++)
-                    s += w[i] * a[i];
-                s = s + b[j];
-                z[j] = (relu && !(s > 0.0f)) ? 0.0f : s;
-            }
-        }
-    }
+    for (uint8_t l = 0; l < L; l++)
+        (void)tr_fc_forward_f32(m->act[l], B, m->dims[l], m->params + m->w_off[l],
+                                m->params + m->b_off[l], m->dims[l + 1], l + 1 < L,
+                                m->act[l + 1]);
     m->batch = B;
 }
 
@@ -311,28 +298,9 @@ static void clear_last_step(mlp_t *m)
     memset(m->used_bias, 0, sizeof m->used_bias);
 }
 
-/* step[] holds g on entry, u on exit; p -= u. PyTorch SGD, dampening 0, no Nesterov. */
-static void sgd_apply(float *p, float *v, float *s, size_t n, float lr, float mu)
-{
-    if (mu == 0.0f) {
-        for (size_t i = 0; i < n; i++) {
-            float u = lr * s[i];
-            p[i] = p[i] - u;
-            s[i] = u;
-        }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float vi = mu * v[i] + s[i];
-            float u = lr * vi;
-            v[i] = vi;
-            p[i] = p[i] - u;
-            s[i] = u;
-        }
-    }
-}
-
 /* Loss and correct count of the batch in act[L], and the output error delta_{L-1} =
- * (softmax(z) - onehot(y)) / B into delta[0] (docs/training.md §2). */
+ * (softmax(z) - onehot(y)) / B into delta[0] (docs/training.md §2). Same arithmetic as
+ * sample_loss, but each expf(z_j - m) is computed once and kept in d[] for the error. */
 static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t *idx,
                                   uint16_t batch, mlp_step_result_t *res)
 {
@@ -343,12 +311,21 @@ static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t 
     for (uint16_t n = 0; n < batch; n++) {
         const float *z = m->act[m->n_layers] + (size_t)n * NO;
         const uint8_t y = dataset_label(ds, idx[n]);
-        float mx, s;
-        loss_sum += sample_loss(z, NO, y, &mx, &s);
-        correct = (uint16_t)(correct + (argmax_first(z, NO) == y));
         float *d = m->delta[0] + (size_t)n * NO;
+        uint16_t best = 0; /* argmax_first: the first maximum is the max */
+        for (uint16_t j = 1; j < NO; j++)
+            if (z[j] > z[best])
+                best = j;
+        const float mx = z[best];
+        float s = 0.0f;
         for (uint16_t j = 0; j < NO; j++) {
-            float q = expf(z[j] - mx) / s;
+            d[j] = expf(z[j] - mx);
+            s += d[j];
+        }
+        loss_sum += (mx + logf(s)) - z[y];
+        correct = (uint16_t)(correct + (best == y));
+        for (uint16_t j = 0; j < NO; j++) {
+            float q = d[j] / s;
             if (j == y)
                 q = q - 1.0f;
             d[j] = q / fb;
@@ -373,14 +350,14 @@ static uint8_t lowest_layer(const mlp_t *m)
 
 /* Layer l with its error delta_l in cur ([B][N]): bias gradients (bias_mask rows, full
  * delta) and weight gradients (row_mask rows) into step[]; if propagate, delta_{l-1} into
- * nxt ([B][in]) from W before any update. */
+ * nxt ([B][in]) from W before any update, through the row_mask rows if prop_masked[l]
+ * (TinyProp), else through all rows. */
 static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, uint16_t batch,
                            int propagate)
 {
     const uint16_t in = m->dims[l], N = m->dims[l + 1];
-    const float *W = m->params + m->w_off[l];
-    float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
-    const float *A = m->act[l];
+    float *gb = m->step + m->b_off[l];
+    uint16_t rows[TR_MAX_WIDTH], k = 0;
     for (uint16_t j = 0; j < N; j++) {
         if (m->bias_mask[l][j]) {
             float g = 0.0f;
@@ -388,63 +365,54 @@ static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, ui
                 g += cur[(size_t)n * N + j];
             gb[j] = g;
         }
-        if (m->row_mask[l][j]) {
-            float *gr = gW + (size_t)j * in;
-            for (uint16_t i = 0; i < in; i++)
-                gr[i] = 0.0f;
-            for (uint16_t n = 0; n < batch; n++) {
-                const float d = cur[(size_t)n * N + j];
-                const float *a = A + (size_t)n * in;
-                for (uint16_t i = 0; i < in; i++)
-                    gr[i] += d * a[i];
-            }
-        }
+        if (m->row_mask[l][j])
+            rows[k++] = j;
     }
+    (void)tr_fc_weight_grad_f32(cur, m->act[l], batch, N, in, rows, k, m->step + m->w_off[l]);
     if (!propagate)
         return;
-    /* delta_{l-1}[n][i] = (sum_j W[j][i] delta_l[n][j]) * [z_{l-1}[n][i] > 0], j in order,
-     * only rows in row_mask if prop_masked[l]. */
-    const uint8_t pm = m->prop_masked[l];
-    for (uint16_t n = 0; n < batch; n++) {
-        float *acc = nxt + (size_t)n * in;
-        const float *dn = cur + (size_t)n * N;
-        const float *a = A + (size_t)n * in;
-        for (uint16_t i = 0; i < in; i++)
-            acc[i] = 0.0f;
-        for (uint16_t j = 0; j < N; j++) {
-            if (pm && !m->row_mask[l][j])
-                continue;
-            const float d = dn[j];
-            const float *w = W + (size_t)j * in;
-            for (uint16_t i = 0; i < in; i++)
-                acc[i] += w[i] * d;
+    if (!m->prop_masked[l])
+        for (k = 0; k < N; k++)
+            rows[k] = k;
+    (void)tr_fc_backprop_f32(cur, batch, N, m->params + m->w_off[l], in, rows, k, m->act[l],
+                             nxt);
+}
+
+/* SGD on a mask's runs of set entries: rows j..j1-1 of a layer are contiguous in p/v/s,
+ * so each run is one kernel call. Entries the previous step applied (used) but this one
+ * does not are zeroed in step[] (UPDATE_READ shows 0 wherever nothing was applied). */
+static void update_runs(mlp_t *m, const uint8_t *mask, const uint8_t *used, uint16_t N,
+                        uint32_t off, uint16_t len)
+{
+    for (uint16_t j = 0; j < N;) {
+        if (!mask[j]) {
+            if (used[j])
+                memset(m->step + off + (size_t)j * len, 0, len * sizeof(float));
+            j++;
+            continue;
         }
-        for (uint16_t i = 0; i < in; i++)
-            if (!(a[i] > 0.0f))
-                acc[i] = 0.0f;
+        uint16_t j1 = (uint16_t)(j + 1);
+        while (j1 < N && mask[j1])
+            j1++;
+        const size_t o = off + (size_t)j * len;
+        (void)tr_sgd_f32(m->params + o, m->mom + o, m->step + o, (uint32_t)(j1 - j) * len,
+                         m->lr, m->momentum);
+        j = j1;
     }
 }
 
-/* SGD on the masked entries of layers lowest..L-1 only (p and v untouched elsewhere);
- * record the masks for MASK_READ and the next clear_last_step, and k per layer. */
+/* SGD on the masked entries only (p and v untouched elsewhere; no layer below `lowest` has
+ * a mask bit); the masks become the record for MASK_READ and the next step; k per layer. */
 static void masked_update(mlp_t *m, uint8_t lowest, mlp_step_result_t *res)
 {
-    for (uint8_t l = lowest; l < m->n_layers; l++) {
+    for (uint8_t l = 0; l < m->n_layers; l++) {
         const uint16_t in = m->dims[l], N = m->dims[l + 1];
-        const uint32_t wo = m->w_off[l], bo = m->b_off[l];
-        for (uint16_t j = 0; j < N; j++) {
-            if (m->row_mask[l][j]) {
-                size_t o = wo + (size_t)j * in;
-                sgd_apply(m->params + o, m->mom + o, m->step + o, in, m->lr, m->momentum);
-                m->used_row[l][j] = 1;
-            }
-            if (m->bias_mask[l][j]) {
-                size_t o = bo + j;
-                sgd_apply(m->params + o, m->mom + o, m->step + o, 1, m->lr, m->momentum);
-                m->used_bias[l][j] = 1;
-            }
-        }
-        res->k[l] = mlp_layer_k(m, l);
+        update_runs(m, m->row_mask[l], m->used_row[l], N, m->w_off[l], in);
+        update_runs(m, m->bias_mask[l], m->used_bias[l], N, m->b_off[l], 1);
+        memcpy(m->used_row[l], m->row_mask[l], N);
+        memcpy(m->used_bias[l], m->bias_mask[l], N);
+        if (l >= lowest)
+            res->k[l] = mlp_layer_k(m, l);
     }
     m->stepped = 1;
 }
@@ -488,13 +456,6 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
     t = tr_phase_end(TR_PHASE_FORWARD);
     res->counters[TR_PHASE_FORWARD] = t - t0;
 
-    /* The previous step's record goes first (update bookkeeping). */
-    t0 = t;
-    tr_mark_begin(TR_PHASE_UPDATE);
-    clear_last_step(m);
-    t = tr_phase_end(TR_PHASE_UPDATE);
-    res->counters[TR_PHASE_UPDATE] += t - t0;
-
     const strategy_ops_t *S = m->strat;
     if (S->skip) {
         t0 = t;
@@ -503,8 +464,13 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         t = tr_phase_end(TR_PHASE_SELECTION);
         res->counters[TR_PHASE_SELECTION] += t - t0;
         if (skip) {
-            res->skipped = 1;
+            t0 = t;
+            tr_mark_begin(TR_PHASE_UPDATE);
+            clear_last_step(m); /* nothing applied: the record shows zeros */
             m->stepped = 1;
+            t = tr_phase_end(TR_PHASE_UPDATE);
+            res->counters[TR_PHASE_UPDATE] += t - t0;
+            res->skipped = 1;
             tr_mark_step_end();
             return TR_OK;
         }
