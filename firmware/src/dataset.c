@@ -8,6 +8,16 @@ static uint8_t store[TR_DATA_CAPACITY];
 /* Which samples were written: using an unwritten sample must be an error, not zeros. */
 static uint8_t written[(TR_MAX_SAMPLES + 7u) / 8u];
 
+/* Decoded value of every byte of an 8-bit dtype, filled at DATA_CONFIG by the very
+ * formula of dataset_decode (so identical bits): decoding a sample becomes a table look-up.
+ * 1 KB, so boards with a small data store (the microbit) decode arithmetically. */
+#ifndef TR_DECODE_LUT
+#define TR_DECODE_LUT (TR_DATA_CAPACITY >= 16384u)
+#endif
+#if TR_DECODE_LUT
+static float decode_lut[256];
+#endif
+
 void dataset_reset(dataset_t *ds)
 {
     memset(ds, 0, sizeof *ds);
@@ -41,6 +51,10 @@ tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err
     ds->rec_size = rec;
     ds->scale = scale;
     ds->zero_point = zp;
+#if TR_DECODE_LUT
+    for (unsigned b = 0; b < 256u; b++)
+        decode_lut[b] = ((dtype == TR_DTYPE_S8 ? (float)(int8_t)b : (float)b) - zp) * scale;
+#endif
     return TR_OK;
 }
 
@@ -78,28 +92,28 @@ void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
 {
     const uint8_t *r = store + (size_t)i * ds->rec_size + 1;
     const uint16_t nf = ds->n_features;
-    const float zp = ds->zero_point, sc = ds->scale;
-    switch (ds->dtype) {
-    case TR_DTYPE_F32:
+    if (ds->dtype == TR_DTYPE_F32) {
         for (uint16_t k = 0; k < nf; k++)
             out[k] = rd_f32(r + 4u * k);
-        break;
-    case TR_DTYPE_U8: { /* zp, sc in locals: `out` may alias *ds as far as C knows */
-        const uint8_t *q = r, *end4 = r + (nf & ~3u), *end = r + nf;
-        for (; q != end4; q += 4, out += 4) { /* 4 per iteration: the head's input, every step */
-            const float a = (float)q[0], b = (float)q[1], c = (float)q[2], d = (float)q[3];
-            out[0] = (a - zp) * sc;
-            out[1] = (b - zp) * sc;
-            out[2] = (c - zp) * sc;
-            out[3] = (d - zp) * sc;
-        }
-        for (; q != end; q++)
-            *out++ = ((float)*q - zp) * sc;
-        break;
+        return;
     }
-    default:
+#if TR_DECODE_LUT
+    const uint8_t *q = r, *end4 = r + (nf & ~3u), *end = r + nf;
+    for (; q != end4; q += 4, out += 4) { /* 4 per iteration: the head's input, every step */
+        out[0] = decode_lut[q[0]];
+        out[1] = decode_lut[q[1]];
+        out[2] = decode_lut[q[2]];
+        out[3] = decode_lut[q[3]];
+    }
+    for (; q != end; q++)
+        *out++ = decode_lut[*q];
+#else
+    const float zp = ds->zero_point, sc = ds->scale; /* locals: out may alias *ds for C */
+    if (ds->dtype == TR_DTYPE_U8)
+        for (uint16_t k = 0; k < nf; k++)
+            out[k] = ((float)r[k] - zp) * sc;
+    else
         for (uint16_t k = 0; k < nf; k++)
             out[k] = ((float)(int8_t)r[k] - zp) * sc;
-        break;
-    }
+#endif
 }
