@@ -625,19 +625,27 @@ class Debug:
 @dataclass(frozen=True)
 class Stats:
     """STATS response: the firmware's memory use. `stack_used` is the high-water mark of
-    the painted stack since reset (0 and 0 on the native build: not measured)."""
+    the painted stack since reset (0 and 0 on the native build: not measured);
+    `arena_used` the high-water mark of the training arena's layouts since RESET and
+    `arena_size` its size (both 0 from firmware that predates the arena: 12-byte reply)."""
 
     stack_used: int
     stack_size: int
     static_ram: int
+    arena_used: int = 0
+    arena_size: int = 0
 
-    _S: ClassVar[struct.Struct] = struct.Struct("<III")
+    _S: ClassVar[struct.Struct] = struct.Struct("<IIIII")
+    _S_OLD: ClassVar[struct.Struct] = struct.Struct("<III")
 
     def pack(self) -> bytes:
-        return self._S.pack(self.stack_used, self.stack_size, self.static_ram)
+        return self._S.pack(self.stack_used, self.stack_size, self.static_ram,
+                            self.arena_used, self.arena_size)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Stats:
+        if len(payload) == cls._S_OLD.size:
+            return cls(*cls._S_OLD.unpack(payload))
         _need(payload, cls._S.size, "STATS response")
         return cls(*cls._S.unpack(payload))
 

@@ -90,12 +90,15 @@ static tr_status_t h_stats(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     (void)req;
     if (need_len(len, 0, err))
         return TR_E_BAD_LENGTH;
-    uint32_t used, size, ram;
+    uint32_t used, size, ram, arena_used, arena_size;
     hal_stats(&used, &size, &ram);
+    mlp_arena_stats(&arena_used, &arena_size);
     wr_u32(resp, used);
     wr_u32(resp + 4, size);
     wr_u32(resp + 8, ram);
-    *rl = 12;
+    wr_u32(resp + 12, arena_used);
+    wr_u32(resp + 16, arena_size);
+    *rl = 20;
     return TR_OK;
 }
 

@@ -10,24 +10,92 @@
 #include "tr_train.h"
 #include "wire.h"
 
-/* Arenas: fixed at build time by board_config.h, no heap. */
-static float params_arena[TR_PARAM_CAPACITY];
-static float mom_arena[TR_PARAM_CAPACITY];
-static float step_arena[TR_PARAM_CAPACITY];
+/* One static arena (no heap) for everything training needs, laid out per model and
+ * configuration by mlp_layout (docs/training.md "Memory plan"). Default size: what the
+ * separate fixed arrays took before, so every model that fitted still fits. */
 #define ACT_SLOT ((size_t)TR_MAX_BATCH * TR_MAX_WIDTH)
-static float act_arena[(TR_MAX_LAYERS + 1) * ACT_SLOT];
-static float delta_arena[2 * ACT_SLOT];
+#ifndef TR_ARENA_FLOATS
+#define TR_ARENA_FLOATS (3u * (size_t)TR_PARAM_CAPACITY + (TR_MAX_LAYERS + 3u) * ACT_SLOT)
+#endif
+static float arena[TR_ARENA_FLOATS];
+static uint32_t arena_high; /* bytes, high-water mark of the layouts since RESET */
+
+/* Floats the layout of dims needs: params | step | act[0..L] | delta[2] | momentum.
+ * Activations and errors are sized by the model's widths at max_batch; the momentum
+ * buffer exists only with momentum > 0 (PyTorch keeps none at 0 either). */
+static size_t layout_floats(uint8_t L, const uint16_t *dims, uint32_t n_params, int with_mom)
+{
+    size_t act = 0;
+    uint16_t wmax = 0;
+    for (uint8_t l = 0; l <= L; l++) {
+        act += (size_t)TR_MAX_BATCH * dims[l];
+        if (l >= 1 && dims[l] > wmax)
+            wmax = dims[l];
+    }
+    return 2u * (size_t)n_params + act + 2u * (size_t)TR_MAX_BATCH * wmax +
+           (with_mom ? n_params : 0u);
+}
+
+/* Point params/step/act/delta/mom into the arena for the current model (caller checked the
+ * size). Params and step lead, so a new configuration never moves them. */
+static void mlp_layout(mlp_t *m, int with_mom)
+{
+    float *p = arena;
+    m->params = p, p += m->n_params;
+    m->step = p, p += m->n_params;
+    for (uint8_t l = 0; l <= m->n_layers; l++)
+        m->act[l] = p, p += (size_t)TR_MAX_BATCH * m->dims[l];
+    uint16_t wmax = 0;
+    for (uint8_t l = 1; l <= m->n_layers; l++)
+        if (m->dims[l] > wmax)
+            wmax = m->dims[l];
+    m->delta[0] = p, p += (size_t)TR_MAX_BATCH * wmax;
+    m->delta[1] = p, p += (size_t)TR_MAX_BATCH * wmax;
+    m->mom = with_mom ? p : NULL;
+    p += with_mom ? m->n_params : 0u;
+    const uint32_t used = (uint32_t)((size_t)(p - arena) * sizeof(float));
+    if (used > arena_high)
+        arena_high = used;
+}
+
+/* "arena: needs N B, has M B" in a static buffer (the NAK text outlives the handler). */
+static const char *arena_text(size_t floats)
+{
+    static char buf[48];
+    static const char head[] = "arena: needs ", mid[] = " B, has ", tail[] = " B";
+    const uint32_t v[2] = {(uint32_t)(floats * sizeof(float)),
+                           (uint32_t)(TR_ARENA_FLOATS * sizeof(float))};
+    const char *parts[3] = {head, mid, tail};
+    size_t n = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        for (const char *c = parts[k]; *c; c++)
+            buf[n++] = *c;
+        if (k < 2) {
+            char d[10];
+            unsigned nd = 0;
+            uint32_t x = v[k];
+            do
+                d[nd++] = (char)('0' + x % 10u);
+            while ((x /= 10u) != 0);
+            while (nd)
+                buf[n++] = d[--nd];
+        }
+    }
+    buf[n] = 0;
+    return buf;
+}
 
 void mlp_reset(mlp_t *m)
 {
     memset(m, 0, sizeof *m);
-    m->params = params_arena;
-    m->mom = mom_arena;
-    m->step = step_arena;
-    for (unsigned l = 0; l <= TR_MAX_LAYERS; l++)
-        m->act[l] = act_arena + l * ACT_SLOT;
-    m->delta[0] = delta_arena;
-    m->delta[1] = delta_arena + ACT_SLOT;
+    arena_high = 0;
+    mlp_layout(m, 0);
+}
+
+void mlp_arena_stats(uint32_t *high_water, uint32_t *size)
+{
+    *high_water = arena_high;
+    *size = (uint32_t)(TR_ARENA_FLOATS * sizeof(float));
 }
 
 void mlp_set_all_masks(mlp_t *m, uint8_t v)
@@ -67,6 +135,10 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
         total += (uint32_t)dims[l] * dims[l + 1] + dims[l + 1];
     if (total > TR_PARAM_CAPACITY)
         return tr_fail(err, TR_E_NO_SPACE, 0, "n_params exceeds param_capacity");
+    const int with_mom = m->configured && m->momentum > 0.0f;
+    const size_t need = layout_floats(n_layers, dims, total, with_mom);
+    if (need > TR_ARENA_FLOATS)
+        return tr_fail(err, TR_E_NO_SPACE, 0, arena_text(need));
 
     m->n_layers = n_layers;
     memset(m->dims, 0, sizeof m->dims);
@@ -80,8 +152,10 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
         off += dims[l + 1];
     }
     m->n_params = total;
+    mlp_layout(m, with_mom);
     memset(m->params, 0, total * sizeof(float));
-    memset(m->mom, 0, total * sizeof(float));
+    if (m->mom)
+        memset(m->mom, 0, total * sizeof(float));
     memset(m->step, 0, total * sizeof(float));
     memset(m->used_row, 0, sizeof m->used_row);
     memset(m->used_bias, 0, sizeof m->used_bias);
@@ -113,13 +187,21 @@ tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
             return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(12 + 4 * e.detail),
                            e.text ? e.text : "sparam out of range");
     }
+    if (m->n_layers) {
+        const size_t need = layout_floats(m->n_layers, m->dims, m->n_params, momentum > 0.0f);
+        if (need > TR_ARENA_FLOATS)
+            return tr_fail(err, TR_E_NO_SPACE, 4, arena_text(need));
+    }
     m->configured = 1;
     m->lr = lr;
     m->momentum = momentum;
     m->strat = s;
     memcpy(m->ss.sparams, sp, sizeof sp);
-    if (m->n_layers)
-        memset(m->mom, 0, m->n_params * sizeof(float));
+    if (m->n_layers) {
+        mlp_layout(m, momentum > 0.0f);
+        if (m->mom)
+            memset(m->mom, 0, m->n_params * sizeof(float));
+    }
     strategy_restart(m);
     return TR_OK;
 }
@@ -395,8 +477,8 @@ static void update_runs(mlp_t *m, const uint8_t *mask, const uint8_t *used, uint
         while (j1 < N && mask[j1])
             j1++;
         const size_t o = off + (size_t)j * len;
-        (void)tr_sgd_f32(m->params + o, m->mom + o, m->step + o, (uint32_t)(j1 - j) * len,
-                         m->lr, m->momentum);
+        (void)tr_sgd_f32(m->params + o, m->mom ? m->mom + o : NULL, m->step + o,
+                         (uint32_t)(j1 - j) * len, m->lr, m->momentum);
         j = j1;
     }
 }

@@ -4,26 +4,26 @@
 #include "tr_train.h"
 #include "tr_train_asm.h"
 
-/* Samples [n0, n1), inputs [i0, i1): the reference loop. */
+/* Samples [n0, n1), inputs [i0, i1): the reference loop (pointer walks, 32-bit counters). */
 static void backprop_plain(const float *d, uint16_t n0, uint16_t n1, uint16_t out,
                            const float *W, uint16_t in, uint16_t i0, uint16_t i1,
                            const uint16_t *rows, uint16_t n_rows, const float *x, float *dx)
 {
-    for (uint16_t n = n0; n < n1; n++) {
-        float *acc = dx + (size_t)n * in;
+    for (uint32_t n = n0; n < n1; n++) {
+        float *const acc = dx + (size_t)n * in + i0, *const aend = acc + (i1 - i0);
         const float *dn = d + (size_t)n * out;
-        const float *a = x + (size_t)n * in;
-        for (uint16_t i = i0; i < i1; i++)
-            acc[i] = 0.0f;
-        for (uint16_t r = 0; r < n_rows; r++) {
+        for (float *g = acc; g != aend; g++)
+            *g = 0.0f;
+        for (uint32_t r = 0; r < n_rows; r++) {
             const float dj = dn[rows[r]];
-            const float *w = W + (size_t)rows[r] * in;
-            for (uint16_t i = i0; i < i1; i++)
-                acc[i] += w[i] * dj;
+            const float *w = W + (size_t)rows[r] * in + i0;
+            for (float *g = acc; g != aend; g++, w++)
+                *g += *w * dj;
         }
-        for (uint16_t i = i0; i < i1; i++)
-            if (!(a[i] > 0.0f))
-                acc[i] = 0.0f;
+        const float *a = x + (size_t)n * in + i0;
+        for (float *g = acc; g != aend; g++, a++)
+            if (!(*a > 0.0f))
+                *g = 0.0f;
     }
 }
 
