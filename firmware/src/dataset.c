@@ -15,7 +15,7 @@ static uint8_t written[(TR_MAX_SAMPLES + 7u) / 8u];
 #define TR_DECODE_LUT (TR_DATA_CAPACITY >= 16384u)
 #endif
 #if TR_DECODE_LUT
-static float decode_lut[256];
+static uint32_t decode_lut[256]; /* float bit patterns: copied as words, never converted */
 #endif
 
 void dataset_reset(dataset_t *ds)
@@ -53,7 +53,10 @@ tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err
     ds->zero_point = zp;
 #if TR_DECODE_LUT
     for (unsigned b = 0; b < 256u; b++)
-        decode_lut[b] = ((dtype == TR_DTYPE_S8 ? (float)(int8_t)b : (float)b) - zp) * scale;
+    {
+        const float v = ((dtype == TR_DTYPE_S8 ? (float)(int8_t)b : (float)b) - zp) * scale;
+        memcpy(&decode_lut[b], &v, sizeof v);
+    }
 #endif
     return TR_OK;
 }
@@ -100,13 +103,13 @@ void dataset_decode(const dataset_t *ds, uint32_t i, float *out)
 #if TR_DECODE_LUT
     const uint8_t *q = r, *end4 = r + (nf & ~3u), *end = r + nf;
     for (; q != end4; q += 4, out += 4) { /* 4 per iteration: the head's input, every step */
-        out[0] = decode_lut[q[0]];
-        out[1] = decode_lut[q[1]];
-        out[2] = decode_lut[q[2]];
-        out[3] = decode_lut[q[3]];
+        memcpy(out, &decode_lut[q[0]], sizeof(float));
+        memcpy(out + 1, &decode_lut[q[1]], sizeof(float));
+        memcpy(out + 2, &decode_lut[q[2]], sizeof(float));
+        memcpy(out + 3, &decode_lut[q[3]], sizeof(float));
     }
     for (; q != end; q++)
-        *out++ = decode_lut[*q];
+        memcpy(out++, &decode_lut[*q], sizeof(float));
 #else
     const float zp = ds->zero_point, sc = ds->scale; /* locals: out may alias *ds for C */
     if (ds->dtype == TR_DTYPE_U8)

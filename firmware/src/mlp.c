@@ -395,10 +395,12 @@ static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t 
         const uint8_t y = dataset_label(ds, idx[n]);
         float *d = m->delta[0] + (size_t)n * NO;
         uint16_t best = 0; /* argmax_first: the first maximum is the max */
+        float mx = z[0];
         for (uint16_t j = 1; j < NO; j++)
-            if (z[j] > z[best])
+            if (z[j] > mx) {
+                mx = z[j];
                 best = j;
-        const float mx = z[best];
+            }
         float s = 0.0f;
         for (uint16_t j = 0; j < NO; j++) {
             d[j] = expf(z[j] - mx);

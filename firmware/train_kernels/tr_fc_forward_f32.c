@@ -1,10 +1,20 @@
 /* Fully connected forward over a batch (tr_train.h). */
 #include <stddef.h>
+#include <string.h>
 
 #include "tr_train.h"
 #include "tr_train_asm.h"
 
 const float tr_train_zeros[16];
+
+/* ReLU by the sign bit: s if it is clear, else +0.0f (-0 -> +0; what the VFP block does
+ * with BIC on the bit pattern; a NaN keeps its sign's fate, as np.maximum keeps NaN). */
+static inline float relu_f32(float s)
+{
+    uint32_t u;
+    memcpy(&u, &s, sizeof u);
+    return (u >> 31) ? 0.0f : s;
+}
 
 /* Samples [n0, n1) x outputs [j0, j1): the reference loop, activation included. */
 static void forward_plain(const float *x, uint16_t n0, uint16_t n1, uint16_t in, const float *W,
@@ -20,7 +30,7 @@ static void forward_plain(const float *x, uint16_t n0, uint16_t n1, uint16_t in,
             for (uint16_t i = 0; i < in; i++)
                 s += w[i] * a[i];
             s = s + b[j];
-            z[j] = (relu && !(s > 0.0f)) ? 0.0f : s;
+            z[j] = relu ? relu_f32(s) : s;
         }
     }
 }
@@ -41,8 +51,13 @@ static void forward_plain(const float *x, uint16_t n0, uint16_t n1, uint16_t in,
     FWD_T(16, 20, 0, 4, 8, 12) FWD_T(17, 21, 1, 5, 9, 13)                                     \
     FWD_T(18, 22, 2, 6, 10, 14) FWD_T(19, 23, 3, 7, 11, 15)
 
-/* ReLU of one sum: !(s > 0) (also NaN: unordered is LE) -> +0.0f (s18). */
-#define FWD_RELU(r) "vcmp.f32 s" #r ", #0\n\tvmrs APSR_nzcv, fpscr\n\tit le\n\tvmovle.f32 s" #r ", s18\n\t"
+/* ReLU of two sums by the sign bit (relu_f32): bits & ~(bits >> 31, arithmetic), in the
+ * x0/x1 registers, which are dead after the loop. */
+#define FWD_RELU2(a, b)                                                                    \
+    "vmov %[x0], %[x1], s" #a ", s" #b "\n\t"                                                 \
+    "bic %[x0], %[x0], %[x0], asr #31\n\t"                                                   \
+    "bic %[x1], %[x1], %[x1], asr #31\n\t"                                                   \
+    "vmov s" #a ", s" #b ", %[x0], %[x1]\n\t"
 
 /* y[n..n+3][j..j+1] = act(sum over i of W[j..j+1][i] * x[n..n+3][i] + b[j..j+1]), in % 4 == 0.
  * Registers: x s0-s15 (4 inputs of 4 samples), W s16-s23 (4 inputs of 2 rows), the 8 sums
@@ -79,9 +94,7 @@ __attribute__((noinline)) static void forward_2x4(const float *x, uint32_t in, c
         "vadd.f32 s31, s31, s17\n\t"
         "cmp %[relu], #0\n\t"
         "beq 2f\n\t"
-        "vldr s18, [%[z]]\n\t"
-        FWD_RELU(24) FWD_RELU(25) FWD_RELU(26) FWD_RELU(27)
-        FWD_RELU(28) FWD_RELU(29) FWD_RELU(30) FWD_RELU(31)
+        FWD_RELU2(24, 25) FWD_RELU2(26, 27) FWD_RELU2(28, 29) FWD_RELU2(30, 31)
         "2:\n\t"
         "vstmia %[y], {s24-s25}\n\t"
         "add %[y], %[y], %[o4]\n\t"

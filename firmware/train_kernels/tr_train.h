@@ -41,7 +41,7 @@ typedef enum {
  * @param[in]  W      weights [out][in], row-major
  * @param[in]  b      biases [out]
  * @param[in]  out    outputs per sample. Range: [1, 65535]
- * @param[in]  relu   1: y = s if s > 0 else +0.0f (also for NaN); 0: y = s
+ * @param[in]  relu   1: y = s if its sign bit is clear, else +0.0f (-0 -> +0); 0: y = s
  * @param[out] y      outputs [batch][out]; must not overlap x, W, b
  * @return TR_TRAIN_SUCCESS, or TR_TRAIN_ARG_ERROR for a zero size or a NULL pointer.
  * The sum runs over i = 0, 1, ... from +0.0f; the bias is added after it.
