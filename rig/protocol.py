@@ -744,19 +744,23 @@ class Stats:
     """STATS response: the firmware's memory use and receive-path trouble. `stack_used` is
     the high-water mark of the painted stack since reset (0 and 0 on the native build: not
     measured); `rx_overruns` counts the times the UART lost received data, `rx_ring_full`
-    the times the RX ring filled and reception paused (protocol §8)."""
+    the times the RX ring filled and reception paused; `arena_used` is the high-water mark
+    of the training arena's layouts since RESET and `arena_size` its size (protocol §8)."""
 
     stack_used: int
     stack_size: int
     static_ram: int
     rx_overruns: int = 0
     rx_ring_full: int = 0
+    arena_used: int = 0
+    arena_size: int = 0
 
-    _S: ClassVar[struct.Struct] = struct.Struct("<IIIII")
+    _S: ClassVar[struct.Struct] = struct.Struct("<IIIIIII")
 
     def pack(self) -> bytes:
         return self._S.pack(self.stack_used, self.stack_size, self.static_ram,
-                            self.rx_overruns, self.rx_ring_full)
+                            self.rx_overruns, self.rx_ring_full, self.arena_used,
+                            self.arena_size)
 
     @classmethod
     def unpack(cls, payload: bytes) -> Stats:

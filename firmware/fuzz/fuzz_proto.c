@@ -143,11 +143,11 @@ static void check_output(const uint8_t *o, size_t n)
             if (got < 0)
                 abort(); /* the firmware sent a malformed COBS block */
             size_t len = (size_t)got;
-            if (len < PROTO_HDR_LEN + PROTO_CRC_LEN || len > PROTO_PKT_MAX)
+            if (len < TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE || len > PROTO_PKT_MAX)
                 abort(); /* a packet shorter than its header or over max_payload */
-            if (crc32(dec, len - PROTO_CRC_LEN) != rd_u32(dec + len - PROTO_CRC_LEN))
+            if (crc32(dec, len - TR_PROTO_CRC_SIZE) != rd_u32(dec + len - TR_PROTO_CRC_SIZE))
                 abort(); /* a frame with a wrong CRC */
-            if ((size_t)rd_u16(dec + 4) + PROTO_HDR_LEN + PROTO_CRC_LEN != len)
+            if ((size_t)rd_u16(dec + 4) + TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE != len)
                 abort(); /* len field disagrees with the packet */
         }
         start = i + 1;
@@ -169,9 +169,9 @@ static void feed(const uint8_t *data, size_t n)
 /* Seal pkt[0..8+len) (header already in place) with its CRC, frame it and feed it. */
 static void send_sealed(size_t len, int damage, uint16_t where, uint8_t mask)
 {
-    size_t n = PROTO_HDR_LEN + len;
+    size_t n = TR_PROTO_HEADER_SIZE + len;
     wr_u32(pkt + n, crc32(pkt, n));
-    n += PROTO_CRC_LEN;
+    n += TR_PROTO_CRC_SIZE;
     frame[0] = 0;
     size_t enc = cobs_enc(pkt, n, frame + 1);
     frame[1 + enc] = 0;
@@ -195,13 +195,13 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             feed(b, len);
         } else if (op == 2) {
             uint16_t len = take_len(&c);
-            if (len < PROTO_HDR_LEN || len - PROTO_HDR_LEN > TR_MAX_PAYLOAD + 32u) {
+            if (len < TR_PROTO_HEADER_SIZE || len - TR_PROTO_HEADER_SIZE > TR_MAX_PAYLOAD + 32u) {
                 take(&c, len, &b);
                 continue;
             }
             take(&c, len, &b);
             memcpy(pkt, b, len);
-            send_sealed(len - PROTO_HDR_LEN, 0, 0, 0);
+            send_sealed(len - TR_PROTO_HEADER_SIZE, 0, 0, 0);
         } else {
             uint8_t type = 0, mask = 0;
             uint16_t where = 0;
@@ -215,7 +215,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             if (len > TR_MAX_PAYLOAD)
                 len = TR_MAX_PAYLOAD;
             take(&c, len, &b);
-            pkt[0] = PROTO_VERSION;
+            pkt[0] = TR_PROTO_VERSION;
             pkt[1] = type;
             if (!(b0 & 4u))
                 seq++;
@@ -223,7 +223,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             wr_u16(pkt + 4, len);
             pkt[6] = 0;
             pkt[7] = 0;
-            memcpy(pkt + PROTO_HDR_LEN, b, len);
+            memcpy(pkt + TR_PROTO_HEADER_SIZE, b, len);
             send_sealed(len, op == 3, where, mask);
         }
     }

@@ -16,5 +16,5 @@ size_t sim_fault_bytes(uint8_t *out, size_t cap)
     wr_u32(pl, SIM_FAULT_EXCEPTION);
     memcpy(out, line, n);
     out[n++] = 0; /* the text is one noise chunk, then a clean frame */
-    return n + proto_build_frame(MSG_FAULT, 0, 0, pl, sizeof pl, out + n, cap - n);
+    return n + proto_build_frame(TR_MSG_FAULT, 0, 0, pl, sizeof pl, out + n, cap - n);
 }

@@ -4,7 +4,7 @@
 #include "hal.h"
 
 uint32_t hal_counter_read(void) { return 0; }
-uint8_t hal_counter_kind(void) { return HAL_COUNTER_NONE; }
+uint8_t hal_counter_kind(void) { return TR_COUNTER_NONE; }
 uint32_t hal_clock_hz(void) { return TR_CLOCK_HZ; }
 void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram)
 {

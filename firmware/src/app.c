@@ -56,7 +56,7 @@ static tr_status_t h_hello(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     if (need_len(len, 0, err))
         return TR_E_BAD_LENGTH;
     uint8_t *p = resp;
-    *p++ = PROTO_VERSION;
+    *p++ = TR_PROTO_VERSION;
     *p++ = hal_counter_kind();
     wr_u16(p, TR_MAX_PAYLOAD), p += 2;
     wr_u32(p, hal_clock_hz()), p += 4;
@@ -107,15 +107,18 @@ static tr_status_t h_stats(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     (void)req;
     if (need_len(len, 0, err))
         return TR_E_BAD_LENGTH;
-    uint32_t used, size, ram, overruns, ring_full;
+    uint32_t used, size, ram, overruns, ring_full, arena_used, arena_size;
     hal_stats(&used, &size, &ram);
     hal_rx_stats(&overruns, &ring_full);
+    mlp_arena_stats(&arena_used, &arena_size);
     wr_u32(resp, used);
     wr_u32(resp + 4, size);
     wr_u32(resp + 8, ram);
     wr_u32(resp + 12, overruns);
     wr_u32(resp + 16, ring_full);
-    *rl = 20;
+    wr_u32(resp + 20, arena_used);
+    wr_u32(resp + 24, arena_size);
+    *rl = 28;
     return TR_OK;
 }
 
@@ -125,9 +128,9 @@ static tr_status_t h_debug(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     (void)resp, (void)rl;
     if (need_len(len, 1, err))
         return TR_E_BAD_LENGTH;
-    if (req[0] == 1)
+    if (req[0] == TR_DEBUG_FAULT)
         hal_debug_fault();
-    else if (req[0] == 2)
+    else if (req[0] == TR_DEBUG_HANG)
         hal_debug_hang();
     else
         return tr_fail(err, TR_E_BAD_ARG, 0, "action: 1 fault, 2 hang");
@@ -162,7 +165,7 @@ static tr_status_t check_tensor(const uint8_t *req, uint32_t count, uint32_t *si
         return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
     if (req[0] >= model.n_layers)
         return tr_fail(err, TR_E_BAD_ARG, 0, "layer >= n_layers");
-    if (req[1] > MLP_B)
+    if (req[1] > TR_WHICH_BIAS)
         return tr_fail(err, TR_E_BAD_ARG, 1, "which: 0 weight, 1 bias");
     (void)mlp_param_tensor(&model, req[0], req[1], size);
     if ((uint64_t)rd_u32(req + 4) + count > *size)
@@ -251,7 +254,7 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
     uint32_t crc = 0, base = 0, done = 0;
     uint8_t *low = resp + 4u * n_blocks;
     for (uint8_t l = 0; l < model.n_layers && done < count; l++) {
-        for (uint8_t w = MLP_W; w <= MLP_B && done < count; w++) {
+        for (uint8_t w = TR_WHICH_WEIGHT; w <= TR_WHICH_BIAS && done < count; w++) {
             uint32_t size;
             const float *t = mlp_param_tensor(&model, l, w, &size);
             for (uint32_t i = offset + done - base; offset + done >= base && i < size &&
@@ -323,7 +326,7 @@ static tr_status_t h_data_info(const uint8_t *req, uint16_t len, uint8_t *resp, 
     if (need_len(len, 0, err))
         return TR_E_BAD_LENGTH;
     dataset_info(&data, resp);
-    *rl = DS_INFO_SIZE;
+    *rl = DATASET_INFO_SIZE;
     return TR_OK;
 }
 
@@ -474,28 +477,28 @@ static tr_status_t h_features(const uint8_t *req, uint16_t len, uint8_t *resp, u
 
 /* Dispatch table, keyed by message type. */
 static const proto_cmd_t cmds[] = {
-    {MSG_HELLO, h_hello},
-    {MSG_ECHO, h_echo},
-    {MSG_RESET, h_reset},
-    {MSG_STATS, h_stats},
-    {MSG_DEBUG, h_debug},
-    {MSG_MODEL_INIT, h_model_init},
-    {MSG_PARAM_WRITE, h_param_write},
-    {MSG_PARAM_READ, h_param_read},
-    {MSG_TRAIN_CONFIG, h_train_config},
-    {MSG_BACKBONE_INIT, h_backbone_init},
-    {MSG_BACKBONE_WRITE, h_backbone_write},
-    {MSG_FEATURES, h_features},
-    {MSG_BACKBONE_INFO, h_backbone_info},
-    {MSG_DATA_CONFIG, h_data_config},
-    {MSG_DATA_WRITE, h_data_write},
-    {MSG_DATA_INFO, h_data_info},
-    {MSG_TRAIN_STEP, h_train_step},
-    {MSG_EVAL, h_eval},
-    {MSG_SELECT, h_select},
-    {MSG_MASK_READ, h_mask_read},
-    {MSG_UPDATE_READ, h_update_read},
-    {MSG_PARAM_DIGEST, h_param_digest},
+    {TR_MSG_HELLO, h_hello},
+    {TR_MSG_ECHO, h_echo},
+    {TR_MSG_RESET, h_reset},
+    {TR_MSG_STATS, h_stats},
+    {TR_MSG_DEBUG, h_debug},
+    {TR_MSG_MODEL_INIT, h_model_init},
+    {TR_MSG_PARAM_WRITE, h_param_write},
+    {TR_MSG_PARAM_READ, h_param_read},
+    {TR_MSG_TRAIN_CONFIG, h_train_config},
+    {TR_MSG_BACKBONE_INIT, h_backbone_init},
+    {TR_MSG_BACKBONE_WRITE, h_backbone_write},
+    {TR_MSG_FEATURES, h_features},
+    {TR_MSG_BACKBONE_INFO, h_backbone_info},
+    {TR_MSG_DATA_CONFIG, h_data_config},
+    {TR_MSG_DATA_WRITE, h_data_write},
+    {TR_MSG_DATA_INFO, h_data_info},
+    {TR_MSG_TRAIN_STEP, h_train_step},
+    {TR_MSG_EVAL, h_eval},
+    {TR_MSG_SELECT, h_select},
+    {TR_MSG_MASK_READ, h_mask_read},
+    {TR_MSG_UPDATE_READ, h_update_read},
+    {TR_MSG_PARAM_DIGEST, h_param_digest},
 };
 
 /* Sizes the response buffers rely on. */

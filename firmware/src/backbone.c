@@ -6,6 +6,11 @@
 #include "tr_nn.h"
 #include "wire.h"
 
+/* BACKBONE_INFO reports the kernel library's id as the wire id: keep them one number. */
+_Static_assert(TR_NN_IMPL_C == TR_KERNELS_TINYRIG_C, "kernel impl id");
+_Static_assert(TR_NN_IMPL_DSP == TR_KERNELS_TINYRIG_DSP, "kernel impl id");
+_Static_assert(TR_NN_IMPL_CMSIS == TR_KERNELS_CMSIS_NN, "kernel impl id");
+
 _Static_assert(TR_BACKBONE_CAPACITY == 0u ||
                    TR_MAX_PAYLOAD >= BB_INIT_HEADER + BB_LAYER_RECORD * TR_BACKBONE_MAX_LAYERS,
                "BACKBONE_INIT with max_layers must fit one packet");
@@ -64,11 +69,11 @@ static const int32_t *blob_i32(uint32_t off) { return (const int32_t *)(const vo
 static uint64_t weight_count(const bb_layer_t *L)
 {
     switch (L->op) {
-    case BB_OP_CONV:
+    case TR_BB_OP_CONV:
         return (uint64_t)L->out_c * L->kh * L->kw * L->in_c;
-    case BB_OP_DWCONV:
+    case TR_BB_OP_DWCONV:
         return (uint64_t)L->kh * L->kw * L->out_c;
-    case BB_OP_FC:
+    case TR_BB_OP_FC:
         return (uint64_t)L->out_c * L->in_h * L->in_w * L->in_c;
     default:
         return 0;
@@ -79,21 +84,21 @@ static int32_t scratch_size(const bb_layer_t *L)
 {
     const tr_nn_dims in = {1, L->in_h, L->in_w, L->in_c};
     switch (L->op) {
-    case BB_OP_CONV: {
+    case TR_BB_OP_CONV: {
         const tr_nn_dims f = {L->out_c, L->kh, L->kw, L->in_c};
         return tr_convolve_s8_get_buffer_size(&in, &f);
     }
-    case BB_OP_DWCONV: {
+    case TR_BB_OP_DWCONV: {
         const tr_nn_dims f = {1, L->kh, L->kw, L->out_c};
         return tr_depthwise_conv_s8_get_buffer_size(&in, &f);
     }
-    case BB_OP_FC: {
+    case TR_BB_OP_FC: {
         const tr_nn_dims f = {(int32_t)L->in_h * L->in_w * L->in_c, 1, 1, L->out_c};
         const int32_t a = tr_fully_connected_s8_get_buffer_size(&f);
         const int32_t b = tr_fully_connected_per_channel_s8_get_buffer_size(&f);
         return a > b ? a : b;
     }
-    case BB_OP_AVGPOOL:
+    case TR_BB_OP_AVGPOOL:
         return tr_avgpool_s8_get_buffer_size(L->out_w, L->in_c);
     default:
         return tr_maxpool_s8_get_buffer_size(L->out_w, L->in_c);
@@ -110,20 +115,20 @@ static tr_nn_status run_layer(const bb_layer_t *L, const int8_t *x, int8_t *y)
     const tr_nn_tile stride = {L->sw, L->sh}, pad = {L->pw, L->ph}, dil = {L->dw, L->dh};
     const tr_nn_per_channel_quant_params q = {blob_i32(L->m_off), blob_i32(L->s_off)};
     switch (L->op) {
-    case BB_OP_CONV: {
+    case TR_BB_OP_CONV: {
         const tr_nn_conv_params p = {L->in_off, L->out_off, stride, pad, dil, act};
         const tr_nn_dims f = {L->out_c, L->kh, L->kw, L->in_c};
         return tr_convolve_s8(&ctx, &p, &q, &in, x, &f, blob_i8(L->w_off), &bias_d,
                               blob_i32(L->b_off), &out, y);
     }
-    case BB_OP_DWCONV: {
+    case TR_BB_OP_DWCONV: {
         const tr_nn_dw_conv_params p = {L->in_off, L->out_off, L->out_c / L->in_c, stride, pad,
                                         dil, act};
         const tr_nn_dims f = {1, L->kh, L->kw, L->out_c};
         return tr_depthwise_conv_s8(&ctx, &p, &q, &in, x, &f, blob_i8(L->w_off), &bias_d,
                                     blob_i32(L->b_off), &out, y);
     }
-    case BB_OP_FC: {
+    case TR_BB_OP_FC: {
         const int32_t n_in = (int32_t)L->in_h * L->in_w * L->in_c;
         const tr_nn_fc_params p = {L->in_off, 0, L->out_off, act};
         const tr_nn_dims in_fc = {1, 1, 1, n_in}, f = {n_in, 1, 1, L->out_c},
@@ -139,7 +144,7 @@ static tr_nn_status run_layer(const bb_layer_t *L, const int8_t *x, int8_t *y)
     default: {
         const tr_nn_pool_params p = {stride, pad, act};
         const tr_nn_dims f = {1, L->kh, L->kw, 1};
-        return L->op == BB_OP_AVGPOOL ? tr_avgpool_s8(&ctx, &p, &in, x, &f, &out, y)
+        return L->op == TR_BB_OP_AVGPOOL ? tr_avgpool_s8(&ctx, &p, &in, x, &f, &out, y)
                                       : tr_maxpool_s8(&ctx, &p, &in, x, &f, &out, y);
     }
     }
@@ -166,7 +171,7 @@ static void load_input(const dataset_t *ds, uint32_t i)
     const uint8_t *r = dataset_raw(ds, i);
     int8_t *x = (int8_t *)act_mem[0];
     const uint16_t n = ds->n_features;
-    if (ds->dtype == DS_U8)
+    if (ds->dtype == TR_DTYPE_U8)
         for (uint16_t k = 0; k < n; k++)
             x[k] = (int8_t)(r[k] ^ 0x80u); /* q - 128 */
     else
@@ -203,7 +208,7 @@ static tr_status_t verify(tr_err_t *err)
         return tr_fail(err, TR_E_BAD_STATE, 0, "backbone blob CRC mismatch (BACKBONE_WRITE missing?)");
     for (uint8_t l = 0; l < bb.n_layers; l++) {
         bb_layer_t *L = &bb.layers[l];
-        if (L->op > BB_OP_FC)
+        if (L->op > TR_BB_OP_FC)
             continue;
         const int32_t *m = blob_i32(L->m_off), *s = blob_i32(L->s_off);
         L->per_tensor = 1;
@@ -233,7 +238,7 @@ tr_status_t backbone_check(const dataset_t *ds, tr_err_t *err)
 {
     if (!bb.n_layers)
         return TR_OK;
-    if (ds->configured && ds->dtype == DS_F32)
+    if (ds->configured && ds->dtype == TR_DTYPE_F32)
         return tr_fail(err, TR_E_BAD_STATE, 0, "backbone needs u8/s8 samples");
     if (ds->configured && ds->n_features != (uint32_t)bb.in_h * bb.in_w * bb.in_c)
         return tr_fail(err, TR_E_BAD_STATE, 0, "n_features != backbone input h*w*c");
@@ -295,14 +300,14 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
         L->out_h = rd_u16(p + 10), L->out_w = rd_u16(p + 12), L->out_c = rd_u16(p + 14);
         L->in_off = (int32_t)rd_u32(p + 16), L->out_off = (int32_t)rd_u32(p + 20);
         L->act_min = (int8_t)p[24], L->act_max = (int8_t)p[25];
-        const int pool = L->op == BB_OP_AVGPOOL || L->op == BB_OP_MAXPOOL;
-        if (L->op > BB_OP_MAXPOOL)
+        const int pool = L->op == TR_BB_OP_AVGPOOL || L->op == TR_BB_OP_MAXPOOL;
+        if (L->op > TR_BB_OP_MAXPOOL)
             return tr_fail(err, TR_E_BAD_ARG, at, "layer op not 0..4");
         if (L->out_h == 0 || L->out_w == 0 || L->out_c == 0)
             return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(at + 10), "output dims must be >= 1");
         if (L->act_min > L->act_max)
             return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(at + 24), "act_min > act_max");
-        if (L->op == BB_OP_FC) {
+        if (L->op == TR_BB_OP_FC) {
             L->kh = L->kw = L->sh = L->sw = L->dh = L->dw = 1;
             L->ph = L->pw = 0;
             if (L->out_h != 1 || L->out_w != 1)
@@ -330,7 +335,7 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
             if (L->out_off < -128 || L->out_off > 127)
                 return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(at + 20),
                                "output_offset not in [-128, 127]");
-            if (L->op == BB_OP_DWCONV && L->out_c % c != 0)
+            if (L->op == TR_BB_OP_DWCONV && L->out_c % c != 0)
                 return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(at + 14),
                                "depthwise out_c must be a multiple of in_c");
         }
@@ -351,7 +356,7 @@ tr_status_t backbone_init(const uint8_t *req, uint16_t len, uint8_t *resp, uint1
             L->s_off = L->m_off + 4u * L->out_c;
             off = L->s_off + 4u * L->out_c;
             macs += (uint32_t)weight_count(L) *
-                    (L->op == BB_OP_FC ? 1u : (uint32_t)L->out_h * L->out_w);
+                    (L->op == TR_BB_OP_FC ? 1u : (uint32_t)L->out_h * L->out_w);
         }
         const int32_t s = scratch_size(L);
         scratch = (uint32_t)s > scratch ? (uint32_t)s : scratch;

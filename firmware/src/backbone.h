@@ -26,6 +26,7 @@
 #include "board_config.h"
 #include "dataset.h"
 #include "tr_status.h"
+#include "wire_ids.h"
 
 #ifndef TR_BACKBONE_CAPACITY
 #define TR_BACKBONE_CAPACITY 0u
@@ -40,12 +41,7 @@
 #define TR_BACKBONE_MAX_LAYERS 8u
 #endif
 
-#define BB_OP_CONV 0u
-#define BB_OP_DWCONV 1u
-#define BB_OP_FC 2u
-#define BB_OP_AVGPOOL 3u
-#define BB_OP_MAXPOOL 4u
-
+/* Layer ops: TR_BB_OP_* (wire_ids.h). */
 #define BB_INIT_HEADER 28u
 #define BB_LAYER_RECORD 28u
 #define BB_INFO_SIZE 28u

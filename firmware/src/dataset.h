@@ -7,6 +7,7 @@
 
 #include "board_config.h"
 #include "tr_status.h"
+#include "wire_ids.h" /* TR_DTYPE_* */
 
 /* Features per stored sample. Without a backbone the head needs n_features = dims[0] <=
  * max_width anyway; a backbone (backbone.h) may take bigger images. Boards may raise it
@@ -14,10 +15,6 @@
 #ifndef TR_MAX_SAMPLE_FEATURES
 #define TR_MAX_SAMPLE_FEATURES TR_MAX_WIDTH
 #endif
-
-#define DS_F32 0u
-#define DS_U8 1u
-#define DS_S8 2u
 
 typedef struct {
     uint8_t configured;
@@ -36,9 +33,9 @@ tr_status_t dataset_config(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err
 /* DATA_WRITE payload. Validates length and range before copying. */
 tr_status_t dataset_write(dataset_t *ds, const uint8_t *p, uint16_t len, tr_err_t *err);
 
-/* DATA_INFO response (DS_INFO_SIZE bytes, docs/protocol.md §3): the stored set's layout,
+/* DATA_INFO response (DATASET_INFO_SIZE bytes, docs/protocol.md §3): the stored set's layout,
  * how many samples are written and, once all are, the CRC-32 of DATA_CONFIG + records. */
-#define DS_INFO_SIZE 24u
+#define DATASET_INFO_SIZE 24u
 void dataset_info(const dataset_t *ds, uint8_t *out);
 
 /* 1 if sample i has been written since the last DATA_CONFIG. */

@@ -5,10 +5,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* HELLO counter_kind values. */
-#define HAL_COUNTER_NONE 0u
-#define HAL_COUNTER_DWT 1u
-#define HAL_COUNTER_SYSTICK 2u
+#include "wire_ids.h" /* TR_COUNTER_*: hal_counter_kind() values */
 
 void hal_init(void);
 

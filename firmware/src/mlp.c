@@ -7,26 +7,95 @@
 #include "hal.h"
 #include "strategy.h"
 #include "tr_marker.h"
+#include "tr_train.h"
 #include "wire.h"
 
-/* Arenas: fixed at build time by board_config.h, no heap. */
-static float params_arena[TR_PARAM_CAPACITY];
-static float mom_arena[TR_PARAM_CAPACITY];
-static float step_arena[TR_PARAM_CAPACITY];
+/* One static arena (no heap) for everything training needs, laid out per model and
+ * configuration by mlp_layout (docs/training.md "Memory plan"). Default size: what the
+ * separate fixed arrays took before, so every model that fitted still fits. */
 #define ACT_SLOT ((size_t)TR_MAX_BATCH * TR_MAX_WIDTH)
-static float act_arena[(TR_MAX_LAYERS + 1) * ACT_SLOT];
-static float delta_arena[2 * ACT_SLOT];
+#ifndef TR_ARENA_FLOATS
+#define TR_ARENA_FLOATS (3u * (size_t)TR_PARAM_CAPACITY + (TR_MAX_LAYERS + 3u) * ACT_SLOT)
+#endif
+static float arena[TR_ARENA_FLOATS];
+static uint32_t arena_high; /* bytes, high-water mark of the layouts since RESET */
+
+/* Floats the layout of dims needs: params | step | act[0..L] | delta[2] | momentum.
+ * Activations and errors are sized by the model's widths at max_batch; the momentum
+ * buffer exists only with momentum > 0 (PyTorch keeps none at 0 either). */
+static size_t layout_floats(uint8_t L, const uint16_t *dims, uint32_t n_params, int with_mom)
+{
+    size_t act = 0;
+    uint16_t wmax = 0;
+    for (uint8_t l = 0; l <= L; l++) {
+        act += (size_t)TR_MAX_BATCH * dims[l];
+        if (l >= 1 && dims[l] > wmax)
+            wmax = dims[l];
+    }
+    return 2u * (size_t)n_params + act + 2u * (size_t)TR_MAX_BATCH * wmax +
+           (with_mom ? n_params : 0u);
+}
+
+/* Point params/step/act/delta/mom into the arena for the current model (caller checked the
+ * size). Params and step lead, so a new configuration never moves them. */
+static void mlp_layout(mlp_t *m, int with_mom)
+{
+    float *p = arena;
+    m->params = p, p += m->n_params;
+    m->step = p, p += m->n_params;
+    for (uint8_t l = 0; l <= m->n_layers; l++)
+        m->act[l] = p, p += (size_t)TR_MAX_BATCH * m->dims[l];
+    uint16_t wmax = 0;
+    for (uint8_t l = 1; l <= m->n_layers; l++)
+        if (m->dims[l] > wmax)
+            wmax = m->dims[l];
+    m->delta[0] = p, p += (size_t)TR_MAX_BATCH * wmax;
+    m->delta[1] = p, p += (size_t)TR_MAX_BATCH * wmax;
+    m->mom = with_mom ? p : NULL;
+    p += with_mom ? m->n_params : 0u;
+    const uint32_t used = (uint32_t)((size_t)(p - arena) * sizeof(float));
+    if (used > arena_high)
+        arena_high = used;
+}
+
+/* "arena: needs N B, has M B" in a static buffer (the NAK text outlives the handler). */
+static const char *arena_text(size_t floats)
+{
+    static char buf[48];
+    static const char head[] = "arena: needs ", mid[] = " B, has ", tail[] = " B";
+    const uint32_t v[2] = {(uint32_t)(floats * sizeof(float)),
+                           (uint32_t)(TR_ARENA_FLOATS * sizeof(float))};
+    const char *parts[3] = {head, mid, tail};
+    size_t n = 0;
+    for (unsigned k = 0; k < 3; k++) {
+        for (const char *c = parts[k]; *c; c++)
+            buf[n++] = *c;
+        if (k < 2) {
+            char d[10];
+            unsigned nd = 0;
+            uint32_t x = v[k];
+            do
+                d[nd++] = (char)('0' + x % 10u);
+            while ((x /= 10u) != 0);
+            while (nd)
+                buf[n++] = d[--nd];
+        }
+    }
+    buf[n] = 0;
+    return buf;
+}
 
 void mlp_reset(mlp_t *m)
 {
     memset(m, 0, sizeof *m);
-    m->params = params_arena;
-    m->mom = mom_arena;
-    m->step = step_arena;
-    for (unsigned l = 0; l <= TR_MAX_LAYERS; l++)
-        m->act[l] = act_arena + l * ACT_SLOT;
-    m->delta[0] = delta_arena;
-    m->delta[1] = delta_arena + ACT_SLOT;
+    arena_high = 0;
+    mlp_layout(m, 0);
+}
+
+void mlp_arena_stats(uint32_t *high_water, uint32_t *size)
+{
+    *high_water = arena_high;
+    *size = (uint32_t)(TR_ARENA_FLOATS * sizeof(float));
 }
 
 void mlp_set_all_masks(mlp_t *m, uint8_t v)
@@ -66,6 +135,10 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
         total += (uint32_t)dims[l] * dims[l + 1] + dims[l + 1];
     if (total > TR_PARAM_CAPACITY)
         return tr_fail(err, TR_E_NO_SPACE, 0, "n_params exceeds param_capacity");
+    const int with_mom = m->configured && m->momentum > 0.0f;
+    const size_t need = layout_floats(n_layers, dims, total, with_mom);
+    if (need > TR_ARENA_FLOATS)
+        return tr_fail(err, TR_E_NO_SPACE, 0, arena_text(need));
 
     m->n_layers = n_layers;
     memset(m->dims, 0, sizeof m->dims);
@@ -79,8 +152,10 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
         off += dims[l + 1];
     }
     m->n_params = total;
+    mlp_layout(m, with_mom);
     memset(m->params, 0, total * sizeof(float));
-    memset(m->mom, 0, total * sizeof(float));
+    if (m->mom)
+        memset(m->mom, 0, total * sizeof(float));
     memset(m->step, 0, total * sizeof(float));
     memset(m->used_row, 0, sizeof m->used_row);
     memset(m->used_bias, 0, sizeof m->used_bias);
@@ -112,27 +187,35 @@ tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
             return tr_fail(err, TR_E_BAD_ARG, (uint16_t)(12 + 4 * e.detail),
                            e.text ? e.text : "sparam out of range");
     }
+    if (m->n_layers) {
+        const size_t need = layout_floats(m->n_layers, m->dims, m->n_params, momentum > 0.0f);
+        if (need > TR_ARENA_FLOATS)
+            return tr_fail(err, TR_E_NO_SPACE, 4, arena_text(need));
+    }
     m->configured = 1;
     m->lr = lr;
     m->momentum = momentum;
     m->strat = s;
     memcpy(m->ss.sparams, sp, sizeof sp);
-    if (m->n_layers)
-        memset(m->mom, 0, m->n_params * sizeof(float));
+    if (m->n_layers) {
+        mlp_layout(m, momentum > 0.0f);
+        if (m->mom)
+            memset(m->mom, 0, m->n_params * sizeof(float));
+    }
     strategy_restart(m);
     return TR_OK;
 }
 
 float *mlp_param_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 {
-    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
-    return m->params + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+    *size = which == TR_WHICH_WEIGHT ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->params + (which == TR_WHICH_WEIGHT ? m->w_off[layer] : m->b_off[layer]);
 }
 
 float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 {
-    *size = which == MLP_W ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
-    return m->step + (which == MLP_W ? m->w_off[layer] : m->b_off[layer]);
+    *size = which == TR_WHICH_WEIGHT ? (uint32_t)m->dims[layer] * m->dims[layer + 1] : m->dims[layer + 1];
+    return m->step + (which == TR_WHICH_WEIGHT ? m->w_off[layer] : m->b_off[layer]);
 }
 
 /* ---- forward / loss ---------------------------------------------------------------- */
@@ -140,24 +223,10 @@ float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size)
 static void forward(mlp_t *m, uint16_t B)
 {
     const uint8_t L = m->n_layers;
-    for (uint8_t l = 0; l < L; l++) {
-        const uint16_t in = m->dims[l], out = m->dims[l + 1];
-        const float *W = m->params + m->w_off[l];
-        const float *b = m->params + m->b_off[l];
-        const int relu = l + 1 < L;
-        for (uint16_t n = 0; n < B; n++) {
-            const float *a = m->act[l] + (size_t)n * in;
-            float *z = m->act[l + 1] + (size_t)n * out;
-            for (uint16_t j = 0; j < out; j++) {
-                const float *w = W + (size_t)j * in;
-                float s = 0.0f;
-                for (uint16_t i = 0; i < in; i++)
-                    s += w[i] * a[i];
-                s = s + b[j];
-                z[j] = (relu && !(s > 0.0f)) ? 0.0f : s;
-            }
-        }
-    }
+    for (uint8_t l = 0; l < L; l++)
+        (void)tr_fc_forward_f32(m->act[l], B, m->dims[l], m->params + m->w_off[l],
+                                m->params + m->b_off[l], m->dims[l + 1], l + 1 < L,
+                                m->act[l + 1]);
     m->batch = B;
 }
 
@@ -311,28 +380,130 @@ static void clear_last_step(mlp_t *m)
     memset(m->used_bias, 0, sizeof m->used_bias);
 }
 
-/* step[] holds g on entry, u on exit; p -= u. PyTorch SGD, dampening 0, no Nesterov. */
-static void sgd_apply(float *p, float *v, float *s, size_t n, float lr, float mu)
+/* Loss and correct count of the batch in act[L], and the output error delta_{L-1} =
+ * (softmax(z) - onehot(y)) / B into delta[0] (docs/training.md §2). Same arithmetic as
+ * sample_loss, but each expf(z_j - m) is computed once and kept in d[] for the error. */
+static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t *idx,
+                                  uint16_t batch, mlp_step_result_t *res)
 {
-    if (mu == 0.0f) {
-        for (size_t i = 0; i < n; i++) {
-            float u = lr * s[i];
-            p[i] = p[i] - u;
-            s[i] = u;
+    const uint16_t NO = m->dims[m->n_layers];
+    const float fb = (float)batch;
+    float loss_sum = 0.0f;
+    uint16_t correct = 0;
+    for (uint16_t n = 0; n < batch; n++) {
+        const float *z = m->act[m->n_layers] + (size_t)n * NO;
+        const uint8_t y = dataset_label(ds, idx[n]);
+        float *d = m->delta[0] + (size_t)n * NO;
+        uint16_t best = 0; /* argmax_first: the first maximum is the max */
+        float mx = z[0];
+        for (uint16_t j = 1; j < NO; j++)
+            if (z[j] > mx) {
+                mx = z[j];
+                best = j;
+            }
+        float s = 0.0f;
+        for (uint16_t j = 0; j < NO; j++) {
+            d[j] = expf(z[j] - mx);
+            s += d[j];
         }
-    } else {
-        for (size_t i = 0; i < n; i++) {
-            float vi = mu * v[i] + s[i];
-            float u = lr * vi;
-            v[i] = vi;
-            p[i] = p[i] - u;
-            s[i] = u;
+        loss_sum += (mx + logf(s)) - z[y];
+        correct = (uint16_t)(correct + (best == y));
+        for (uint16_t j = 0; j < NO; j++) {
+            float q = d[j] / s;
+            if (j == y)
+                q = q - 1.0f;
+            d[j] = q / fb;
         }
+    }
+    res->loss = loss_sum / fb;
+    res->correct = correct;
+}
+
+/* Lowest layer backward must reach: 0 if masks are decided on delta (every layer is
+ * visited), else the lowest layer with any row/bias mask bit (n_layers: none). */
+static uint8_t lowest_layer(const mlp_t *m)
+{
+    if (m->strat->masks_on_delta)
+        return 0;
+    for (uint8_t l = 0; l < m->n_layers; l++)
+        for (uint16_t j = 0; j < m->dims[l + 1]; j++)
+            if (m->row_mask[l][j] || m->bias_mask[l][j])
+                return l;
+    return m->n_layers;
+}
+
+/* Layer l with its error delta_l in cur ([B][N]): bias gradients (bias_mask rows, full
+ * delta) and weight gradients (row_mask rows) into step[]; if propagate, delta_{l-1} into
+ * nxt ([B][in]) from W before any update, through the row_mask rows if prop_masked[l]
+ * (TinyProp), else through all rows. */
+static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, uint16_t batch,
+                           int propagate)
+{
+    const uint16_t in = m->dims[l], N = m->dims[l + 1];
+    float *gb = m->step + m->b_off[l];
+    uint16_t rows[TR_MAX_WIDTH], k = 0;
+    for (uint16_t j = 0; j < N; j++) {
+        if (m->bias_mask[l][j]) {
+            float g = 0.0f;
+            for (uint16_t n = 0; n < batch; n++)
+                g += cur[(size_t)n * N + j];
+            gb[j] = g;
+        }
+        if (m->row_mask[l][j])
+            rows[k++] = j;
+    }
+    (void)tr_fc_weight_grad_f32(cur, m->act[l], batch, N, in, rows, k, m->step + m->w_off[l]);
+    if (!propagate)
+        return;
+    if (!m->prop_masked[l])
+        for (k = 0; k < N; k++)
+            rows[k] = k;
+    (void)tr_fc_backprop_f32(cur, batch, N, m->params + m->w_off[l], in, rows, k, m->act[l],
+                             nxt);
+}
+
+/* SGD on a mask's runs of set entries: rows j..j1-1 of a layer are contiguous in p/v/s,
+ * so each run is one kernel call. Entries the previous step applied (used) but this one
+ * does not are zeroed in step[] (UPDATE_READ shows 0 wherever nothing was applied). */
+static void update_runs(mlp_t *m, const uint8_t *mask, const uint8_t *used, uint16_t N,
+                        uint32_t off, uint16_t len)
+{
+    for (uint16_t j = 0; j < N;) {
+        if (!mask[j]) {
+            if (used[j])
+                memset(m->step + off + (size_t)j * len, 0, len * sizeof(float));
+            j++;
+            continue;
+        }
+        uint16_t j1 = (uint16_t)(j + 1);
+        while (j1 < N && mask[j1])
+            j1++;
+        const size_t o = off + (size_t)j * len;
+        (void)tr_sgd_f32(m->params + o, m->mom ? m->mom + o : NULL, m->step + o,
+                         (uint32_t)(j1 - j) * len, m->lr, m->momentum);
+        j = j1;
     }
 }
 
-tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
-                           mlp_step_result_t *res, tr_err_t *err)
+/* SGD on the masked entries only (p and v untouched elsewhere; no layer below `lowest` has
+ * a mask bit); the masks become the record for MASK_READ and the next step; k per layer. */
+static void masked_update(mlp_t *m, uint8_t lowest, mlp_step_result_t *res)
+{
+    for (uint8_t l = 0; l < m->n_layers; l++) {
+        const uint16_t in = m->dims[l], N = m->dims[l + 1];
+        update_runs(m, m->row_mask[l], m->used_row[l], N, m->w_off[l], in);
+        update_runs(m, m->bias_mask[l], m->used_bias[l], N, m->b_off[l], 1);
+        memcpy(m->used_row[l], m->row_mask[l], N);
+        memcpy(m->used_bias[l], m->bias_mask[l], N);
+        if (l >= lowest)
+            res->k[l] = mlp_layer_k(m, l);
+    }
+    m->stepped = 1;
+}
+
+/* Validate a TRAIN_STEP request fully before anything changes. */
+static tr_status_t check_step(const mlp_t *m, const dataset_t *ds, const uint16_t *idx,
+                              uint16_t batch, tr_err_t *err)
 {
     if (batch == 0 || batch > TR_MAX_BATCH)
         return tr_fail(err, TR_E_BAD_ARG, 0, "batch not in 1..max_batch");
@@ -345,160 +516,76 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         if (st != TR_OK)
             return st;
     }
+    return TR_OK;
+}
+
+/* The step in the order of strategy.h; every phase mark and counter read is here. */
+tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
+                           mlp_step_result_t *res, tr_err_t *err)
+{
+    tr_status_t st = check_step(m, ds, idx, batch, err);
+    if (st != TR_OK)
+        return st;
 
     const uint8_t L = m->n_layers;
-    const uint16_t NO = m->dims[L];
-    const float fb = (float)batch;
     tr_mark_step_begin();
-    uint32_t t0 = tr_phase_begin(MLP_PH_FORWARD), t;
+    uint32_t t0 = tr_phase_begin(TR_PHASE_FORWARD), t;
     memset(res, 0, sizeof *res);
-
-    /* Forward, loss, output error. */
     for (uint16_t n = 0; n < batch; n++)
         backbone_input(ds, idx[n], m->act[0] + (size_t)n * m->dims[0]);
     forward(m, batch);
     tr_mark_begin(TR_MARK_LOSS);
-    float loss_sum = 0.0f;
-    uint16_t correct = 0;
-    float *dout = m->delta[0];
-    for (uint16_t n = 0; n < batch; n++) {
-        const float *z = m->act[L] + (size_t)n * NO;
-        const uint8_t y = dataset_label(ds, idx[n]);
-        float mx, s;
-        loss_sum += sample_loss(z, NO, y, &mx, &s);
-        correct = (uint16_t)(correct + (argmax_first(z, NO) == y));
-        float *d = dout + (size_t)n * NO;
-        for (uint16_t j = 0; j < NO; j++) {
-            float q = expf(z[j] - mx) / s;
-            if (j == y)
-                q = q - 1.0f;
-            d[j] = q / fb;
-        }
-    }
-    res->loss = loss_sum / fb;
-    res->correct = correct;
+    loss_and_output_error(m, ds, idx, batch, res);
     tr_mark_end(TR_MARK_LOSS);
-    t = tr_phase_end(MLP_PH_FORWARD);
-    res->counters[MLP_PH_FORWARD] = t - t0;
-
-    /* The previous step's record goes first (update bookkeeping). */
-    t0 = t;
-    tr_mark_begin(MLP_PH_UPDATE);
-    clear_last_step(m);
-    t = tr_phase_end(MLP_PH_UPDATE);
-    res->counters[MLP_PH_UPDATE] += t - t0;
+    t = tr_phase_end(TR_PHASE_FORWARD);
+    res->counters[TR_PHASE_FORWARD] = t - t0;
 
     const strategy_ops_t *S = m->strat;
     if (S->skip) {
         t0 = t;
-        tr_mark_begin(MLP_PH_SELECT);
-        int skip = S->skip(m, dout, batch);
-        t = tr_phase_end(MLP_PH_SELECT);
-        res->counters[MLP_PH_SELECT] += t - t0;
+        tr_mark_begin(TR_PHASE_SELECTION);
+        int skip = S->skip(m, m->delta[0], batch);
+        t = tr_phase_end(TR_PHASE_SELECTION);
+        res->counters[TR_PHASE_SELECTION] += t - t0;
         if (skip) {
-            res->skipped = 1;
+            t0 = t;
+            tr_mark_begin(TR_PHASE_UPDATE);
+            clear_last_step(m); /* nothing applied: the record shows zeros */
             m->stepped = 1;
+            t = tr_phase_end(TR_PHASE_UPDATE);
+            res->counters[TR_PHASE_UPDATE] += t - t0;
+            res->skipped = 1;
             tr_mark_step_end();
             return TR_OK;
         }
     }
 
     /* Backward from the top down to the lowest layer that can have a selection. */
-    uint8_t lowest = 0;
-    if (!S->masks_on_delta) {
-        lowest = L;
-        for (uint8_t l = 0; l < L && lowest == L; l++)
-            for (uint16_t j = 0; j < m->dims[l + 1]; j++)
-                if (m->row_mask[l][j] || m->bias_mask[l][j]) {
-                    lowest = l;
-                    break;
-                }
-    }
-    float *cur = dout, *nxt = m->delta[1];
+    const uint8_t lowest = lowest_layer(m);
+    float *cur = m->delta[0], *nxt = m->delta[1];
     for (int li = (int)L - 1; li >= (int)lowest; li--) {
         const uint8_t l = (uint8_t)li;
-        const uint16_t in = m->dims[l], N = m->dims[l + 1];
         if (S->layer_select) {
-            t0 = tr_phase_begin(MLP_PH_SELECT);
+            t0 = tr_phase_begin(TR_PHASE_SELECTION);
             S->layer_select(m, l, cur, batch);
-            t = tr_phase_end(MLP_PH_SELECT);
-            res->counters[MLP_PH_SELECT] += t - t0;
+            t = tr_phase_end(TR_PHASE_SELECTION);
+            res->counters[TR_PHASE_SELECTION] += t - t0;
         }
-        t0 = tr_phase_begin(MLP_PH_BACKWARD);
-        const float *W = m->params + m->w_off[l];
-        float *gW = m->step + m->w_off[l], *gb = m->step + m->b_off[l];
-        const float *A = m->act[l];
-        for (uint16_t j = 0; j < N; j++) {
-            if (m->bias_mask[l][j]) {
-                float g = 0.0f;
-                for (uint16_t n = 0; n < batch; n++)
-                    g += cur[(size_t)n * N + j];
-                gb[j] = g;
-            }
-            if (m->row_mask[l][j]) {
-                float *gr = gW + (size_t)j * in;
-                for (uint16_t i = 0; i < in; i++)
-                    gr[i] = 0.0f;
-                for (uint16_t n = 0; n < batch; n++) {
-                    const float d = cur[(size_t)n * N + j];
-                    const float *a = A + (size_t)n * in;
-                    for (uint16_t i = 0; i < in; i++)
-                        gr[i] += d * a[i];
-                }
-            }
-        }
+        t0 = tr_phase_begin(TR_PHASE_BACKWARD);
+        backward_layer(m, l, cur, nxt, batch, l > lowest);
         if (l > lowest) {
-            /* delta_{l-1}[n][i] = (sum_j W[j][i] delta_l[n][j]) * [z_{l-1}[n][i] > 0], j in
-             * order, with W before the update (updates happen after the whole pass). */
-            const uint8_t pm = m->prop_masked[l];
-            for (uint16_t n = 0; n < batch; n++) {
-                float *acc = nxt + (size_t)n * in;
-                const float *dn = cur + (size_t)n * N;
-                const float *a = A + (size_t)n * in;
-                for (uint16_t i = 0; i < in; i++)
-                    acc[i] = 0.0f;
-                for (uint16_t j = 0; j < N; j++) {
-                    if (pm && !m->row_mask[l][j])
-                        continue;
-                    const float d = dn[j];
-                    const float *w = W + (size_t)j * in;
-                    for (uint16_t i = 0; i < in; i++)
-                        acc[i] += w[i] * d;
-                }
-                for (uint16_t i = 0; i < in; i++)
-                    if (!(a[i] > 0.0f))
-                        acc[i] = 0.0f;
-            }
             float *tmp = cur;
             cur = nxt;
             nxt = tmp;
         }
-        t = tr_phase_end(MLP_PH_BACKWARD);
-        res->counters[MLP_PH_BACKWARD] += t - t0;
+        t = tr_phase_end(TR_PHASE_BACKWARD);
+        res->counters[TR_PHASE_BACKWARD] += t - t0;
     }
 
-    /* Update only masked entries; record masks for MASK_READ and the next clear. */
-    t0 = tr_phase_begin(MLP_PH_UPDATE);
-    for (uint8_t l = lowest; l < L; l++) {
-        const uint16_t in = m->dims[l], N = m->dims[l + 1];
-        const uint32_t wo = m->w_off[l], bo = m->b_off[l];
-        for (uint16_t j = 0; j < N; j++) {
-            if (m->row_mask[l][j]) {
-                size_t o = wo + (size_t)j * in;
-                sgd_apply(m->params + o, m->mom + o, m->step + o, in, m->lr, m->momentum);
-                m->used_row[l][j] = 1;
-            }
-            if (m->bias_mask[l][j]) {
-                size_t o = bo + j;
-                sgd_apply(m->params + o, m->mom + o, m->step + o, 1, m->lr, m->momentum);
-                m->used_bias[l][j] = 1;
-            }
-        }
-        res->k[l] = mlp_layer_k(m, l);
-    }
-    m->stepped = 1;
-    t = tr_phase_end(MLP_PH_UPDATE);
-    res->counters[MLP_PH_UPDATE] += t - t0;
+    t0 = tr_phase_begin(TR_PHASE_UPDATE);
+    masked_update(m, lowest, res);
+    t = tr_phase_end(TR_PHASE_UPDATE);
+    res->counters[TR_PHASE_UPDATE] += t - t0;
     tr_mark_step_end();
     return TR_OK;
 }

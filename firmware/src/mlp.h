@@ -8,14 +8,9 @@
 #include "board_config.h"
 #include "dataset.h"
 #include "tr_status.h"
+#include "wire_ids.h"
 
-#define MLP_W 0u /* `which`: weight, row-major [out][in] */
-#define MLP_B 1u /* `which`: bias */
-
-#define MLP_PH_FORWARD 0u
-#define MLP_PH_BACKWARD 1u
-#define MLP_PH_SELECT 2u
-#define MLP_PH_UPDATE 3u
+/* `which` of a tensor: TR_WHICH_WEIGHT / TR_WHICH_BIAS; step phases: TR_PHASE_* (wire_ids.h). */
 #define MLP_N_PHASES 4u
 
 #define TR_MAX_SPARAMS 8u
@@ -39,9 +34,10 @@ typedef struct mlp {
     uint32_t w_off[TR_MAX_LAYERS];
     uint32_t b_off[TR_MAX_LAYERS];
     uint32_t n_params;
-    float *params; /* p                                  [TR_PARAM_CAPACITY] */
-    float *mom;    /* momentum buffers v, same layout     [TR_PARAM_CAPACITY] */
-    float *step;   /* u applied by the last TRAIN_STEP    [TR_PARAM_CAPACITY]
+    /* In the one training arena (mlp.c), laid out by MODEL_INIT and TRAIN_CONFIG: */
+    float *params; /* p                                  [n_params] */
+    float *mom;    /* momentum buffers v, same layout     [n_params]; NULL at momentum 0 */
+    float *step;   /* u applied by the last TRAIN_STEP    [n_params]
                       (holds the gradient g between backward and update phases) */
 
     /* Optimiser / strategy (configured == 0: no TRAIN_CONFIG yet). */
@@ -62,7 +58,8 @@ typedef struct mlp {
     uint8_t used_bias[TR_MAX_LAYERS][TR_MAX_WIDTH];
     uint8_t stepped; /* a TRAIN_STEP ran since the masks were last (re)set */
 
-    /* Workspace of the last forward pass: act[l] = input of layer l, [batch][dims[l]]
+    /* Workspace of the last forward pass (arena, max_batch rows): act[l] = input of layer
+     * l, [batch][dims[l]]
      * (ReLU outputs for l >= 1); act[n_layers] = logits. */
     uint16_t batch;
     float *act[TR_MAX_LAYERS + 1];
@@ -80,15 +77,20 @@ typedef struct {
     uint32_t counters[MLP_N_PHASES];
 } mlp_step_result_t;
 
-/* Boot / RESET: bind arenas, forget model and training configuration. */
+/* Boot / RESET: forget model, training configuration and the arena high-water mark. */
 void mlp_reset(mlp_t *m);
 
+/* STATS: bytes of the training arena used at most since RESET, and its size. */
+void mlp_arena_stats(uint32_t *high_water, uint32_t *size);
+
 /* MODEL_INIT: dims[0..n_layers]. Zeroes parameters, momentum, last step; resets the
- * strategy (if configured). NO_SPACE if the parameters do not fit. */
+ * strategy (if configured). NO_SPACE if the parameters exceed param_capacity or the
+ * layout does not fit the arena (text: the bytes it needs). */
 tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_err_t *err);
 
 /* TRAIN_CONFIG. sparams[0..n_sp) from the host; missing ones take the strategy defaults.
- * err->detail on BAD_ARG: 0 lr, 4 momentum, 8 strategy, 9 n_sparams, 12+4i sparam i. */
+ * err->detail on BAD_ARG: 0 lr, 4 momentum, 8 strategy, 9 n_sparams, 12+4i sparam i;
+ * NO_SPACE (detail 4) if the layout with this configuration does not fit the arena. */
 tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
                           const float *sparams, uint8_t n_sp, tr_err_t *err);
 

@@ -69,15 +69,15 @@ void proto_forget_last(void) { last_valid = 0; }
 /* Finish header+CRC of a packet whose payload is already in place. */
 static uint16_t seal_packet(uint8_t *pkt, uint8_t type, uint16_t seq, uint8_t flags, uint16_t len)
 {
-    pkt[0] = PROTO_VERSION;
+    pkt[0] = TR_PROTO_VERSION;
     pkt[1] = type;
     wr_u16(pkt + 2, seq);
     wr_u16(pkt + 4, len);
     pkt[6] = flags;
     pkt[7] = 0;
-    uint32_t crc = crc32_update(0, pkt, (size_t)PROTO_HDR_LEN + len);
-    wr_u32(pkt + PROTO_HDR_LEN + len, crc);
-    return (uint16_t)(PROTO_HDR_LEN + len + PROTO_CRC_LEN);
+    uint32_t crc = crc32_update(0, pkt, (size_t)TR_PROTO_HEADER_SIZE + len);
+    wr_u32(pkt + TR_PROTO_HEADER_SIZE + len, crc);
+    return (uint16_t)(TR_PROTO_HEADER_SIZE + len + TR_PROTO_CRC_SIZE);
 }
 
 static void send_packet(const uint8_t *pkt, size_t n)
@@ -93,11 +93,11 @@ size_t proto_build_frame(uint8_t type, uint16_t seq, uint8_t flags, const uint8_
                          uint16_t len, uint8_t *out, size_t cap)
 {
     /* Small frames only (FAULT, NAK): the packet is staged on the stack. */
-    uint8_t pkt[PROTO_HDR_LEN + 128 + PROTO_CRC_LEN];
+    uint8_t pkt[TR_PROTO_HEADER_SIZE + 128 + TR_PROTO_CRC_SIZE];
     size_t enc_len = 0;
     if (len > 128 || cap < 1)
         return 0;
-    memcpy(pkt + PROTO_HDR_LEN, payload, len);
+    memcpy(pkt + TR_PROTO_HEADER_SIZE, payload, len);
     uint16_t n = seal_packet(pkt, type, seq, flags, len);
     if (cobs_encode(pkt, n, out, cap - 1, &enc_len) != COBS_OK)
         return 0;
@@ -108,19 +108,19 @@ size_t proto_build_frame(uint8_t type, uint16_t seq, uint8_t flags, const uint8_
 static void send_nak(uint8_t reason, uint8_t req_type, uint16_t seq, uint16_t detail,
                      const char *text)
 {
-    uint8_t pl[4 + PROTO_NAK_TEXT_MAX];
-    uint8_t frame[COBS_MAX_ENCODED(sizeof pl + PROTO_HDR_LEN + PROTO_CRC_LEN) + 1];
+    uint8_t pl[4 + TR_PROTO_NAK_TEXT_MAX];
+    uint8_t frame[COBS_MAX_ENCODED(sizeof pl + TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE) + 1];
     size_t tl = 0;
     pl[0] = reason;
     pl[1] = req_type;
     wr_u16(pl + 2, detail);
     if (text) {
-        while (text[tl] && tl < PROTO_NAK_TEXT_MAX) {
+        while (text[tl] && tl < TR_PROTO_NAK_TEXT_MAX) {
             pl[4 + tl] = (uint8_t)text[tl];
             tl++;
         }
     }
-    size_t n = proto_build_frame(MSG_NAK, seq, 0, pl, (uint16_t)(4 + tl), frame, sizeof frame);
+    size_t n = proto_build_frame(TR_MSG_NAK, seq, 0, pl, (uint16_t)(4 + tl), frame, sizeof frame);
     if (n)
         tx_write(frame, n);
 }
@@ -158,25 +158,25 @@ static void handle_frame(void)
                         "packet exceeds max_payload+12");
     if (cst != COBS_OK)
         NAK_RETURN(TR_E_BAD_COBS, type, seq, 0, "cobs block cut short");
-    if (n < PROTO_HDR_LEN + PROTO_CRC_LEN)
+    if (n < TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE)
         NAK_RETURN(TR_E_BAD_HEADER, type, seq, (uint16_t)n, "packet shorter than 12 B");
-    uint32_t crc = crc32_update(0, rx_pkt, n - PROTO_CRC_LEN);
-    if (crc != rd_u32(rx_pkt + n - PROTO_CRC_LEN))
+    uint32_t crc = crc32_update(0, rx_pkt, n - TR_PROTO_CRC_SIZE);
+    if (crc != rd_u32(rx_pkt + n - TR_PROTO_CRC_SIZE))
         NAK_RETURN(TR_E_BAD_CRC, type, seq, 0, "crc32 mismatch");
     uint16_t len = rd_u16(rx_pkt + 4);
-    if (rx_pkt[0] != PROTO_VERSION)
+    if (rx_pkt[0] != TR_PROTO_VERSION)
         NAK_RETURN(TR_E_BAD_HEADER, type, seq, 0, "protocol version");
-    if ((size_t)len + PROTO_HDR_LEN + PROTO_CRC_LEN != n)
+    if ((size_t)len + TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE != n)
         NAK_RETURN(TR_E_BAD_HEADER, type, seq, 4, "len field != packet size");
 
     /* Duplicate: same seq, type and CRC as the last executed request = a retransmit.
      * Matching type+CRC too means a restarted host reusing a seq number for a
      * different request is executed, not answered from a stale cache. */
     if (last_valid && seq == last_seq && type == last_type && crc == last_crc) {
-        resp_pkt[6] |= PROTO_FLAG_DUP;
+        resp_pkt[6] |= TR_PROTO_FLAG_DUP;
         uint16_t plen = rd_u16(resp_pkt + 4);
-        wr_u32(resp_pkt + PROTO_HDR_LEN + plen,
-               crc32_update(0, resp_pkt, (size_t)PROTO_HDR_LEN + plen));
+        wr_u32(resp_pkt + TR_PROTO_HEADER_SIZE + plen,
+               crc32_update(0, resp_pkt, (size_t)TR_PROTO_HEADER_SIZE + plen));
         send_packet(resp_pkt, resp_len_total);
         return;
     }
@@ -187,7 +187,7 @@ static void handle_frame(void)
 
     uint16_t out_len = 0;
     tr_err_t err = {0, NULL};
-    tr_status_t st = cmd->fn(rx_pkt + PROTO_HDR_LEN, len, resp_pkt + PROTO_HDR_LEN, &out_len, &err);
+    tr_status_t st = cmd->fn(rx_pkt + TR_PROTO_HEADER_SIZE, len, resp_pkt + TR_PROTO_HEADER_SIZE, &out_len, &err);
     if (st == TR_SILENT)
         return;
     if (st != TR_OK) {
@@ -198,9 +198,9 @@ static void handle_frame(void)
     }
     if (out_len > TR_MAX_PAYLOAD)
         out_len = TR_MAX_PAYLOAD; /* handlers size-check; this is only a last guard */
-    resp_len_total = seal_packet(resp_pkt, (uint8_t)(type | 0x80u), seq, 0, out_len);
+    resp_len_total = seal_packet(resp_pkt, (uint8_t)(type | TR_PROTO_RESPONSE_BIT), seq, 0, out_len);
     /* A handler may call proto_forget_last (RESET); honour it. */
-    if (type != MSG_RESET) {
+    if (type != TR_MSG_RESET) {
         last_valid = 1;
         last_seq = seq;
         last_type = type;

@@ -8,42 +8,9 @@
 
 #include "board_config.h"
 #include "tr_status.h"
+#include "wire_ids.h"
 
-#define PROTO_VERSION 1u
-#define PROTO_HDR_LEN 8u
-#define PROTO_CRC_LEN 4u
-#define PROTO_PKT_MAX (TR_MAX_PAYLOAD + PROTO_HDR_LEN + PROTO_CRC_LEN)
-#define PROTO_NAK_TEXT_MAX 64u
-
-#define PROTO_FLAG_DUP 0x01u
-
-enum {
-    MSG_HELLO = 0x01,
-    MSG_ECHO = 0x02,
-    MSG_RESET = 0x03,
-    MSG_STATS = 0x04,
-    MSG_DEBUG = 0x0F,
-    MSG_MODEL_INIT = 0x10,
-    MSG_PARAM_WRITE = 0x11,
-    MSG_PARAM_READ = 0x12,
-    MSG_TRAIN_CONFIG = 0x13,
-    MSG_BACKBONE_INIT = 0x14,
-    MSG_BACKBONE_WRITE = 0x15,
-    MSG_FEATURES = 0x16,
-    MSG_BACKBONE_INFO = 0x17,
-    MSG_DATA_CONFIG = 0x20,
-    MSG_DATA_WRITE = 0x21,
-    MSG_DATA_INFO = 0x22,
-    MSG_TRAIN_STEP = 0x30,
-    MSG_EVAL = 0x31,
-    MSG_SELECT = 0x32,
-    MSG_MASK_READ = 0x33,
-    MSG_UPDATE_READ = 0x34,
-    MSG_PARAM_DIGEST = 0x35,
-    MSG_FAULT = 0x7E,
-    MSG_NAK = 0x7F,
-};
-
+#define PROTO_PKT_MAX (TR_MAX_PAYLOAD + TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE)
 /* A request handler. `req`/`len` = payload; write the response payload to `resp`
  * (capacity TR_MAX_PAYLOAD) and its size to *resp_len. Return TR_OK, TR_SILENT (send
  * nothing), or a NAK reason with *err filled. A handler that does not return TR_OK must

@@ -15,13 +15,13 @@ extern const strategy_ops_t strategy_static __attribute__((weak));
 static const strategy_ops_t *strategy_slot(uint8_t id)
 {
     switch (id) {
-    case STRAT_FULL: return &strategy_full;
-    case STRAT_TINYPROP: return &strategy_tinyprop;
-    case STRAT_TINYPROPV2: return &strategy_tinypropv2;
-    case STRAT_NEQ: return &strategy_neq;
-    case STRAT_VELOCITY_BUDGET: return &strategy_velocity_budget;
-    case STRAT_RANDOM_BUDGET: return &strategy_random_budget;
-    case STRAT_STATIC: return &strategy_static;
+    case TR_STRATEGY_FULL: return &strategy_full;
+    case TR_STRATEGY_TINYPROP: return &strategy_tinyprop;
+    case TR_STRATEGY_TINYPROPV2: return &strategy_tinypropv2;
+    case TR_STRATEGY_NEQ: return &strategy_neq;
+    case TR_STRATEGY_VELOCITY_BUDGET: return &strategy_velocity_budget;
+    case TR_STRATEGY_RANDOM_BUDGET: return &strategy_random_budget;
+    case TR_STRATEGY_STATIC: return &strategy_static;
     default: return NULL;
     }
 }
@@ -36,7 +36,7 @@ const strategy_ops_t *strategy_find(uint8_t id)
 uint16_t strategy_bitmask(void)
 {
     uint16_t bits = 0;
-    for (uint8_t i = 0; i < STRAT_COUNT; i++)
+    for (uint8_t i = 0; i < TR_STRATEGY_SLOTS; i++)
         if (strategy_find(i))
             bits |= (uint16_t)(1u << i);
     return bits;

@@ -23,15 +23,10 @@
 #include "dataset.h"
 #include "mlp.h"
 #include "tr_status.h"
+#include "wire_ids.h"
 
-#define STRAT_FULL 0u
-#define STRAT_TINYPROP 1u
-#define STRAT_TINYPROPV2 2u
-#define STRAT_NEQ 3u
-#define STRAT_VELOCITY_BUDGET 4u
-#define STRAT_RANDOM_BUDGET 5u
-#define STRAT_STATIC 6u
-#define STRAT_COUNT 7u
+/* Strategy ids are TR_STRATEGY_* (wire_ids.h); HELLO advertises ids below this. */
+#define TR_STRATEGY_SLOTS 7u
 
 struct strategy_ops {
     uint8_t id;            /* protocol strategy id */

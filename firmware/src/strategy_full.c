@@ -5,7 +5,7 @@
 static void full_reset(mlp_t *m) { mlp_set_all_masks(m, 1); }
 
 const strategy_ops_t strategy_full = {
-    .id = STRAT_FULL,
+    .id = TR_STRATEGY_FULL,
     .name = "full",
     .n_sparams = 0,
     .defaults = 0,

@@ -42,7 +42,7 @@ static tr_status_t neq_select(mlp_t *m, const dataset_t *ds, uint32_t start, uin
 }
 
 const strategy_ops_t strategy_neq = {
-    .id = STRAT_NEQ,
+    .id = TR_STRATEGY_NEQ,
     .name = "neq",
     .n_sparams = 2,
     .defaults = neq_defaults,

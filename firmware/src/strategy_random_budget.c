@@ -50,7 +50,7 @@ static tr_status_t random_budget_select(mlp_t *m, const dataset_t *ds, uint32_t 
 }
 
 const strategy_ops_t strategy_random_budget = {
-    .id = STRAT_RANDOM_BUDGET,
+    .id = TR_STRATEGY_RANDOM_BUDGET,
     .name = "random-budget",
     .n_sparams = 2,
     .defaults = random_budget_defaults,

@@ -51,7 +51,7 @@ static void static_reset(mlp_t *m)
 }
 
 const strategy_ops_t strategy_static = {
-    .id = STRAT_STATIC,
+    .id = TR_STRATEGY_STATIC,
     .name = "static",
     .n_sparams = 3,
     .defaults = static_defaults,

@@ -19,7 +19,7 @@ static void tinyprop_layer_select(mlp_t *m, uint8_t layer, const float *delta, u
 }
 
 const strategy_ops_t strategy_tinyprop = {
-    .id = STRAT_TINYPROP,
+    .id = TR_STRATEGY_TINYPROP,
     .name = "tinyprop",
     .n_sparams = 3,
     .defaults = tinyprop_defaults,

@@ -42,7 +42,7 @@ static void tinypropv2_layer_select(mlp_t *m, uint8_t layer, const float *delta,
 }
 
 const strategy_ops_t strategy_tinypropv2 = {
-    .id = STRAT_TINYPROPV2,
+    .id = TR_STRATEGY_TINYPROPV2,
     .name = "tinypropv2",
     .n_sparams = 5,
     .defaults = tinypropv2_defaults,

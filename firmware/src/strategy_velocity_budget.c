@@ -54,7 +54,7 @@ static tr_status_t velocity_budget_select(mlp_t *m, const dataset_t *ds, uint32_
 }
 
 const strategy_ops_t strategy_velocity_budget = {
-    .id = STRAT_VELOCITY_BUDGET,
+    .id = TR_STRATEGY_VELOCITY_BUDGET,
     .name = "velocity-budget",
     .n_sparams = 2,
     .defaults = velocity_budget_defaults,

@@ -36,16 +36,17 @@ TR_MARK_DECL(update)
 TR_MARK_DECL(loss)
 #undef TR_MARK_DECL
 
-/* Phase ids = MLP_PH_* (mlp.h): 0 forward, 1 backward, 2 selection, 3 update; 4 = loss. */
+/* Phase ids = TR_PHASE_* (wire_ids.h): 0 forward, 1 backward, 2 selection, 3 update;
+ * 4 = loss (instruction counts only, not on the wire). */
 #define TR_MARK_LOSS 4u
 
 static inline void tr_mark_begin(unsigned ph)
 {
     switch (ph) {
-    case 0: tr_mark_forward_begin(); break;
-    case 1: tr_mark_backward_begin(); break;
-    case 2: tr_mark_selection_begin(); break;
-    case 3: tr_mark_update_begin(); break;
+    case TR_PHASE_FORWARD: tr_mark_forward_begin(); break;
+    case TR_PHASE_BACKWARD: tr_mark_backward_begin(); break;
+    case TR_PHASE_SELECTION: tr_mark_selection_begin(); break;
+    case TR_PHASE_UPDATE: tr_mark_update_begin(); break;
     default: tr_mark_loss_begin(); break;
     }
 }
@@ -53,10 +54,10 @@ static inline void tr_mark_begin(unsigned ph)
 static inline void tr_mark_end(unsigned ph)
 {
     switch (ph) {
-    case 0: tr_mark_forward_end(); break;
-    case 1: tr_mark_backward_end(); break;
-    case 2: tr_mark_selection_end(); break;
-    case 3: tr_mark_update_end(); break;
+    case TR_PHASE_FORWARD: tr_mark_forward_end(); break;
+    case TR_PHASE_BACKWARD: tr_mark_backward_end(); break;
+    case TR_PHASE_SELECTION: tr_mark_selection_end(); break;
+    case TR_PHASE_UPDATE: tr_mark_update_end(); break;
     default: tr_mark_loss_end(); break;
     }
 }

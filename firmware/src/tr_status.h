@@ -1,21 +1,23 @@
-/* Status codes shared by every module. Values 1..9 are the protocol's NAK reasons
- * (docs/protocol.md §3) so a failing check can be NAKed without translation. */
+/* Status codes shared by every module. The error values are the protocol's NAK reasons
+ * (TR_NAK_*, wire_ids.h) so a failing check can be NAKed without translation. */
 #ifndef TR_STATUS_H
 #define TR_STATUS_H
 
 #include <stdint.h>
 
+#include "wire_ids.h"
+
 typedef enum {
     TR_OK = 0,
-    TR_E_BAD_CRC = 1,
-    TR_E_BAD_COBS = 2,
-    TR_E_TOO_LONG = 3,
-    TR_E_BAD_HEADER = 4,
-    TR_E_UNKNOWN_TYPE = 5,
-    TR_E_BAD_LENGTH = 6,
-    TR_E_BAD_ARG = 7,
-    TR_E_BAD_STATE = 8,
-    TR_E_NO_SPACE = 9,
+    TR_E_BAD_CRC = TR_NAK_BAD_CRC,
+    TR_E_BAD_COBS = TR_NAK_BAD_COBS,
+    TR_E_TOO_LONG = TR_NAK_TOO_LONG,
+    TR_E_BAD_HEADER = TR_NAK_BAD_HEADER,
+    TR_E_UNKNOWN_TYPE = TR_NAK_UNKNOWN_TYPE,
+    TR_E_BAD_LENGTH = TR_NAK_BAD_LENGTH,
+    TR_E_BAD_ARG = TR_NAK_BAD_ARG,
+    TR_E_BAD_STATE = TR_NAK_BAD_STATE,
+    TR_E_NO_SPACE = TR_NAK_NO_SPACE,
     TR_SILENT = 0xFF /* handler ran and deliberately sends no response (DEBUG) */
 } tr_status_t;
 

@@ -6,7 +6,7 @@ Usage: manifest.py --build BUILD_DIR --out PREBUILT_DIR BOARD [BOARD ...]
 Per image: board, file (relative to the manifest), sha256 of the ELF, size (text/data/bss
 from arm-none-eabi-size), memory (flash / static RAM / stack / RAM, tools/sizes.py),
 toolchain (first line of arm-none-eabi-gcc --version),
-source_hash (tools/srchash.py = HELLO build_hash), protocol_version (src/proto.h),
+source_hash (tools/srchash.py = HELLO build_hash), protocol_version (src/wire_ids.h),
 qemu_machine and pyocd_target (boards/<board>/board.mk; null when the board has none).
 No timestamps: the manifest is reproducible.
 """
@@ -49,9 +49,9 @@ def board_var(board: str, name: str, required: bool = True) -> str | None:
 
 
 def protocol_version() -> int:
-    m = re.search(r"#define PROTO_VERSION (\d+)u?", (FW / "src" / "proto.h").read_text())
+    m = re.search(r"#define TR_PROTO_VERSION (\d+)u?", (FW / "src" / "wire_ids.h").read_text())
     if not m:
-        raise SystemExit("src/proto.h: no PROTO_VERSION")
+        raise SystemExit("src/wire_ids.h: no TR_PROTO_VERSION")
     return int(m.group(1))
 
 

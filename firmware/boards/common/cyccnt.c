@@ -3,7 +3,7 @@
 #include "cortexm.h"
 #include "hal.h"
 
-static uint8_t kind = HAL_COUNTER_NONE;
+static uint8_t kind = TR_COUNTER_NONE;
 static volatile uint32_t systick_wraps;
 
 uint8_t counter_init(void)
@@ -17,7 +17,7 @@ uint8_t counter_init(void)
         for (volatile uint32_t i = 0; i < 64; i++) {
         }
         if (DWT_CYCCNT != a) {
-            kind = HAL_COUNTER_DWT;
+            kind = TR_COUNTER_DWT;
             return kind;
         }
     }
@@ -27,12 +27,12 @@ uint8_t counter_init(void)
     SYST_CSR = 0;
     SYST_RVR = 0xFFFFFFu;
     if (SYST_RVR != 0xFFFFFFu) {
-        kind = HAL_COUNTER_NONE;
+        kind = TR_COUNTER_NONE;
         return kind;
     }
     SYST_CVR = 0;
     SYST_CSR = 7u; /* CLKSOURCE=core, TICKINT, ENABLE */
-    kind = HAL_COUNTER_SYSTICK;
+    kind = TR_COUNTER_SYSTICK;
     return kind;
 }
 
@@ -40,9 +40,9 @@ void SysTick_Handler(void) { systick_wraps++; }
 
 uint32_t counter_read(void)
 {
-    if (kind == HAL_COUNTER_DWT)
+    if (kind == TR_COUNTER_DWT)
         return DWT_CYCCNT;
-    if (kind != HAL_COUNTER_SYSTICK)
+    if (kind != TR_COUNTER_SYSTICK)
         return 0;
     /* Thread mode with interrupts on: a wrap between the reads is serviced at once and
      * changes systick_wraps, so retry. (Not valid with interrupts masked.) */

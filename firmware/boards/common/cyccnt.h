@@ -6,7 +6,7 @@
 
 #include <stdint.h>
 
-/* Returns the HAL_COUNTER_* kind that counter_read will deliver. */
+/* Returns the TR_COUNTER_* kind that counter_read will deliver. */
 uint8_t counter_init(void);
 uint32_t counter_read(void);
 

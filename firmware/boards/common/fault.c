@@ -116,7 +116,7 @@ __attribute__((used, noreturn)) void tr_fault_report(const uint32_t *frame, uint
     hal_uart_write((const uint8_t *)line, (size_t)(p - line));
 
     uint8_t fr[96];
-    size_t n = proto_build_frame(MSG_FAULT, 0, 0, pl, sizeof pl, fr, sizeof fr);
+    size_t n = proto_build_frame(TR_MSG_FAULT, 0, 0, pl, sizeof pl, fr, sizeof fr);
     hal_uart_write(fr, n);
 
     semihost_exit(0x80u + exc);
