@@ -42,9 +42,10 @@ import numpy as np
 
 from rig.config import load_config
 from rig.errors import RigError
+from rig.fit import fit_spec
 from rig.link.faults import FaultCounts, FaultSpec, FaultyTransport
 from rig.link.policy import LinkPolicy
-from rig.session import RunSpec, TrainingSession, fit_spec
+from rig.session import RunSpec, TrainingSession
 from rig.targets import resolve_target
 
 LIMITS = {1e-4: 2.0, 1e-3: 4.0}  # slowdown allowed at these per-byte error rates
@@ -71,7 +72,7 @@ def spec_for(rate: float, seed: int) -> FaultSpec:
 
 def run_once(lab_path: str | None, target_name: str | None, label: str, rate: float,
              seed: int, overrides: dict[str, int], retries: int | None = None) -> Outcome:
-    from rig.session import connect  # noqa: PLC0415  (after argument parsing)
+    from rig.connection import connect  # noqa: PLC0415  (after argument parsing)
 
     lab = load_config(lab_path)
     target = resolve_target(lab, target_name)

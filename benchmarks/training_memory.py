@@ -20,8 +20,10 @@ import dataclasses
 import sys
 
 from rig.config import load_config
+from rig.connection import connect
 from rig.errors import RigError
-from rig.session import Inspect, RunSpec, TrainingSession, connect, fit_spec
+from rig.fit import fit_spec
+from rig.session import Inspect, RunSpec, TrainingSession
 from rig.targets import resolve_target
 
 TARGET_RATIO = 0.35

@@ -17,7 +17,8 @@ import argparse
 import time
 
 from rig.config import load_config
-from rig.session import Inspect, RunSpec, TrainingSession, connect
+from rig.connection import connect
+from rig.session import Inspect, RunSpec, TrainingSession
 from rig.targets import resolve_target
 from rig.twin import accel
 from rig.twin.transport import TwinTransport

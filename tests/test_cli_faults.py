@@ -17,7 +17,9 @@ def test_bad_spec_exits_2_naming_the_key_before_any_target(
     def no_target(*args: object, **kw: object) -> None:
         raise AssertionError("a target was resolved despite the bad option")
 
-    monkeypatch.setattr(cli, "resolve_target", no_target)
+    import rig.targets
+
+    monkeypatch.setattr(rig.targets, "resolve_target", no_target)
     assert cli.main(["run", "--target", "native", "--inject-faults", "flip=1e-4,drp=1"]) == 2
     out = capsys.readouterr().out
     assert "--inject-faults: unknown key 'drp'" in out and "Traceback" not in out

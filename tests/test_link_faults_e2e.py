@@ -15,8 +15,9 @@ import numpy as np
 import pytest
 
 from rig.config import load_config
+from rig.connection import connect
 from rig.link.faults import FaultSpec, FaultyTransport
-from rig.session import RunSpec, TrainingSession, connect
+from rig.session import RunSpec, TrainingSession
 from rig.targets import resolve_target
 
 JOB = RunSpec(epochs=1, train_samples=128, test_samples=64, batch=16)
