@@ -46,7 +46,8 @@ from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.golden.model import GoldenMLP, GoldenStep
-from rig.protocol import DType, EvalResult, HelloInfo, StepResult
+from rig.protocol import DType, EvalResult, HelloInfo, SelectResult, StepResult
+from rig.resume import ResumeEvent, Resumer
 from rig.strategies import StrategyId
 
 _TRAINING = Training()
@@ -133,6 +134,9 @@ class RunReport:
     wall_s: float = 0.0
     link_stats: dict[str, Any] = field(default_factory=dict)
     setup: list[Verdict] = field(default_factory=list)  # e.g. masks right after TRAIN_CONFIG
+    resumes: list[ResumeEvent] = field(default_factory=list)  # device resets survived
+    complete: bool = True  # False: the run stopped early (`cause`); what is here was measured
+    cause: str = ""
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
@@ -173,8 +177,10 @@ class TrainingSession:
                  tolerance: Tolerance | None = None,
                  initial_params: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
-                 backbone: QBackbone | None = None) -> None:
+                 backbone: QBackbone | None = None, resumer: Resumer | None = None) -> None:
         self.device = device
+        # Resumes after a device reset (rig.resume); give it the target to restart a dead one.
+        self.resumer = resumer or Resumer()
         self.spec = spec or RunSpec()
         self.inspect = inspect or Inspect()
         # The int8 backbone (given, or named by spec.backbone): the head's input is its
@@ -244,18 +250,10 @@ class TrainingSession:
                 f"{hello.board} stores at most {self.window} samples of {record} B "
                 f"(data_capacity {hello.data_capacity}); a batch of {spec.batch} does not fit")
 
-        self.device.reset()
-        if self.backbone is not None:
-            self.device.load_backbone(self.backbone)
-        self.device.model_init(spec.dims)
-        self.device.load_model(self.golden.get_params())
-        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self._n_total = n_total
+        self._initial_params = self.golden.get_params()  # the host's copy for rig.resume
+        self.load_device()
         self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.device.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
-                                n_total if self.window is None else self.window)
-        if self.window is None:
-            for start, part in ((0, train), (self.val_start, val), (self.test_start, test)):
-                self.device.write_samples(start, part.labels, part.q)
         self._prepared = True
         self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label)
         if self.backbone is not None and self.window is None and self.inspect.features > 0:
@@ -266,6 +264,23 @@ class TrainingSession:
             self._check_masks(v, self.golden.masks(), None, None)
             self.report.setup.append(v)
         return hello
+
+    def load_device(self) -> None:
+        """RESET, then model, initial parameters, optimiser/strategy and data, as at the
+        start of the run (prepare; rig.resume after a device reset)."""
+        spec, train = self.spec, self.train
+        self.device.reset()
+        if self.backbone is not None:
+            self.device.load_backbone(self.backbone)
+        self.device.model_init(spec.dims)
+        self.device.load_model(self._initial_params)
+        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.device.data_config(train.n_features, train.dtype, train.scale, train.zero_point,
+                                self._n_total if self.window is None else self.window)
+        if self.window is None:
+            for start, part in ((0, train), (self.val_start, self.val),
+                                (self.test_start, self.test)):
+                self.device.write_samples(start, part.labels, part.q)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
                      scores: list[np.ndarray] | None, threshold: float | None
@@ -310,16 +325,8 @@ class TrainingSession:
         """SELECT on both sides (mask strategies recompute their masks each epoch). With
         Inspect.masks the device's masks are read and compared too; returns the verdict and
         the device's row masks (None when not read)."""
-        if self.window is None:
-            dev = self.device.select(self.val_start, len(self.val))
-        else:  # the validation set goes through the sample window too
-            if len(self.val) > self.window:
-                raise RigError(
-                    f"SELECT needs the {len(self.val)} validation samples on the device at "
-                    f"once, but it holds {self.window}: set val_samples <= {self.window} "
-                    "(lab_config.yaml training: or the board's training: overrides)")
-            self.device.write_samples(0, self.val.labels, self.val.q)
-            dev = self.device.select(0, len(self.val))
+        dev = self.resumer.call(self, self._select_on_device)
+        self.resumer.record_select(dev)
         gold = self.golden.select(self.x_val)
         v = Verdict("select")
         for layer, (kd, kg) in enumerate(zip(dev.k, gold.k, strict=True)):
@@ -332,36 +339,41 @@ class TrainingSession:
             # velocity-budget's is the last selected key (the default).
             neq = strategies.get(self.spec.strategy).id == StrategyId.NEQ
             threshold = float(self.golden.sparams[0]) if neq else None
-            rows = self._check_masks(v, (gold.row_masks, gold.bias_masks), gold.scores,
-                                     threshold)
+            rows = self.resumer.call(self, lambda: self._check_masks(
+                v, (gold.row_masks, gold.bias_masks), gold.scores, threshold))
         return v, rows
+
+    def _select_on_device(self) -> SelectResult:
+        if self.window is None:
+            return self.device.select(self.val_start, len(self.val))
+        # the validation set goes through the sample window too
+        if len(self.val) > self.window:
+            raise RigError(
+                f"SELECT needs the {len(self.val)} validation samples on the device at "
+                f"once, but it holds {self.window}: set val_samples <= {self.window} "
+                "(lab_config.yaml training: or the board's training: overrides)")
+        self.device.write_samples(0, self.val.labels, self.val.q)
+        return self.device.select(0, len(self.val))
+
+    def _train_on_device(self, indices: np.ndarray) -> StepResult:
+        if self.window is None:
+            return self.device.train_step(indices)
+        # stream the batch into the window
+        indices = np.asarray(indices).reshape(-1)
+        self.device.write_samples(0, self.train.labels[indices], self.train.q[indices])
+        return self.device.train_step(np.arange(len(indices)))
 
     def step(self, indices: np.ndarray, epoch: int = 0) -> StepRecord:
         if not self._prepared:
             raise RigError("TrainingSession.step() before prepare()")
         t0 = time.perf_counter()
-        if self.window is None:
-            dev = self.device.train_step(indices)
-        else:  # stream the batch into the window
-            indices = np.asarray(indices).reshape(-1)
-            self.device.write_samples(0, self.train.labels[indices], self.train.q[indices])
-            dev = self.device.train_step(np.arange(len(indices)))
+        dev = self.resumer.call(self, lambda: self._train_on_device(indices), epoch)
+        self.resumer.record_step(indices, dev)
         gold = self.golden.step(self.x_train[indices], self.train.labels[indices])
         self._step_index += 1
         obs = StepObservation(dev.loss, dev.correct, dev.skipped, dev.k)
-        n_layers = len(self.spec.dims) - 1
-        if self.inspect.masks:
-            masks = [self.device.read_mask(layer) for layer in range(n_layers)]
-            obs.row_masks = [m.row_mask for m in masks]
-            obs.bias_masks = [m.bias_mask for m in masks]
-        if self.inspect.updates:
-            obs.updates = [(self.device.read_update(layer, "weight"),
-                            self.device.read_update(layer, "bias")) for layer in range(n_layers)]
-        golden_params = None
-        every = self.inspect.params_every
-        if every and self._step_index % every == 0:
-            obs.params = self.device.read_model()
-            golden_params = self.golden.get_params()
+        self.resumer.call(self, lambda: self._read_step(obs), epoch)
+        golden_params = self.golden.get_params() if obs.params is not None else None
         verdict = compare_step(gold, obs, self.step_tol, golden_params,
                                title=f"epoch {epoch} step {self._step_index}")
         if obs.params is not None and self.inspect.resync:
@@ -373,11 +385,24 @@ class TrainingSession:
             self.on_step(rec)
         return rec
 
+    def _read_step(self, obs: StepObservation) -> None:
+        """The read-backs Inspect asks for after a step (repeatable: they change nothing)."""
+        n_layers = len(self.spec.dims) - 1
+        if self.inspect.masks:
+            masks = [self.device.read_mask(layer) for layer in range(n_layers)]
+            obs.row_masks = [m.row_mask for m in masks]
+            obs.bias_masks = [m.bias_mask for m in masks]
+        if self.inspect.updates:
+            obs.updates = [(self.device.read_update(layer, "weight"),
+                            self.device.read_update(layer, "bias")) for layer in range(n_layers)]
+        every = self.inspect.params_every
+        if every and self._step_index % every == 0:
+            obs.params = self.device.read_model()
+
     def evaluate(self) -> tuple[EvalResult, Verdict]:
-        if self.window is None:
-            dev = self.device.evaluate(self.test_start, len(self.test))
-        else:
-            dev = self._evaluate_windowed(self.test)
+        dev = self.resumer.call(self, lambda: self.device.evaluate(
+            self.test_start, len(self.test)) if self.window is None
+            else self._evaluate_windowed(self.test))
         gold = self.golden.evaluate(self.x_test, self.test.labels)
         verdict = compare_eval(gold, dev.loss_sum, dev.correct, dev.pred, self.epoch_tol,
                                title="test set")
@@ -406,7 +431,7 @@ class TrainingSession:
             verdicts.append(select_verdict)
         batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
         steps = [self.step(idx, epoch) for idx in batches]
-        params_dev = self.device.read_model()
+        params_dev = self.resumer.call(self, self.device.read_model, epoch)
         params_gold = self.golden.get_params()
         verdicts.append(compare_params(params_dev, params_gold, self.epoch_tol,
                                        title=f"epoch {epoch} parameters"))
@@ -437,8 +462,14 @@ class TrainingSession:
             self.prepare()
         assert self.report is not None
         t0 = time.perf_counter()
-        for epoch in range(self.spec.epochs if epochs is None else epochs):
-            self.run_epoch(epoch)
-        self.report.wall_s += time.perf_counter() - t0
-        self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter: not asdict
+        try:
+            for epoch in range(self.spec.epochs if epochs is None else epochs):
+                self.run_epoch(epoch)
+        except BaseException as exc:  # Ctrl-C too: the report keeps what was measured
+            self.report.complete = False
+            self.report.cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            raise
+        finally:
+            self.report.wall_s += time.perf_counter() - t0
+            self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter
         return self.report

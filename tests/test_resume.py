@@ -1,0 +1,132 @@
+"""Resume after a device reset (rig.resume): a killed QEMU, a killed native process and a
+protocol RESET sent behind the session's back; the run completes with one resume, agrees
+with the golden model and (native) ends with the parameters of an uninterrupted run."""
+
+from __future__ import annotations
+
+import os
+import signal
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+import pytest
+
+from rig.config import Board
+from rig.connection import connect
+from rig.errors import RigError
+from rig.protocol import MsgType
+from rig.resume import ResumeBudgetSpent, Resumer
+from rig.session import Inspect, RunReport, RunSpec, StepRecord, TrainingSession
+from rig.targets.base import Target
+from rig.targets.native import NativeTarget
+from rig.targets.qemu import QemuTarget
+
+BOARD = Board(name="mps2-an386", cpu="cortex-m4f", clock_hz=25_000_000,
+              firmware="mps2-an386", qemu_machine="mps2-an386")
+
+#: a mask strategy with momentum: replay must rebuild NEq's velocity history, the masks of
+#: SELECT and the momentum buffers, or the steps after the resume disagree
+NEQ = RunSpec(strategy="neq", train_samples=96, test_samples=32, val_samples=32, epochs=2,
+              batch=16, momentum=0.9)
+TINYPROP = RunSpec(strategy="tinyprop", train_samples=64, test_samples=32, epochs=1,
+                   batch=16, momentum=0.9)
+
+Hook = Callable[[Any, Target, StepRecord], None]
+
+
+def _run(target: Target, spec: RunSpec, hook: Hook | None = None, *,
+         max_resumes: int = 3, inspect: Inspect | None = None
+         ) -> tuple[RunReport, list[tuple[np.ndarray, np.ndarray]]]:
+    with connect(target) as conn:
+        def on_step(rec: StepRecord) -> None:
+            if hook is not None:
+                hook(conn, target, rec)
+
+        session = TrainingSession(conn.device, spec, inspect=inspect, on_step=on_step,
+                                  resumer=Resumer(target, max_resumes))
+        report = session.run()
+        return report, conn.device.read_model()
+
+
+def _once_after(step: int, action: Callable[[Any, Target], None]) -> Hook:
+    def hook(conn: Any, target: Target, rec: StepRecord) -> None:
+        if rec.index == step:
+            action(conn, target)
+    return hook
+
+
+def _kill(conn: Any, target: Target) -> None:
+    pid = getattr(target, "pid", None)
+    assert pid is not None
+    os.kill(pid, signal.SIGKILL)
+
+
+def _protocol_reset(conn: Any, target: Target) -> None:
+    # Straight through the link: the Device object and the session do not hear of it.
+    conn.device.link.request(MsgType.RESET)
+
+
+def _assert_one_resume(report: RunReport, cause: str) -> None:
+    assert report.ok, report.failures
+    assert report.complete and not report.cause
+    assert len(report.resumes) == 1, [e.summary() for e in report.resumes]
+    ev = report.resumes[0]
+    assert ev.cause == cause, ev.summary()
+    assert ev.restored.startswith("restored exactly"), ev.summary()
+
+
+def test_protocol_reset_mid_run_resumes_once_native() -> None:
+    clean, clean_params = _run(NativeTarget("n", {}), NEQ)
+    assert not clean.resumes
+    # step 8 = epoch 1, after its SELECT and two steps
+    report, params = _run(NativeTarget("n", {}), NEQ, _once_after(8, _protocol_reset))
+    _assert_one_resume(report, "device lost its state (BAD_STATE after set-up)")
+    ev = report.resumes[0]
+    assert (ev.epoch, ev.step, ev.replayed_steps, ev.replayed_selects) == (1, 8, 8, 2)
+    assert not ev.restarted_target
+    assert len(report.steps) == len(clean.steps)
+    # the replay rebuilt the device's whole state: the run ends where the clean one did
+    for (w, b), (cw, cb) in zip(params, clean_params, strict=True):
+        assert w.tobytes() == cw.tobytes() and b.tobytes() == cb.tobytes()
+    assert [s.device.loss for s in report.steps] == [s.device.loss for s in clean.steps]
+
+
+def test_killed_native_process_is_restarted_and_resumes_once() -> None:
+    report, _ = _run(NativeTarget("n", {}), NEQ, _once_after(3, _kill))
+    _assert_one_resume(report, "target exited")
+    ev = report.resumes[0]
+    assert ev.restarted_target and "signal 9" in ev.target_exit
+    assert (ev.step, ev.replayed_steps) == (3, 3)
+
+
+def test_crash_loop_ends_as_a_rig_error_with_a_partial_report() -> None:
+    """A process killed after every step beyond step 2: the resume budget runs out."""
+    def kill_always(conn: Any, target: Target, rec: StepRecord) -> None:
+        if rec.index >= 2:
+            _kill(conn, target)
+
+    target = NativeTarget("n", {})
+    with connect(target) as conn:
+        session = TrainingSession(conn.device, NEQ, resumer=Resumer(target, max_resumes=2),
+                                  on_step=lambda rec: kill_always(conn, target, rec))
+        with pytest.raises(ResumeBudgetSpent, match="max_resumes 2") as exc:
+            session.run()
+    assert isinstance(exc.value, RigError)
+    report = session.report
+    assert report is not None and not report.complete
+    assert "ResumeBudgetSpent" in report.cause
+    assert len(report.resumes) == 2 and len(report.steps) >= 2
+
+
+@pytest.mark.hil
+def test_killed_qemu_is_restarted_and_the_run_resumes_once() -> None:
+    target = QemuTarget("t", {"board": BOARD})
+    report, _ = _run(target, TINYPROP, _once_after(2, _kill),
+                     inspect=Inspect(params_every=1, resync=True))
+    _assert_one_resume(report, "target exited")
+    ev = report.resumes[0]
+    assert ev.restarted_target and "killed by signal 9" in ev.target_exit
+    assert (ev.step, ev.replayed_steps) == (2, 2)
+    assert len(report.steps) == 4
+    assert target.exit_status() is None  # closed by connect's context, not left running
