@@ -4,14 +4,17 @@ with the golden model and (native) ends with the parameters of an uninterrupted 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pytest
 
+from rig import cli
 from rig.config import Board
 from rig.connection import connect
 from rig.errors import RigError
@@ -130,3 +133,69 @@ def test_killed_qemu_is_restarted_and_the_run_resumes_once() -> None:
     assert (ev.step, ev.replayed_steps) == (2, 2)
     assert len(report.steps) == 4
     assert target.exit_status() is None  # closed by connect's context, not left running
+
+
+# --- the CLI: summary, --json with resumes, partial report when the budget runs out -----
+
+SMALL = ["--train-samples", "64", "--test-samples", "32", "--epochs", "1"]
+
+
+def _kill_native_after(monkeypatch: pytest.MonkeyPatch, first: int, last: int) -> None:
+    """SIGKILL the native firmware process after run steps first..last (`rig run` builds
+    its own session, so the hook goes on TrainingSession.step)."""
+    pids: list[int] = []
+    start, step = NativeTarget.start, TrainingSession.step
+
+    def started(self: NativeTarget) -> Any:
+        transport = start(self)
+        assert self.pid is not None
+        pids.append(self.pid)
+        return transport
+
+    def stepped(self: TrainingSession, indices: np.ndarray, epoch: int = 0) -> StepRecord:
+        rec = step(self, indices, epoch)
+        if first <= rec.index <= last:
+            os.kill(pids[-1], signal.SIGKILL)
+        return rec
+
+    monkeypatch.setattr(NativeTarget, "start", started)
+    monkeypatch.setattr(TrainingSession, "step", stepped)
+
+
+def test_cli_reports_the_resume(monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+                                capsys: pytest.CaptureFixture[str]) -> None:
+    _kill_native_after(monkeypatch, 2, 2)
+    out = tmp_path / "report.json"
+    code = cli.main(["run", "--target", "native", *SMALL, "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 0, text
+    assert "resumed 1 time(s)" in text and "target exited" in text
+    data = json.loads(out.read_text())
+    assert data["complete"] is True and data["ok"] is True and data["cause"] == ""
+    assert len(data["resumes"]) == 1
+    ev = data["resumes"][0]
+    assert ev["cause"] == "target exited" and "signal 9" in ev["target_exit"]
+    assert ev["restarted_target"] and ev["replayed_steps"] == 2
+
+
+def test_cli_writes_a_partial_report_when_resumes_run_out(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    _kill_native_after(monkeypatch, 2, 10**6)
+    out = tmp_path / "report.json"
+    code = cli.main(["run", "--target", "native", *SMALL, "--max-resumes", "1",
+                     "--json", str(out)])
+    text = capsys.readouterr().out
+    assert code == 2, text
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["ok"] is False
+    assert data["cause"].startswith("ResumeBudgetSpent") and "max_resumes 1" in data["cause"]
+    # steps 1-3 were measured (step 3 after the one resume), then the process died again
+    assert [s["step"] for s in data["steps"]] == [1, 2, 3]
+    assert len(data["resumes"]) == 1 and data["epochs"] == []
+    assert data["link"]["requests"] > 0
+
+
+def test_cli_rejects_negative_max_resumes(capsys: pytest.CaptureFixture[str]) -> None:
+    assert cli.main(["run", "--target", "native", "--max-resumes", "-1"]) == 2
+    assert "--max-resumes: must be >= 0" in capsys.readouterr().out

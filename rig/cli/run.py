@@ -12,9 +12,10 @@ from rig.cli.console import console
 from rig.config import LabConfig, load_config
 from rig.errors import ConfigError
 from rig.link.faults import FaultSpec, FaultyTransport
+from rig.resume import DEFAULT_MAX_RESUMES
 
 if TYPE_CHECKING:  # the session pulls in the golden model (torch): imported when training
-    from rig.session import RunReport
+    from rig.session import RunReport, TrainingSession
 
 
 def add_parser(sub: Any) -> None:
@@ -45,6 +46,10 @@ def add_parser(sub: Any) -> None:
     run.add_argument("--inject-faults", metavar="SPEC",
                      help="corrupt the link on purpose: flip=P,drop=P,dup=P,delay=P per byte"
                           " (+ stall=S, seed=N, dir=both|tx|rx), e.g. flip=1e-4,drop=1e-4")
+    run.add_argument("--max-resumes", type=int, default=DEFAULT_MAX_RESUMES, metavar="N",
+                     help="resume after a device reset or a dead target at most N times "
+                          f"per run (restore by replay; 0: fail at once; default "
+                          f"{DEFAULT_MAX_RESUMES})")
     run.set_defaults(func=cmd_run, check=check_run)
 
 
@@ -52,6 +57,8 @@ def check_run(args: argparse.Namespace) -> None:
     """Strategy and sparams against the catalogue, before the lab file or a target."""
     if args.strategy is not None:
         check_strategy(args.strategy)
+    if args.max_resumes < 0:
+        raise UsageError(f"--max-resumes: must be >= 0, got {args.max_resumes}")
     if args.inject_faults:
         try:
             FaultSpec.parse(args.inject_faults)
@@ -82,17 +89,7 @@ def check_job(lab: LabConfig, overrides: dict[str, Any]) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from rich.progress import (
-        BarColumn,
-        MofNCompleteColumn,
-        Progress,
-        TextColumn,
-        TimeElapsedColumn,
-    )
-
-    from rig.connection import connect
-    from rig.fit import fit_spec
-    from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
+    from rig.session import Inspect
     from rig.targets import resolve_target
 
     faults = FaultSpec.parse(args.inject_faults) if args.inject_faults else None
@@ -107,6 +104,35 @@ def cmd_run(args: argparse.Namespace) -> int:
                       resync=args.resync or args.lockstep)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {target.describe()}")
+    started: list[TrainingSession] = []  # the session, once made (for a partial report)
+    try:
+        session, conn, report = _train(args, lab, target, faults, inspect, overrides,
+                                       started)
+    except BaseException as exc:  # a failed run still writes what it measured
+        if args.json:
+            _write_json(args.json, partial_json(started[0] if started else None, exc))
+            console.print(f"partial report (complete: false) written to {args.json}")
+        raise
+    return _summarise(args, session, conn, report)
+
+
+def _train(args: argparse.Namespace, lab: LabConfig, target: Any, faults: FaultSpec | None,
+           inspect: Any, overrides: dict[str, Any], started: list[TrainingSession]
+           ) -> tuple[TrainingSession, Any, RunReport]:
+    """Connect, prepare and run with a progress bar; `started` gets the session."""
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    from rig.connection import connect
+    from rig.fit import fit_spec
+    from rig.resume import ResumeEvent, Resumer
+    from rig.session import EpochRecord, RunSpec, StepRecord, TrainingSession
+
     with connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
                  faults=faults) as conn:
         h = conn.hello
@@ -137,12 +163,26 @@ def cmd_run(args: argparse.Namespace) -> int:
                     f"{rec.golden_loss:.6f}, test acc {rec.device_acc:.4f} / "
                     f"{rec.golden_acc:.4f}, {rec.wall_s:.2f} s")
 
+            def on_resume(ev: ResumeEvent) -> None:
+                exit_ = f" ({ev.target_exit})" if ev.target_exit else ""
+                progress.console.print(
+                    f"[yellow]resuming ({len(resumer.events)}/{resumer.max_resumes}): "
+                    f"{ev.cause}{exit_} in epoch {ev.epoch} after step {ev.step}: "
+                    f"{ev.detail}[/]")
+
+            resumer = Resumer(target, args.max_resumes, on_resume)
             session = TrainingSession(conn.device, spec, inspect=inspect, on_step=on_step,
-                                      on_epoch=on_epoch)
+                                      on_epoch=on_epoch, resumer=resumer)
+            started.append(session)
             session.prepare()
             n_steps = spec.epochs * -(-len(session.train) // spec.batch)
             progress.update(task, description="training", total=n_steps, completed=0)
             report = session.run()
+    return session, conn, report
+
+
+def _summarise(args: argparse.Namespace, session: TrainingSession, conn: Any,
+               report: RunReport) -> int:
     console.print(_epoch_table(report))
     mode = "lockstep" if session.lockstep else "free-running"
     console.print(f"per-step loss: max relative error device vs golden "
@@ -152,9 +192,12 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"link: {stats.summary()}")
     if isinstance(conn.device.link.transport, FaultyTransport):
         console.print(f"injected: {conn.device.link.transport.counts.summary()}")
+    if report.resumes:
+        console.print(f"[yellow]resumed {len(report.resumes)} time(s) after a device reset:[/]")
+        for ev in report.resumes:
+            console.print(f"  {ev.summary()}")
     if args.json:
-        with open(args.json, "w", encoding="utf-8") as f:
-            json.dump(report_json(report), f, indent=1)
+        _write_json(args.json, report_json(report))
         console.print(f"report written to {args.json}")
     if not report.ok:
         console.print("[red bold]device and golden model disagree beyond tolerance:[/]")
@@ -196,4 +239,26 @@ def report_json(report: RunReport) -> dict[str, Any]:
                    "skipped": s.device.skipped, "counters": list(s.device.counters),
                    "ok": s.verdict.ok} for s in report.steps],
         "link": report.link_stats,
+        "complete": report.complete,
+        "cause": report.cause,
+        "resumes": [e.as_dict() for e in report.resumes],
     }
+
+
+def partial_json(session: TrainingSession | None, exc: BaseException) -> dict[str, Any]:
+    """What a failed run measured, marked incomplete with the cause."""
+    cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    report = session.report if session is not None else None
+    if report is None:  # failed before the device was set up: nothing measured
+        return {"complete": False, "cause": cause, "ok": False, "epochs": [], "steps": [],
+                "resumes": []}
+    report.complete = False
+    report.cause = report.cause or cause
+    if not report.link_stats:
+        report.link_stats = session.device.link.stats.as_dict() if session else {}
+    return report_json(report) | {"ok": False}
+
+
+def _write_json(path: str, data: dict[str, Any]) -> None:
+    with open(path, "w", encoding="utf-8") as f:
+        json.dump(data, f, indent=1)
