@@ -35,6 +35,7 @@ import numpy as np
 
 from rig.errors import DeviceNak, LinkError, LinkTimeout, RigError
 from rig.link.errors import DeviceRebooted
+from rig.link.link import TrafficEvent
 from rig.protocol import NakReason, SelectResult, StepResult
 
 if TYPE_CHECKING:
@@ -157,13 +158,18 @@ class Resumer:
                     f"{len(self.events)} resume(s) (max_resumes {self.max_resumes}): "
                     f"{causes}") from exc
             t0 = time.perf_counter()
-            ev = ResumeEvent(cause, str(exc).splitlines()[0] if str(exc) else repr(exc),
-                             epoch, session._step_index)
+            ev = ResumeEvent(cause, _first_line(exc), epoch, session._step_index)
             if cause == "target exited":
                 ev.target_exit = self._target_exit()
             self.events.append(ev)
             if session.report is not None:
                 session.report.resumes.append(ev)
+            link = session.device.link
+            if link.log is not None:  # the traffic log says why the device starts over
+                exit_ = f" ({ev.target_exit})" if ev.target_exit else ""
+                link.log(TrafficEvent(time.time(), "info", note=(
+                    f"resume {len(self.events)}/{self.max_resumes}: {cause}{exit_}:"
+                    f" {ev.detail}")))
             if self.notify is not None:
                 self.notify(ev)
             try:
@@ -219,6 +225,12 @@ class Resumer:
         ev.restored = (f"restored exactly: model, data, TRAIN_CONFIG, then {ev.replayed_steps}"
                        f" step(s) and {ev.replayed_selects} SELECT(s) replayed, each result"
                        " identical to the first run")
+
+
+def _first_line(exc: BaseException) -> str:
+    """The error's first line without the hex dump of the last bytes."""
+    text = str(exc).splitlines()[0] if str(exc) else repr(exc)
+    return text.split("; last bytes:")[0]
 
 
 def _same(what: str, first: StepResult | SelectResult, again: StepResult | SelectResult

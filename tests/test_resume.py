@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import signal
 from collections.abc import Callable
 from pathlib import Path
@@ -199,3 +200,24 @@ def test_cli_writes_a_partial_report_when_resumes_run_out(
 def test_cli_rejects_negative_max_resumes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--target", "native", "--max-resumes", "-1"]) == 2
     assert "--max-resumes: must be >= 0" in capsys.readouterr().out
+
+
+@pytest.mark.hil
+@pytest.mark.skipif(shutil.which("gdb-multiarch") is None, reason="gdb-multiarch missing")
+def test_core_reset_of_a_running_qemu_is_noticed_by_its_banner_and_resumed() -> None:
+    """A system reset through QEMU's gdbstub (the emulator keeps running, as a board whose
+    reset line is pulled): the boot banner arrives mid-run and the link raises
+    DeviceRebooted; the run resumes without restarting the target."""
+    target = QemuTarget("t", {"board": BOARD, "flash": "gdb"})
+
+    def core_reset(conn: Any, target: Target) -> None:
+        pid = getattr(target, "pid", None)
+        target.reset()  # behind the session's back
+        assert getattr(target, "pid", None) == pid  # the same emulator
+
+    report, _ = _run(target, TINYPROP, _once_after(2, core_reset))
+    _assert_one_resume(report, "device rebooted")
+    ev = report.resumes[0]
+    assert not ev.restarted_target and not ev.target_exit
+    assert "tinyrig" in ev.detail  # the banner
+    assert (ev.step, ev.replayed_steps) == (2, 2)
