@@ -160,6 +160,12 @@ class RunReport:
         return max((_loss_rel(s) for s in self.steps), default=0.0)
 
 
+def failure_cause(exc: BaseException) -> str:
+    """One line for a report: the exception's type and first line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def _loss_rel(s: StepRecord) -> float:
     g = float(s.golden.loss)
     return abs(float(s.device.loss) - g) / max(abs(g), 1e-30)
@@ -467,7 +473,7 @@ class TrainingSession:
                 self.run_epoch(epoch)
         except BaseException as exc:  # Ctrl-C too: the report keeps what was measured
             self.report.complete = False
-            self.report.cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+            self.report.cause = failure_cause(exc)
             raise
         finally:
             self.report.wall_s += time.perf_counter() - t0

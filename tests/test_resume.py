@@ -221,3 +221,23 @@ def test_core_reset_of_a_running_qemu_is_noticed_by_its_banner_and_resumed() -> 
     assert not ev.restarted_target and not ev.target_exit
     assert "tinyrig" in ev.detail  # the banner
     assert (ev.step, ev.replayed_steps) == (2, 2)
+
+
+def test_cli_ctrl_c_mid_run_writes_a_partial_report(
+        monkeypatch: pytest.MonkeyPatch, tmp_path: Path,
+        capsys: pytest.CaptureFixture[str]) -> None:
+    step = TrainingSession.step
+
+    def interrupted(self: TrainingSession, indices: np.ndarray, epoch: int = 0) -> StepRecord:
+        rec = step(self, indices, epoch)
+        if rec.index == 2:
+            raise KeyboardInterrupt
+        return rec
+
+    monkeypatch.setattr(TrainingSession, "step", interrupted)
+    out = tmp_path / "report.json"
+    code = cli.main(["run", "--target", "native", *SMALL, "--json", str(out)])
+    assert code == 130, capsys.readouterr().out
+    data = json.loads(out.read_text())
+    assert data["complete"] is False and data["cause"] == "KeyboardInterrupt"
+    assert [s["step"] for s in data["steps"]] == [1, 2] and data["resumes"] == []

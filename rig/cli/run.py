@@ -247,7 +247,9 @@ def report_json(report: RunReport) -> dict[str, Any]:
 
 def partial_json(session: TrainingSession | None, exc: BaseException) -> dict[str, Any]:
     """What a failed run measured, marked incomplete with the cause."""
-    cause = f"{type(exc).__name__}: {exc}".splitlines()[0]
+    from rig.session import failure_cause
+
+    cause = failure_cause(exc)
     report = session.report if session is not None else None
     if report is None:  # failed before the device was set up: nothing measured
         return {"complete": False, "cause": cause, "ok": False, "epochs": [], "steps": [],
