@@ -4,6 +4,7 @@ with the golden model and (native) ends with the parameters of an uninterrupted 
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import shutil
@@ -19,7 +20,7 @@ from rig import cli
 from rig.config import Board
 from rig.connection import connect
 from rig.errors import RigError
-from rig.protocol import MsgType
+from rig.protocol import MsgType, StepResult
 from rig.resume import ResumeBudgetSpent, Resumer
 from rig.session import Inspect, RunReport, RunSpec, StepRecord, TrainingSession
 from rig.targets.base import Target
@@ -241,3 +242,25 @@ def test_cli_ctrl_c_mid_run_writes_a_partial_report(
     data = json.loads(out.read_text())
     assert data["complete"] is False and data["cause"] == "KeyboardInterrupt"
     assert [s["step"] for s in data["steps"]] == [1, 2] and data["resumes"] == []
+
+
+def test_a_replay_that_differs_from_the_first_run_stops_the_run() -> None:
+    """The bit-for-bit check of replayed results can fail: a recorded loss is altered
+    before the reset, so its replay no longer matches."""
+    resumer = Resumer(None)
+
+    def tamper_and_reset(conn: Any, target: Target) -> None:
+        first = resumer._ops[0].result
+        assert isinstance(first, StepResult)
+        resumer._ops[0].result = dataclasses.replace(first, loss=first.loss + 1.0)
+        _protocol_reset(conn, target)
+
+    target = NativeTarget("n", {})
+    with connect(target) as conn:
+        hook = _once_after(2, tamper_and_reset)
+        session = TrainingSession(conn.device, TINYPROP, resumer=resumer,
+                                  on_step=lambda rec: hook(conn, target, rec))
+        with pytest.raises(RigError, match="replayed TRAIN_STEP 1 differs"):
+            session.run()
+    assert session.report is not None and not session.report.complete
+    assert len(session.report.resumes) == 1
