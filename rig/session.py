@@ -57,7 +57,8 @@ from rig.errors import DeviceNak, RigError
 from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
-from rig.protocol import DType, EvalResult, HelloInfo, NakReason, StepResult
+from rig.protocol import DType, EvalResult, HelloInfo, NakReason, SelectResult, StepResult
+from rig.resume import ResumeEvent, Resumer
 from rig.resync import ResyncStats, read_params_digest
 from rig.strategies import StrategyId
 from rig.wallclock import TimeSplit
@@ -158,6 +159,9 @@ class RunReport:
     times: TimeSplit = field(default_factory=TimeSplit)
     #: the whole command's split with `other` and `total` (filled by `rig run`)
     time_split: dict[str, float] = field(default_factory=dict)
+    resumes: list[ResumeEvent] = field(default_factory=list)  # device resets survived
+    complete: bool = True  # False: the run stopped early (`cause`); what is here was measured
+    cause: str = ""
 
     @property
     def failed_verdicts(self) -> list[Verdict]:
@@ -193,6 +197,12 @@ class RunReport:
         return max((_loss_rel(s) for s in self.steps), default=0.0)
 
 
+def failure_cause(exc: BaseException) -> str:
+    """One line for a report: the exception's type and first line."""
+    text = str(exc).strip()
+    return f"{type(exc).__name__}: {text.splitlines()[0]}" if text else type(exc).__name__
+
+
 def _loss_rel(s: StepRecord) -> float:
     g = float(s.golden.loss)
     return abs(float(s.device.loss) - g) / max(abs(g), 1e-30)
@@ -219,8 +229,10 @@ class TrainingSession:
                  tolerance: Tolerance | None = None,
                  initial_params: list[tuple[np.ndarray, np.ndarray]] | None = None,
                  on_step: StepHook | None = None, on_epoch: EpochHook | None = None,
-                 backbone: QBackbone | None = None) -> None:
+                 backbone: QBackbone | None = None, resumer: Resumer | None = None) -> None:
         self.device = device
+        # Resumes after a device reset (rig.resume); give it the target to restart a dead one.
+        self.resumer = resumer or Resumer()
         self.spec = spec or RunSpec()
         self.inspect = inspect or Inspect()
         # The int8 backbone (given, or named by spec.backbone): the head's input is its
@@ -318,8 +330,12 @@ class TrainingSession:
                 f"{hello.board} stores at most {self.window} samples of {record} B "
                 f"(data_capacity {hello.data_capacity}); a batch of {spec.batch} does not fit")
 
+        self._n_total = n_total
+        self._stored = stored
+        self._start_params = self.golden.get_params()  # the host's copy for rig.resume
         with self.times.phase("upload"):
-            self._upload(stored)
+            self.load_device()
+        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
         self._prepared = True
         self.report = RunReport(spec, hello, self.device.counter_label or hello.counter_label,
                                 times=self.times)
@@ -332,10 +348,13 @@ class TrainingSession:
             self.report.setup.append(v)
         return hello
 
-    def _upload(self, stored: tuple[EncodedSet, ...]) -> None:
-        """Backbone, model, optimiser and (if the device lacks it) the data set."""
+    def load_device(self) -> None:
+        """RESET, then backbone, model, initial parameters, optimiser/strategy and (if the
+        device lacks it) the data set, as at the start of the run (prepare; rig.resume
+        after a device reset)."""
         spec = self.spec
         train = self.train
+        stored = self._stored
         self.device.reset()  # keeps the stored data set: checked by its hash below
         # The data set first: torch may still be importing for the golden model.
         self.stored_q = np.concatenate([part.q for part in stored])
@@ -350,9 +369,8 @@ class TrainingSession:
         if self.backbone is not None:
             self.device.load_backbone(self.backbone)
         self.device.model_init(spec.dims)
-        self.device.load_model(self.golden.get_params())
+        self.device.load_model(self._start_params)
         self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
-        self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
                      scores: list[np.ndarray] | None, threshold: float | None
@@ -397,17 +415,9 @@ class TrainingSession:
         """SELECT on both sides (mask strategies recompute their masks each epoch). With
         Inspect.masks the device's masks are read and compared too; returns the verdict and
         the device's row masks (None when not read)."""
-        if self.window is not None and len(self.val) > self.window:
-            raise RigError(
-                f"SELECT needs the {len(self.val)} validation samples on the device at "
-                f"once, but it holds {self.window}: set val_samples <= {self.window} "
-                "(lab_config.yaml training: or the board's training: overrides)")
         with self.times.phase("training"):
-            if self.window is None:
-                dev = self.device.select(self.val_start, len(self.val))
-            else:  # the validation set goes through the sample window too
-                self.device.write_samples(0, self.val.labels, self.val.q)
-                dev = self.device.select(0, len(self.val))
+            dev = self.resumer.call(self, self._select_on_device)
+        self.resumer.record_select(dev)
         with self.times.phase("golden"):
             gold = self.golden.select(self.x_val)
         v = Verdict("select")
@@ -421,9 +431,29 @@ class TrainingSession:
             # velocity-budget's is the last selected key (the default).
             neq = strategies.get(self.spec.strategy).id == StrategyId.NEQ
             threshold = float(self.golden.sparams[0]) if neq else None
-            rows = self._check_masks(v, (gold.row_masks, gold.bias_masks), gold.scores,
-                                     threshold)
+            rows = self.resumer.call(self, lambda: self._check_masks(
+                v, (gold.row_masks, gold.bias_masks), gold.scores, threshold))
         return v, rows
+
+    def _select_on_device(self) -> SelectResult:
+        if self.window is None:
+            return self.device.select(self.val_start, len(self.val))
+        # the validation set goes through the sample window too
+        if len(self.val) > self.window:
+            raise RigError(
+                f"SELECT needs the {len(self.val)} validation samples on the device at "
+                f"once, but it holds {self.window}: set val_samples <= {self.window} "
+                "(lab_config.yaml training: or the board's training: overrides)")
+        self.device.write_samples(0, self.val.labels, self.val.q)
+        return self.device.select(0, len(self.val))
+
+    def _train_on_device(self, indices: np.ndarray) -> StepResult:
+        if self.window is None:
+            return self.device.train_step(indices)
+        # stream the batch into the window
+        indices = np.asarray(indices).reshape(-1)
+        self.device.write_samples(0, self.train.labels[indices], self.train.q[indices])
+        return self.device.train_step(np.arange(len(indices)))
 
     def step(self, indices: np.ndarray, epoch: int = 0) -> StepRecord:
         if not self._prepared:
@@ -431,32 +461,18 @@ class TrainingSession:
         t0 = time.perf_counter()
         times = self.times
         with times.phase("training"):
-            if self.window is None:
-                dev = self.device.train_step(indices)
-            else:  # stream the batch into the window
-                indices = np.asarray(indices).reshape(-1)
-                self.device.write_samples(0, self.train.labels[indices],
-                                          self.train.q[indices])
-                dev = self.device.train_step(np.arange(len(indices)))
+            dev = self.resumer.call(self, lambda: self._train_on_device(indices), epoch)
+        self.resumer.record_step(indices, dev)
+        indices = np.asarray(indices).reshape(-1)
         with times.phase("golden"):
             gold = self.golden.step(self.x_train[indices], self.train.labels[indices])
         self._step_index += 1
         obs = StepObservation(dev.loss, dev.correct, dev.skipped, dev.k)
-        n_layers = len(self.spec.dims) - 1
+        every = self.inspect.params_every
+        golden_params = (self.golden.get_params()
+                         if every and self._step_index % every == 0 else None)
         with times.phase("readback"):
-            if self.inspect.masks:
-                masks = [self.device.read_mask(layer) for layer in range(n_layers)]
-                obs.row_masks = [m.row_mask for m in masks]
-                obs.bias_masks = [m.bias_mask for m in masks]
-            if self.inspect.updates:
-                obs.updates = [(self.device.read_update(layer, "weight"),
-                                self.device.read_update(layer, "bias"))
-                               for layer in range(n_layers)]
-            golden_params = None
-            every = self.inspect.params_every
-            if every and self._step_index % every == 0:
-                golden_params = self.golden.get_params()
-                obs.params = self._read_params(golden_params)
+            self.resumer.call(self, lambda: self._read_step(obs, golden_params), epoch)
         with times.phase("compare"):
             verdict = compare_step(gold, obs, self.step_tol, golden_params,
                                    title=f"epoch {epoch} step {self._step_index}")
@@ -471,6 +487,21 @@ class TrainingSession:
         if self.on_step:
             self.on_step(rec)
         return rec
+
+    def _read_step(self, obs: StepObservation,
+                   golden_params: Sequence[tuple[np.ndarray, np.ndarray]] | None) -> None:
+        """The read-backs Inspect asks for after a step (repeatable: they change nothing);
+        the parameters when `golden_params` (the golden model's, to compare) is given."""
+        n_layers = len(self.spec.dims) - 1
+        if self.inspect.masks:
+            masks = [self.device.read_mask(layer) for layer in range(n_layers)]
+            obs.row_masks = [m.row_mask for m in masks]
+            obs.bias_masks = [m.bias_mask for m in masks]
+        if self.inspect.updates:
+            obs.updates = [(self.device.read_update(layer, "weight"),
+                            self.device.read_update(layer, "bias")) for layer in range(n_layers)]
+        if golden_params is not None:
+            obs.params = self._read_params(golden_params)
 
     def _read_params(self, golden_params: Sequence[tuple[np.ndarray, np.ndarray]]
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -495,10 +526,9 @@ class TrainingSession:
         """EVAL of the test set on the device and in the golden model (its current
         parameters), and the verdict."""
         with self.times.phase("training"):
-            if self.window is None:
-                dev = self.device.evaluate(self.test_start, len(self.test))
-            else:
-                dev = self._evaluate_windowed(self.test)
+            dev = self.resumer.call(self, lambda: self.device.evaluate(
+                self.test_start, len(self.test)) if self.window is None
+                else self._evaluate_windowed(self.test))
         with self.times.phase("golden"):
             gold = self.golden.evaluate(self.x_test, self.test.labels)
         with self.times.phase("compare"):
@@ -530,7 +560,7 @@ class TrainingSession:
         batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
         steps = [self.step(idx, epoch) for idx in batches]
         with self.times.phase("readback"):  # the full read: every epoch, always
-            params_dev = self.device.read_model()
+            params_dev = self.resumer.call(self, self.device.read_model, epoch)
         if self._golden_own is not None:
             # Lockstep: the last step re-synced the golden model to the device. Compare
             # (and evaluate) the golden model's own result of that step instead.
@@ -568,8 +598,14 @@ class TrainingSession:
             self.prepare()
         assert self.report is not None
         t0 = time.perf_counter()
-        for epoch in range(self.spec.epochs if epochs is None else epochs):
-            self.run_epoch(epoch)
-        self.report.wall_s += time.perf_counter() - t0
-        self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter: not asdict
+        try:
+            for epoch in range(self.spec.epochs if epochs is None else epochs):
+                self.run_epoch(epoch)
+        except BaseException as exc:  # Ctrl-C too: the report keeps what was measured
+            self.report.complete = False
+            self.report.cause = failure_cause(exc)
+            raise
+        finally:
+            self.report.wall_s += time.perf_counter() - t0
+            self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter
         return self.report

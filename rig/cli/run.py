@@ -27,7 +27,7 @@ from rig.errors import ConfigError
 from rig.link.faults import FaultSpec, FaultyTransport
 
 if TYPE_CHECKING:  # the session pulls in the golden model (torch): imported when training
-    from rig.session import RunReport
+    from rig.session import RunReport, TrainingSession
 
 
 def add_parser(sub: Any) -> None:
@@ -60,7 +60,11 @@ def add_parser(sub: Any) -> None:
                           "PARAM_DIGEST read-back (default 0: at each epoch end only)")
     run.add_argument("--inspect", action="store_true",
                      help="read and compare masks and applied updates every step")
-    run.add_argument("--json", help="write the full report as JSON here")
+    run.add_argument("--json", help="write the full report as JSON here (a failed run writes "
+                                    "what it measured, marked complete: false)")
+    run.add_argument("--max-resumes", type=int, default=None, metavar="N",
+                     help="resume after at most N device resets / target deaths per run "
+                          "(default 3; 0: fail at the first)")
     run.add_argument("--inject-faults", metavar="SPEC",
                      help="corrupt the link on purpose: flip=P,drop=P,dup=P,delay=P per byte"
                           " (+ stall=S, seed=N, dir=both|tx|rx), e.g. flip=1e-4,drop=1e-4")
@@ -93,6 +97,7 @@ def check_run(args: argparse.Namespace) -> None:
         raise UsageError(f"--params-every {args.params_every}: --lockstep reads the "
                          "parameters after every step; give one of the two")
     check_output_file("--json", args.json)
+    check_int("--max-resumes", args.max_resumes, 0)
     if args.inject_faults:
         try:
             FaultSpec.parse(args.inject_faults)
@@ -156,6 +161,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     from rig.connection import connect
     from rig.fit import fit_spec
+    from rig.resume import DEFAULT_MAX_RESUMES, ResumeEvent, Resumer
     from rig.session import EpochRecord, Inspect, RunSpec, StepRecord, TrainingSession
     from rig.targets import resolve_target
     from rig.wallclock import TimeSplit, since_process_start
@@ -185,44 +191,61 @@ def cmd_run(args: argparse.Namespace) -> int:
                       resync=args.resync or args.lockstep, full_every=args.full_every)
     console.print(f"[bold]rig run[/]: {strategy}, {epochs} epoch(s), "
                   f"target {escape(target.describe())}")
-    conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
-                   faults=faults)
-    times.add("target_start", time.perf_counter() - t_target)
-    with conn:
-        h = conn.hello
-        if faults is not None:
-            console.print(f"[yellow]injecting link faults: {faults.describe()}[/]")
-        counters = conn.device.counter_label or h.counter_label
-        console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
-                      f"v{h.proto_version}, counters: {counters}")
-        # A small board runs its own version of the job (lab_config boards.<b>.training)
-        spec, notes = fit_spec(RunSpec.from_training(lab.training), h, board_training,
-                               overrides)
-        for note in notes:
-            console.print(f"[yellow]{escape(note)}[/]")
-        with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                      TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
-                      console=console, transient=True) as progress:
-            task = progress.add_task("preparing (model + data over UART)", total=None,
-                                     info="")
+    started: list[TrainingSession] = []  # the session, once made (for a partial report)
+    try:
+        conn = connect(target, timeout=lab.defaults.timeout_s, retries=lab.defaults.retries,
+                       faults=faults)
+        times.add("target_start", time.perf_counter() - t_target)
+        with conn:
+            h = conn.hello
+            if faults is not None:
+                console.print(f"[yellow]injecting link faults: {faults.describe()}[/]")
+            counters = conn.device.counter_label or h.counter_label
+            console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
+                          f"v{h.proto_version}, counters: {counters}")
+            # A small board runs its own version of the job (lab_config boards.<b>.training)
+            spec, notes = fit_spec(RunSpec.from_training(lab.training), h, board_training,
+                                   overrides)
+            for note in notes:
+                console.print(f"[yellow]{escape(note)}[/]")
+            with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+                          TextColumn("{task.fields[info]}"), TimeElapsedColumn(),
+                          console=console, transient=True) as progress:
+                task = progress.add_task("preparing (model + data over UART)", total=None,
+                                         info="")
 
-            def on_step(rec: StepRecord) -> None:
-                progress.update(task, advance=1, info=(
-                    f"loss dev {rec.device.loss:.5f} gold {rec.golden.loss:.5f}"))
+                def on_step(rec: StepRecord) -> None:
+                    progress.update(task, advance=1, info=(
+                        f"loss dev {rec.device.loss:.5f} gold {rec.golden.loss:.5f}"))
 
-            def on_epoch(rec: EpochRecord) -> None:
-                progress.console.print(
-                    f"epoch {rec.epoch}: device loss {rec.device_loss:.6f}, golden "
-                    f"{rec.golden_loss:.6f}, test acc {rec.device_acc:.4f} / "
-                    f"{rec.golden_acc:.4f}, {rec.wall_s:.2f} s")
+                def on_epoch(rec: EpochRecord) -> None:
+                    progress.console.print(
+                        f"epoch {rec.epoch}: device loss {rec.device_loss:.6f}, golden "
+                        f"{rec.golden_loss:.6f}, test acc {rec.device_acc:.4f} / "
+                        f"{rec.golden_acc:.4f}, {rec.wall_s:.2f} s")
 
-            session = TrainingSession(conn.device, spec, inspect=inspect, on_step=on_step,
-                                      on_epoch=on_epoch)
-            session.prepare()
-            n_steps = spec.epochs * -(-len(session.train) // spec.batch)
-            progress.update(task, description="training", total=n_steps, completed=0)
-            report = session.run()
-        t_close = time.perf_counter()
+                def on_resume(ev: ResumeEvent) -> None:
+                    exit_ = f" ({ev.target_exit})" if ev.target_exit else ""
+                    progress.console.print(
+                        f"[yellow]resuming ({len(resumer.events)}/{resumer.max_resumes}): "
+                        f"{escape(ev.cause)}{escape(exit_)} in epoch {ev.epoch} after step "
+                        f"{ev.step}: {escape(ev.detail)}[/]")
+
+                resumer = Resumer(target, DEFAULT_MAX_RESUMES if args.max_resumes is None
+                                  else args.max_resumes, on_resume)
+                session = TrainingSession(conn.device, spec, inspect=inspect, on_step=on_step,
+                                          on_epoch=on_epoch, resumer=resumer)
+                started.append(session)
+                session.prepare()
+                n_steps = spec.epochs * -(-len(session.train) // spec.batch)
+                progress.update(task, description="training", total=n_steps, completed=0)
+                report = session.run()
+            t_close = time.perf_counter()
+    except BaseException as exc:  # a failed run still writes what it measured
+        if args.json:
+            _write_json(args.json, partial_json(started[0] if started else None, exc))
+            console.print("partial report (complete: false) written")
+        raise
     times.add("close", time.perf_counter() - t_close)
     times.merge(session.times)
     total = before + time.perf_counter() - t_start
@@ -243,6 +266,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     console.print(f"link: {stats.summary()}")
     if isinstance(conn.device.link.transport, FaultyTransport):
         console.print(f"injected: {conn.device.link.transport.counts.summary()}")
+    if report.resumes:
+        console.print(f"[yellow]resumed {len(report.resumes)} time(s) after a device reset:[/]")
+        for ev in report.resumes:
+            console.print(f"  {ev.summary()}", markup=False)
     status = 0 if report.ok else 1
     if args.json:
         status = max(status, _write_json(args.json, report_json(report)))
@@ -258,6 +285,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         return status
     console.print("[green bold]device matches the golden model[/]")
     return 0
+
+
+def partial_json(session: TrainingSession | None, exc: BaseException) -> dict[str, Any]:
+    """What a failed run measured, marked incomplete with the cause."""
+    from rig.session import failure_cause
+
+    cause = failure_cause(exc)
+    report = session.report if session is not None else None
+    if report is None:  # failed before the device was set up: nothing measured
+        return {"complete": False, "cause": cause, "ok": False, "epochs": [], "steps": [],
+                "resumes": []}
+    report.complete = False
+    report.cause = report.cause or cause
+    if not report.link_stats and session is not None:
+        report.link_stats = session.device.link.stats.as_dict()
+    return report_json(report) | {"ok": False}
 
 
 def _write_json(path: str, data: dict[str, Any]) -> int:
@@ -315,6 +358,9 @@ def report_json(report: RunReport) -> dict[str, Any]:
                    "skipped": s.device.skipped, "counters": list(s.device.counters),
                    "wall_s": round(s.wall_s, 6), "ok": s.verdict.ok} for s in report.steps],
         "link": report.link_stats,
+        "complete": report.complete,
+        "cause": report.cause,
+        "resumes": [e.as_dict() for e in report.resumes],
     }
 
 

@@ -263,6 +263,16 @@ class Link:
             if remaining <= 0 and not chunk:
                 return
 
+    def reattach(self, transport: Transport) -> None:
+        """Talk over `transport` from now on (a restarted target, rig.resume): decoding and
+        the bytes seen start afresh, HELLO must be said again; counters and seq go on."""
+        self.transport = transport
+        self.hello = None
+        self.decoder = FrameDecoder()
+        self._last.clear()
+        self._noise_mark = 0
+        self._reboot = None
+
     def close(self) -> None:
         self.transport.close()
 

@@ -99,6 +99,12 @@ class Target(ABC):
         """Text that helps explain a failure (emulator stderr, exit code). May be empty."""
         return ""
 
+    def exit_status(self) -> str | None:
+        """How the target's process ended, if it has (`describe_exit`: "killed by signal
+        9"); None while it runs, or when this kind cannot tell (rig.resume restarts a
+        target only when this says it died)."""
+        return None
+
     def __enter__(self) -> Target:
         return self
 

@@ -85,6 +85,12 @@ class NativeTarget(Target):
     def describe(self) -> str:
         return f"native:{self.name} ({self.binary or 'firmware/build/native/tinyrig_fw'})"
 
+    def exit_status(self) -> str | None:
+        child = self._child
+        if child is None or child.poll() is None:
+            return None
+        return f"exit status {child.poll()}: {child.describe_exit()}"
+
     def diagnostics(self) -> str:
         child = self._child or self._last_child
         if child is None:

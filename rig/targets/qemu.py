@@ -220,6 +220,12 @@ class QemuTarget(Target):
     def describe(self) -> str:
         return f"qemu:{self.name} ({self.machine}, {self.elf or 'prebuilt image'})"
 
+    def exit_status(self) -> str | None:
+        child = self._child
+        if child is None or child.poll() is None:
+            return None
+        return f"exit status {child.poll()}: {child.describe_exit()}"
+
     def diagnostics(self) -> str:
         child = self._child or self._last_child
         if child is None:
