@@ -200,7 +200,7 @@ def test_cli_writes_a_partial_report_when_resumes_run_out(
 
 def test_cli_rejects_negative_max_resumes(capsys: pytest.CaptureFixture[str]) -> None:
     assert cli.main(["run", "--target", "native", "--max-resumes", "-1"]) == 2
-    assert "--max-resumes: must be >= 0" in capsys.readouterr().out
+    assert "--max-resumes: expected an integer >= 0, got -1" in capsys.readouterr().out
 
 
 @pytest.mark.hil
