@@ -69,6 +69,22 @@ class Access:
 
 
 @dataclass(frozen=True)
+class PinEdge:
+    """A GPIO output pin changed the level it drives (a pin is driven when the firmware
+    made it an output; its level is then the output latch's bit). `insns` is the twin's
+    modelled time: instructions executed at the end of the storing block."""
+
+    insns: int
+    port: str  # the SVD's name: GPIOF, P1
+    port_base: int
+    pin: int
+    level: int
+
+    def __str__(self) -> str:
+        return f"{self.port}.{self.pin} -> {self.level} at {self.insns} instructions (twin model)"
+
+
+@dataclass(frozen=True)
 class MemoryRegion:
     name: str
     base: int
@@ -112,6 +128,10 @@ class TwinMachine:
         self.epoch = 0
         self.unknown: list[Access] = []
         self.findings: list[str] = []
+        #: every output-pin level change since construction (kept over resets)
+        self.pin_edges: list[PinEdge] = []
+        #: called with each PinEdge as it happens (from inside the engine: keep them short)
+        self.pin_listeners: list[Callable[[PinEdge], None]] = []
         self.rx = bytearray()  # host -> device, not yet taken by the UART
         self.tx = bytearray()  # device -> host, not yet read
         self.c = Counter()
@@ -157,9 +177,15 @@ class TwinMachine:
     # ------------------------------------------------------------------ set-up
 
     def attach(self, model: RegisterFile) -> None:
+        """Route the 1 KB pages holding `model`'s registers to it. Pages, not the SVD's
+        address block: blocks may overlap (the nRF52840's P0 block spans P1's registers)."""
         self.peripherals.append(model)
-        for a in range(model.base, model.base + model.size, 0x400):
-            self._index[a >> 10] = model
+        for page in sorted({(model.base + r.offset) >> 10 for r in model.svd.registers}):
+            other = self._index.get(page)
+            if other is not None and other is not model:
+                raise TwinError(f"{model.name} and {other.name} both have registers in "
+                                f"{page << 10:#x}..+0x3ff")
+            self._index[page] = model
 
     def reset(self) -> None:
         """Power-on: fresh memory with the image loaded at its load addresses, registers at
@@ -281,6 +307,14 @@ class TwinMachine:
         self._record(f"pc={self.where():#010x} (block): {text}")
         if self.strict:
             self._stop_soon()
+
+    def pin_changed(self, port: RegisterFile, pin: int, level: int) -> None:
+        """A GPIO model saw a driven pin change: record it with the modelled time and tell
+        the listeners (a simulated instrument's logic input, a test)."""
+        edge = PinEdge(self.now(), port.name, port.base, pin, level)
+        self.pin_edges.append(edge)
+        for listener in self.pin_listeners:
+            listener(edge)
 
     def rx_pop(self) -> int | None:
         """The next host byte if it has arrived (the wire runs at the link's baud rate)."""
