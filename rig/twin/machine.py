@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -132,6 +133,12 @@ class TwinMachine:
         self.pin_edges: list[PinEdge] = []
         #: called with each PinEdge as it happens (from inside the engine: keep them short)
         self.pin_listeners: list[Callable[[PinEdge], None]] = []
+        #: since construction: exceptions entered (by number), link bytes the firmware took
+        #: from the UART (by the exception it was in, 0 = thread mode), WFI sleeps
+        self.entered: Tally[int] = Tally()
+        self.rx_taken: Tally[int] = Tally()
+        self.rx_fed = 0  # host bytes put on the wire
+        self.wfi_sleeps = 0
         self.rx = bytearray()  # host -> device, not yet taken by the UART
         self.tx = bytearray()  # device -> host, not yet read
         self.c = Counter()
@@ -344,8 +351,11 @@ class TwinMachine:
             self.idle = True
             self._stop_soon()
 
-    def note_rx_data(self) -> None:
+    def note_rx_data(self, took: bool = True) -> None:
+        """The firmware read the receiver's data register (`took`: a byte was there)."""
         self._empty_polls = 0
+        if took:
+            self.rx_taken[self.active[-1] if self.active else 0] += 1
 
     def request_reset(self) -> None:
         self._reset_requested = True
@@ -375,6 +385,7 @@ class TwinMachine:
         if not self.rx:
             self.rx_due = max(self.rx_due, self.insns + self.byte_insns)
         self.rx.extend(data)
+        self.rx_fed += len(data)
         self.idle = False
         self._empty_polls = 0
         self._host_data()
@@ -456,6 +467,7 @@ class TwinMachine:
                 self._take_fault(exc_n, cfsr, bfar)
             elif self._wfi_at is not None and self.pc == self._wfi_at + 2:
                 self.sleeping = True
+                self.wfi_sleeps += 1
 
     # ------------------------------------------------------------------ hooks
 
@@ -724,6 +736,7 @@ class TwinMachine:
         uc.reg_write(a.UC_ARM_REG_LR, exc_return & 0xFFFFFFFF)
         uc.reg_write(a.UC_ARM_REG_XPSR, (1 << 24) | exc)
         self.active.append(exc)
+        self.entered[exc] += 1
         self.frames.append(exc_return & 0xFFFFFFFF)
         self.pc = vector & ~1
 

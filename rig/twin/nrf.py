@@ -150,7 +150,7 @@ class Uart(RegisterFile):
             return value
         if name == "RXD":
             byte, self.rxd = self.rxd, None
-            self.machine.note_rx_data()
+            self.machine.note_rx_data(byte is not None)
             self._fill()
             if self.rxd is not None and self.inten & self.bit["RXDRDY"]:
                 self.machine.kick()

@@ -273,7 +273,7 @@ class Usart(Gated):
         if offset == self._dr_off:
             byte, self.rx_byte = self.rx_byte, None
             self._fill()
-            self.machine.note_rx_data()
+            self.machine.note_rx_data(byte is not None)
             if self.rx_byte is not None and self._cr1("RXNEIE"):
                 self.machine.kick()
             return 0 if byte is None else byte
