@@ -24,7 +24,7 @@ import pytest
 from rig.config import load_config
 from rig.profile.monitors import create_monitor
 from rig.profile.monitors.sim.logic import EdgeQueue, MarkedLoad, MarkerPin
-from rig.profile.monitors.sim.ppk2_sim import PPK2Sim
+from rig.profile.monitors.sim.ppk2_sim import RATE, PPK2Sim
 from rig.profiling import profile_target
 from rig.session import RunSpec
 from rig.targets import resolve_target
@@ -48,6 +48,7 @@ def _pulses(levels: list[tuple[int, int]]) -> list[tuple[int, int]]:
     return out
 
 
+@pytest.mark.slow  # about 30 s per board on the shared 2-core machine
 @pytest.mark.parametrize("board", BOARDS)
 def test_twin_marker_drives_the_simulated_ppk2_d0_one_pulse_per_step(
         board: str, tmp_path: Path) -> None:
@@ -60,8 +61,9 @@ def test_twin_marker_drives_the_simulated_ppk2_d0_one_pulse_per_step(
     target.wire_marker(edges)
     with PPK2Sim(load, logic=edges) as sim, \
             create_monitor("ppk2", port=sim.port, timeout_s=2.0) as mon:
-        run = profile_target(target, lab, ["full"], RunSpec.from_training(lab.training), tmp_path, icount=False,
-                             max_steps=STEPS, monitor=mon, monitor_voltage_v=V)
+        run = profile_target(target, lab, ["full"], RunSpec.from_training(lab.training),
+                             tmp_path, icount=False, max_steps=STEPS, monitor=mon,
+                             monitor_voltage_v=V)
     target.close()
     m = target.machine
     assert m is not None and m.unknown == [] and m.findings == []
@@ -86,7 +88,9 @@ def test_twin_marker_drives_the_simulated_ppk2_d0_one_pulse_per_step(
     assert len(truth) == len(edges.pulses()) == STEPS
     assert len(sr.measured) == STEPS
     assert all("gpio marker D0" in r.detail for r in sr.measured)
+    # each window: within its two edges' sampling quantisation (one sample each, 100 kS/s)
+    edge_j = 2 * V * (ACTIVE_A - IDLE_A) / RATE
     for r, e in zip(sr.measured, truth, strict=True):
-        assert r.energy_j == pytest.approx(e, rel=0.01)
+        assert abs(r.energy_j - e) <= edge_j, (r.energy_j, e)
     per_step = float(np.mean([r.energy_j for r in sr.measured]))
     assert per_step == pytest.approx(float(np.mean(truth)), rel=0.01)

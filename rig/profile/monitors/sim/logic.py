@@ -43,9 +43,12 @@ LAG_S = 0.005
 class PinChange(Protocol):
     """What a board twin reports when a driven GPIO pin changes (rig.twin.machine.PinEdge)."""
 
-    port_base: int
-    pin: int
-    level: int
+    @property
+    def port_base(self) -> int: ...
+    @property
+    def pin(self) -> int: ...
+    @property
+    def level(self) -> int: ...
 
 
 class LogicInput(Protocol):
