@@ -33,7 +33,7 @@ def test_link_rx_by_interrupt_and_wfi_on_the_prebuilt_image(board: str) -> None:
     transport = TwinTransport(m, f"twin:{board}", CLOCK[board], wall_factor=20.0)
     dev = Device(Link(transport, timeout=5.0, retries=0))
     assert dev.hello().board == board
-    payload = bytes(range(256)) * 4  # > the 512-byte RX ring: the wire's pace, no overrun
+    payload = bytes(range(256)) * 4  # > the 256-slot RX ring: the wire's pace, no overrun
     payload = payload[:min(len(payload), dev.max_payload - 16)]
     assert dev.echo(payload) == payload
     stats = dev.stats()
