@@ -9,9 +9,9 @@ that many times its timeout in wall-clock time)."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from rig.config import Board
 from rig.errors import ConfigError, RigError
@@ -20,8 +20,11 @@ from rig.link.transport import Transport
 from rig.target_options import TwinOptions
 from rig.targets.base import Target, register_target
 from rig.twin.boards import BOARDS, build_machine
-from rig.twin.machine import TwinMachine
+from rig.twin.machine import PinEdge, TwinMachine
 from rig.twin.transport import TwinTransport
+
+if TYPE_CHECKING:
+    from rig.profile.monitors.sim.logic import EdgeQueue
 
 COUNTER_LABEL = "cycles (twin model)"
 EMULATED = "emulated (twin)"
@@ -51,6 +54,21 @@ class TwinTarget(Target):
         self.elf: Path | None = None
         self.machine: TwinMachine | None = None
         self._transport: TwinTransport | None = None
+        #: called with every GPIO output change as the firmware makes it (the machine's
+        #: `pin_listeners`; kept over restarts)
+        self.pin_listeners: list[Callable[[PinEdge], None]] = []
+
+    def wire_marker(self, edges: EdgeQueue) -> None:
+        """Drive `edges` (a simulated instrument's logic line, e.g.
+        `rig.profile.monitors.sim.logic.EdgeQueue`) from the board's measurement marker pin
+        (`boards.<b>.marker`) as the firmware's stores change it, stamped on the host's
+        monotonic clock when they execute (docs/twin.md "Marker GPIO")."""
+        from rig.profile.monitors.sim.logic import MarkerPin
+
+        if not self.board.marker:
+            raise ConfigError(f"target {self.name!r}: board {self.board.name} has no "
+                              "marker pin (boards.<b>.marker)")
+        self.pin_listeners.append(MarkerPin.parse(self.board.marker).follow(edges))
 
     def start(self) -> Transport:
         if self._transport is not None:
@@ -59,6 +77,7 @@ class TwinTarget(Target):
         assert self.elf is not None
         if self.machine is None:
             self.machine = build_machine(self.board.name, self.elf, strict=self.strict)
+            self.machine.pin_listeners = self.pin_listeners
         self.machine.reset()
         clock = self.board.clock_hz or 1
         self._transport = TwinTransport(self.machine, f"twin:{self.name}", clock,

@@ -46,16 +46,18 @@ def _nucleo_f429zi(m: TwinMachine, dev: Device) -> list[RegisterFile]:
     rcc = stm32.Rcc(dev.peripheral("RCC"), m, flash, RegisterFile(dev.peripheral("PWR"), m))
     pwr = stm32.Gated(dev.peripheral("PWR"), m, rcc, "APB1ENR.PWREN")
     rcc.pwr = pwr
-    gpiod = stm32.Gated(dev.peripheral("GPIOD"), m, rcc, "AHB1ENR.GPIODEN")
+    gpiod = stm32.Gpio(dev.peripheral("GPIOD"), m, rcc, "AHB1ENR.GPIODEN")
     usart3 = stm32.Usart(dev.peripheral("USART3"), m, rcc, "APB1ENR.USART3EN", bus=1,
                          gpio=gpiod, tx_pin=8, rx_pin=9, af=7, baud=LINK_BAUD)
-    return [rcc, flash, pwr, gpiod, usart3]
+    gpiof = stm32.Gpio(dev.peripheral("GPIOF"), m, rcc, "AHB1ENR.GPIOFEN")  # marker PF13
+    return [rcc, flash, pwr, gpiod, usart3, gpiof]
 
 
 def _nrf52840dk(m: TwinMachine, dev: Device) -> list[RegisterFile]:
     gpio = nrf.Gpio(dev.peripheral("P0"), m)
     uart = nrf.Uart(dev.peripheral("UART0"), m, gpio, tx_pin=6, rx_pin=8, baud=LINK_BAUD)
-    return [nrf.Clock(dev.peripheral("CLOCK"), m), gpio, uart]
+    p1 = nrf.Gpio(dev.peripheral("P1"), m)  # the measurement marker, P1.08
+    return [nrf.Clock(dev.peripheral("CLOCK"), m), gpio, uart, p1]
 
 
 BOARDS: dict[str, TwinBoard] = {

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import ctypes
 import time
+from collections import Counter as Tally
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -66,6 +67,22 @@ class Access:
     def __str__(self) -> str:
         op = f"write {self.value:#x} to" if self.write else "read of"
         return f"pc={self.pc:#010x}: {op} {self.address:#010x} ({self.where})"
+
+
+@dataclass(frozen=True)
+class PinEdge:
+    """A GPIO output pin changed the level it drives (a pin is driven when the firmware
+    made it an output; its level is then the output latch's bit). `insns` is the twin's
+    modelled time: instructions executed at the end of the storing block."""
+
+    insns: int
+    port: str  # the SVD's name: GPIOF, P1
+    port_base: int
+    pin: int
+    level: int
+
+    def __str__(self) -> str:
+        return f"{self.port}.{self.pin} -> {self.level} at {self.insns} instructions (twin model)"
 
 
 @dataclass(frozen=True)
@@ -112,6 +129,16 @@ class TwinMachine:
         self.epoch = 0
         self.unknown: list[Access] = []
         self.findings: list[str] = []
+        #: every output-pin level change since construction (kept over resets)
+        self.pin_edges: list[PinEdge] = []
+        #: called with each PinEdge as it happens (from inside the engine: keep them short)
+        self.pin_listeners: list[Callable[[PinEdge], None]] = []
+        #: since construction: exceptions entered (by number), link bytes the firmware took
+        #: from the UART (by the exception it was in, 0 = thread mode), WFI sleeps
+        self.entered: Tally[int] = Tally()
+        self.rx_taken: Tally[int] = Tally()
+        self.rx_fed = 0  # host bytes put on the wire
+        self.wfi_sleeps = 0
         self.rx = bytearray()  # host -> device, not yet taken by the UART
         self.tx = bytearray()  # device -> host, not yet read
         self.c = Counter()
@@ -157,9 +184,15 @@ class TwinMachine:
     # ------------------------------------------------------------------ set-up
 
     def attach(self, model: RegisterFile) -> None:
+        """Route the 1 KB pages holding `model`'s registers to it. Pages, not the SVD's
+        address block: blocks may overlap (the nRF52840's P0 block spans P1's registers)."""
         self.peripherals.append(model)
-        for a in range(model.base, model.base + model.size, 0x400):
-            self._index[a >> 10] = model
+        for page in sorted({(model.base + r.offset) >> 10 for r in model.svd.registers}):
+            other = self._index.get(page)
+            if other is not None and other is not model:
+                raise TwinError(f"{model.name} and {other.name} both have registers in "
+                                f"{page << 10:#x}..+0x3ff")
+            self._index[page] = model
 
     def reset(self) -> None:
         """Power-on: fresh memory with the image loaded at its load addresses, registers at
@@ -282,6 +315,14 @@ class TwinMachine:
         if self.strict:
             self._stop_soon()
 
+    def pin_changed(self, port: RegisterFile, pin: int, level: int) -> None:
+        """A GPIO model saw a driven pin change: record it with the modelled time and tell
+        the listeners (a simulated instrument's logic input, a test)."""
+        edge = PinEdge(self.now(), port.name, port.base, pin, level)
+        self.pin_edges.append(edge)
+        for listener in self.pin_listeners:
+            listener(edge)
+
     def rx_pop(self) -> int | None:
         """The next host byte if it has arrived (the wire runs at the link's baud rate)."""
         if not self.rx:
@@ -310,8 +351,11 @@ class TwinMachine:
             self.idle = True
             self._stop_soon()
 
-    def note_rx_data(self) -> None:
+    def note_rx_data(self, took: bool = True) -> None:
+        """The firmware read the receiver's data register (`took`: a byte was there)."""
         self._empty_polls = 0
+        if took:
+            self.rx_taken[self.active[-1] if self.active else 0] += 1
 
     def request_reset(self) -> None:
         self._reset_requested = True
@@ -341,6 +385,7 @@ class TwinMachine:
         if not self.rx:
             self.rx_due = max(self.rx_due, self.insns + self.byte_insns)
         self.rx.extend(data)
+        self.rx_fed += len(data)
         self.idle = False
         self._empty_polls = 0
         self._host_data()
@@ -422,6 +467,7 @@ class TwinMachine:
                 self._take_fault(exc_n, cfsr, bfar)
             elif self._wfi_at is not None and self.pc == self._wfi_at + 2:
                 self.sleeping = True
+                self.wfi_sleeps += 1
 
     # ------------------------------------------------------------------ hooks
 
@@ -690,6 +736,7 @@ class TwinMachine:
         uc.reg_write(a.UC_ARM_REG_LR, exc_return & 0xFFFFFFFF)
         uc.reg_write(a.UC_ARM_REG_XPSR, (1 << 24) | exc)
         self.active.append(exc)
+        self.entered[exc] += 1
         self.frames.append(exc_return & 0xFFFFFFFF)
         self.pc = vector & ~1
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rig.twin.regs import RegisterFile
+from rig.twin.regs import PinPort, RegisterFile
 from rig.twin.svd import Peripheral
 
 if TYPE_CHECKING:
@@ -37,13 +37,27 @@ class Clock(RegisterFile):
         super().write(offset, value)
 
 
-class Gpio(RegisterFile):
-    """OUT/DIR with their SET/CLR aliases (write 1 to set/clear; reads give the register)."""
+class Gpio(PinPort):
+    """A GPIO port (PS §6.9): OUT/DIR with their SET/CLR aliases (write 1 to set/clear;
+    reads give the register); PIN_CNF[n].DIR is DIR's bit n (one physical bit, PS §6.9.2).
+    A pin with DIR = 1 drives its OUT bit, and IN reads it back; the machine records its
+    changes (the measurement marker on P1)."""
 
     ALIASES = {"OUTSET": ("OUT", 1), "OUTCLR": ("OUT", 0),
                "DIRSET": ("DIR", 1), "DIRCLR": ("DIR", 0)}
 
+    def __init__(self, svd: Peripheral, machine: TwinMachine) -> None:
+        super().__init__(svd, machine)
+        self._out, self._dir, self._in = self.offset("OUT"), self.offset("DIR"), \
+            self.offset("IN")
+        self._cnf0 = self.offset("PIN_CNF[0]")
+
+    def driven(self) -> int:
+        return self.values[self._out] & self.values[self._dir]
+
     def read(self, offset: int) -> int:
+        if offset == self._in:
+            return self.driven()  # inputs read 0: nothing drives them here
         reg = self.svd.at(offset)
         if reg is not None and reg.name in self.ALIASES:
             return self.values[self.offset(self.ALIASES[reg.name][0])]
@@ -51,15 +65,32 @@ class Gpio(RegisterFile):
 
     def write(self, offset: int, value: int) -> None:
         reg = self.svd.at(offset)
-        if reg is not None and reg.name in self.ALIASES:
-            target, on = self.ALIASES[reg.name]
+        name = reg.name if reg is not None else ""
+        if name in self.ALIASES:
+            target, on = self.ALIASES[name]
             t = self.offset(target)
             self.values[t] = self.values[t] | value if on else self.values[t] & ~value
+            if target == "OUT":
+                self.machine.epoch -= 1  # output levels, not configuration
+        elif name == "IN":
+            self.machine.finding(f"{self.name}.IN is read-only")
             return
-        super().write(offset, value)
+        else:
+            super().write(offset, value)
+            if name == "OUT":
+                self.machine.epoch -= 1
+        if name.startswith("PIN_CNF["):
+            pin = (offset - self._cnf0) // 4
+            d = self.values[self._dir] & ~(1 << pin) | (value & 1) << pin
+            self.values[self._dir] = d
+        elif name.startswith("DIR"):
+            d = self.values[self._dir]
+            for pin in range(32):
+                off = self._cnf0 + 4 * pin
+                self.values[off] = self.values[off] & ~1 | (d >> pin & 1)
 
     def is_output(self, pin: int) -> bool:
-        return bool(self.values[self.offset("DIR")] >> pin & 1)
+        return bool(self.values[self._dir] >> pin & 1)
 
 
 class Uart(RegisterFile):
@@ -119,7 +150,7 @@ class Uart(RegisterFile):
             return value
         if name == "RXD":
             byte, self.rxd = self.rxd, None
-            self.machine.note_rx_data()
+            self.machine.note_rx_data(byte is not None)
             self._fill()
             if self.rxd is not None and self.inten & self.bit["RXDRDY"]:
                 self.machine.kick()

@@ -68,3 +68,33 @@ class RegisterFile:
 
     def reg_name(self, offset: int) -> str:
         return f"{self.name}.{self._names.get(offset & ~3, f'+{offset:#x}')}"
+
+
+class PinPort(RegisterFile):
+    """A GPIO port whose driven pins (outputs, at their latch's level) the machine records:
+    subclasses say which pins are driven; every write, and a reset, reports the pins whose
+    driven level changed (`TwinMachine.pin_changed`). An input pin drives nothing (0)."""
+
+    def driven(self) -> int:
+        raise NotImplementedError
+
+    def reset(self) -> None:
+        before = self.driven()
+        super().reset()
+        self._report(before)
+
+    def bus_write(self, offset: int, size: int, value: int) -> bool:
+        before = self.driven()
+        known = super().bus_write(offset, size, value)
+        self._report(before)
+        return known
+
+    def _report(self, before: int) -> None:
+        after = self.driven()
+        changed = before ^ after
+        pin = 0
+        while changed:
+            if changed & 1:
+                self.machine.pin_changed(self, pin, after >> pin & 1)
+            changed >>= 1
+            pin += 1

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from rig.twin.regs import RegisterFile
+from rig.twin.regs import PinPort, RegisterFile
 from rig.twin.svd import Peripheral, Register
 
 if TYPE_CHECKING:
@@ -167,6 +167,46 @@ class Gated(RegisterFile):
         return super().bus_write(offset, size, value)
 
 
+class Gpio(Gated, PinPort):
+    """A GPIO port (RM0090 §8.4): MODER/OTYPER/OSPEEDR/PUPDR/AFR are storage; ODR is the
+    output latch; BSRR (write-only, reads 0) sets latch bits 0-15 and resets them with bits
+    16-31, set winning when both are written. A pin in mode 01 (general-purpose output)
+    drives its latch bit, and IDR reads it back; the machine records its changes (the
+    measurement marker). Gated: no clock, no effect (a finding)."""
+
+    def __init__(self, svd: Peripheral, machine: TwinMachine, rcc: Rcc, enable: str) -> None:
+        super().__init__(svd, machine, rcc, enable)
+        self._moder, self._odr = self.offset("MODER"), self.offset("ODR")
+        self._bsrr, self._idr = self.offset("BSRR"), self.offset("IDR")
+
+    def driven(self) -> int:
+        moder, out = self.values[self._moder], 0
+        for pin in range(16):
+            if moder >> (2 * pin) & 3 == 1:
+                out |= 1 << pin
+        return self.values[self._odr] & out
+
+    def read(self, offset: int) -> int:
+        if offset == self._idr:
+            return self.driven()  # inputs read 0: nothing drives them here
+        return super().read(offset)
+
+    def write(self, offset: int, value: int) -> None:
+        if offset == self._bsrr:
+            odr = self.values[self._odr] & ~(value >> 16) | (value & 0xFFFF)
+            self.values[self._odr] = odr & 0xFFFF
+            self.machine.epoch -= 1  # output levels, not configuration
+            return
+        if offset == self._odr:
+            self.values[offset] = value & 0xFFFF
+            self.machine.epoch -= 1
+            return
+        if offset == self._idr:
+            self.machine.finding(f"{self.name}.IDR is read-only")
+            return
+        super().write(offset, value)
+
+
 class Usart(Gated):
     """The link USART (SR/DR layout, RM0090 §30.6). TXE and TC are always set (TX has no
     baud rate); a host byte is in DR once the machine's wire says it has arrived
@@ -233,7 +273,7 @@ class Usart(Gated):
         if offset == self._dr_off:
             byte, self.rx_byte = self.rx_byte, None
             self._fill()
-            self.machine.note_rx_data()
+            self.machine.note_rx_data(byte is not None)
             if self.rx_byte is not None and self._cr1("RXNEIE"):
                 self.machine.kick()
             return 0 if byte is None else byte

@@ -9,7 +9,7 @@ calls `set(level)` (stamped now) or `push(t, level)` on every edge, from any thr
     edges = EdgeQueue(channel=0)
     load = MarkedLoad(edges, idle_a=1e-3, active_a=20e-3)   # DUT current follows the pin
     with PPK2Sim(load, logic=edges) as sim: ...              # D0 = the marker pin
-    twin.on_gpio_write(pin, lambda level: edges.set(level))  # (a twin, later)
+    twin_target.wire_marker(edges)                           # a board twin drives D0
 
 `MarkedLoad` is a DUT whose current follows its marker: `active_a` while the pin is high,
 `idle_a` otherwise, so the injected truth of every pulse is V · active_a · (fall − rise),
@@ -19,9 +19,10 @@ Instruments emit samples up to `now - LAG_S` when a live input is attached, so a
 stamped just before a sample instant has been pushed before that sample is formed.
 
 `MarkerPin` turns a board catalogue marker pin (lab_config `boards.<b>.marker`) into the
-GPIO registers the firmware stores to, and `MarkerPin.wire(edges)` into per-address write
-hooks: an emulator (a board twin) calls `hooks[address](value)` on every store to one of
-those addresses and the simulated instrument sees the edge.
+GPIO registers the firmware stores to; `MarkerPin.follow(edges)` is a board twin's pin
+listener (the twin's GPIO model reports driven-level changes, `rig.twin.machine.PinEdge`)
+and `MarkerPin.wire(edges)` gives per-address write hooks for an emulator without GPIO
+models (it calls `hooks[address](value)` on every store to one of those addresses).
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ import numpy as np
 
 #: how far behind the host clock a simulator with a live logic input emits samples
 LAG_S = 0.005
+
+
+class PinChange(Protocol):
+    """What a board twin reports when a driven GPIO pin changes (rig.twin.machine.PinEdge)."""
+
+    @property
+    def port_base(self) -> int: ...
+    @property
+    def pin(self) -> int: ...
+    @property
+    def level(self) -> int: ...
 
 
 class LogicInput(Protocol):
@@ -183,6 +195,15 @@ class MarkerPin:
         if address == self.port_base + 0x50C and value & bit:
             return 0
         return None
+
+    def follow(self, edges: EdgeQueue) -> Callable[[PinChange], None]:
+        """A pin listener for a board twin (`TwinMachine.pin_listeners`): drives `edges`
+        when this pin's driven level changes (the twin's GPIO model resolves the register
+        semantics: output mode / DIR, set/clear registers), stamped on the host clock now."""
+        def on_change(change: PinChange) -> None:
+            if change.port_base == self.port_base and change.pin == self.pin:
+                edges.set(change.level)
+        return on_change
 
     def wire(self, edges: EdgeQueue) -> dict[int, Callable[[int], None]]:
         """Write hooks (address -> on_store(value)) that drive `edges` from the stores."""

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from rig.profile.monitors.sim.logic import LAG_S, LogicInput
+from rig.profile.monitors.sim.logic import LAG_S, LogicInput, MarkedLoad
 from rig.profile.monitors.sim.pty_server import PtyServer
 from rig.profile.monitors.sim.waveform import Waveform
 
@@ -76,7 +76,7 @@ class PPK2Sim(PtyServer):
 
     name = "ppk2"
 
-    def __init__(self, waveform: Waveform, fault: str | None = None,
+    def __init__(self, waveform: Waveform | MarkedLoad, fault: str | None = None,
                  logic: LogicInput | None = None) -> None:
         super().__init__()
         self.waveform = waveform
