@@ -51,6 +51,7 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int = 3,
         transport = started if started is not None else target.start()
         device = Device(Link(transport, timeout=timeout, retries=retries, log=log))
         hello = device.hello()
+        target.observe_hello(hello)
         image = target.expected_firmware()
         if check_firmware and image is not None:
             check_hello(hello, image, where=target.describe())

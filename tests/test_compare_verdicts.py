@@ -8,6 +8,7 @@ planted difference. tests/test_compare.py covers the metrics and near-tie rules.
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 import pytest
@@ -56,6 +57,7 @@ def _far_from_threshold() -> int:
     selection threshold (selecting it too is not a near-tie)."""
     step, _ = golden_step()
     assert not step.row_masks[1].all()
+    assert step.scores[1] is not None
     scores = np.where(step.row_masks[1], np.inf, step.scores[1])
     return int(np.argmin(scores))
 
@@ -68,7 +70,7 @@ def _flip(mask: np.ndarray, i: int = 0) -> None:
 
 
 # (planted difference, the one check that must fail, text its row must contain)
-PLANTS: list[tuple[str, Callable[[StepObservation], None], str, str]] = [
+PLANTS: list[tuple[str, Callable[[Any], None], str, str]] = [
     ("loss", lambda o: setattr(o, "loss", o.loss * (1 + 1e-3)), "loss", "device "),
     ("correct", lambda o: setattr(o, "correct", o.correct + 1), "correct", ""),
     ("skipped", lambda o: setattr(o, "skipped", not o.skipped), "skipped", ""),
@@ -97,8 +99,7 @@ def test_agreeing_observation_passes() -> None:
 
 
 @pytest.mark.parametrize("what,plant,check,text", PLANTS, ids=[p[0] for p in PLANTS])
-def test_compare_step_fails_on_each_difference(what: str, plant: Callable[[StepObservation],
-                                                                          None],
+def test_compare_step_fails_on_each_difference(what: str, plant: Callable[[Any], None],
                                                check: str, text: str) -> None:
     step, params = golden_step()
     obs = observation(step, params)
@@ -116,7 +117,9 @@ def test_bias_masks_are_compared_even_when_rows_agree() -> None:
     step, params = golden_step()
     layer, j = 1, 3
     obs = observation(step, params)
-    obs.bias_masks[layer][j] = not obs.bias_masks[layer][j]
+    masks = obs.bias_masks
+    assert masks is not None
+    masks[layer][j] = not masks[layer][j]
     v = compare_step(step, obs, golden_params=params)
     assert [c.name for c in v.failed] == [f"bias[{layer}]"]
     assert v.failed[0].detail == f"differ at [{j}]" and v.failed[0].value != "J=1.000"

@@ -60,7 +60,7 @@ def lockstep(dev: Device, split: Split, strategy: str, sparams: tuple[float, ...
     spec = RunSpec(dims=dims, lr=0.1, momentum=0.5, batch=16, epochs=1, train_samples=samples,
                    test_samples=32, val_samples=len(split.val), seed=0, strategy=strategy,
                    sparams=sparams)
-    session = TrainingSession(dev, spec, split=split, initial_params=init_params(dims, 0),
+    session = TrainingSession(dev, spec, split=split, initial_params=list(init_params(dims, 0)),
                               inspect=LOCKSTEP)
     session.prepare()
     return session.run()
@@ -89,7 +89,7 @@ def test_static_rows_are_rounded(dev: Device, split: Split) -> None:
     dims = (64, 16, 8, 10)
     ratio = 0.2
     sparams = (3.0, 3.0, ratio)  # biases and weight rows of all three layers
-    strat = make_strategy("static", dims, np.asarray(sparams, np.float32))
+    strat = make_strategy("static", dims, sparams)
     rows, _ = strat.initial_masks()
     widths = dims[1:]
     assert [int(r.sum()) for r in rows] == [_rows(ratio, n) for n in widths] == [3, 2, 2]
