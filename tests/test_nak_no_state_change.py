@@ -3,11 +3,11 @@ type the firmware can refuse, on the firmware compiled for the host.
 
 Each case starts a fresh firmware process, brings it into a trained state (model, data,
 optimiser with momentum, a strategy with running state, one SELECT for the mask strategies,
-two steps), reads back everything the protocol can read (parameters, last update, masks,
-BACKBONE_INFO, an EVAL), sends one request that must be NAKed, and reads everything again:
-the two read-backs must be identical. State the protocol cannot read directly (lr,
-momentum, momentum buffers, strategy state, the data set) shows in what the device does
-next: a probe (TRAIN_STEP, read-back, SELECT, TRAIN_STEP, read-back) must give bit-identical
+two steps; in one scenario behind a loaded int8 backbone), reads back everything the
+protocol can read (parameters, last update, masks, BACKBONE_INFO, FEATURES, an EVAL), sends
+one request that must be NAKed, and reads everything again: the two read-backs must be
+identical. State the protocol cannot read directly (lr, momentum, momentum buffers,
+strategy state, the data set) shows in what the device does next: a probe (TRAIN_STEP, read-back, SELECT, TRAIN_STEP, read-back) must give bit-identical
 results to a reference process that never saw the refused request.
 """
 
@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import struct
 import subprocess
+import zlib
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +28,7 @@ from rig import protocol as P
 from rig import strategies
 from rig.device import Device, Timing
 from rig.errors import DeviceNak
+from rig.golden.int8 import Op, QBackbone, QLayer
 from rig.link.link import Link
 from rig.link.transport import PipeTransport
 
@@ -37,6 +39,7 @@ GOOD = 24
 BAD_LABEL = 24
 UNWRITTEN = 26
 STATE_STRATEGIES = ("tinypropv2", "neq")  # running state (Ymax / velocities + SELECT)
+BACKBONE = "backbone"  # tinypropv2 behind a loaded int8 backbone
 
 
 @pytest.fixture(scope="module")
@@ -65,17 +68,42 @@ def start(exe: Path) -> Fw:
     return Fw(proc, dev)
 
 
-def trained_state(dev: Device, strategy: str) -> None:
+def small_backbone() -> QBackbone:
+    """conv 3x3 (4x4x2 -> 4x4x2) + maxpool 2 -> 8 features (= DIMS[0])."""
+    rng = np.random.default_rng(7)
+    conv = QLayer(Op.CONV, (4, 4, 2), (4, 4, 2), kernel=(3, 3), padding=(1, 1),
+                  input_offset=3, output_offset=-5,
+                  weights=rng.integers(-127, 128, (2, 3, 3, 2)).astype(np.int8),
+                  bias=rng.integers(-500, 500, 2).astype(np.int32),
+                  multiplier=np.full(2, 1 << 30, np.int32), shift=np.array([-6, -5]))
+    pool = QLayer(Op.MAXPOOL, (4, 4, 2), (2, 2, 2), kernel=(2, 2), stride=(2, 2))
+    return QBackbone((4, 4, 2), (conv, pool), out_scale=0.25, out_zero_point=-5)
+
+
+def strategy_of(scenario: str) -> str:
+    return "tinypropv2" if scenario == BACKBONE else scenario
+
+
+def trained_state(dev: Device, scenario: str) -> None:
+    """Model, data, optimiser with momentum, strategy state; with BACKBONE an int8
+    backbone in front of the head and s8 image samples (records of the same size)."""
+    strategy = strategy_of(scenario)
     rng = np.random.default_rng(20)
     weights = [(rng.standard_normal((DIMS[i + 1], DIMS[i])).astype(np.float32) * 0.5,
                 rng.standard_normal(DIMS[i + 1]).astype(np.float32) * 0.1)
                for i in range(len(DIMS) - 1)]
     dev.load_model(weights)
-    x = rng.standard_normal((N_SAMPLES - 1, DIMS[0])).astype(np.float32)
     y = rng.integers(0, DIMS[-1], N_SAMPLES - 1).astype(np.uint8)
     y[BAD_LABEL] = DIMS[-1]  # a label the model has no class for
-    dev.data_config(DIMS[0], "f32", n_samples=N_SAMPLES)
-    dev.write_samples(0, y, x)
+    if scenario == BACKBONE:
+        dev.load_backbone(small_backbone())
+        xi = rng.integers(-128, 128, (N_SAMPLES - 1, 32)).astype(np.int8)
+        dev.data_config(32, "s8", n_samples=N_SAMPLES)
+        dev.write_samples(0, y, xi)
+    else:
+        x = rng.standard_normal((N_SAMPLES - 1, DIMS[0])).astype(np.float32)
+        dev.data_config(DIMS[0], "f32", n_samples=N_SAMPLES)
+        dev.write_samples(0, y, x)
     dev.train_config(0.1, 0.9, strategy)
     if strategies.get(strategy).uses_select:
         dev.select(16, 8)
@@ -92,14 +120,17 @@ def read_back(dev: Device) -> dict[str, Any]:
             state[f"update {layer}{which}"] = dev.read_update(layer, which).tobytes()
         mask = dev.read_mask(layer)
         state[f"mask {layer}"] = (mask.row_mask.tobytes(), mask.bias_mask.tobytes())
-    state["backbone"] = dev.backbone_info()
+    state["backbone"] = info = dev.backbone_info()
+    if info.n_layers:
+        state["features"] = dev.features(0, GOOD).tobytes()
     ev = dev.evaluate(0, GOOD)
     state["eval"] = (struct.pack("<f", ev.loss_sum), ev.correct, ev.pred.tobytes())
     return state
 
 
-def probe(dev: Device, strategy: str) -> list[Any]:
+def probe(dev: Device, scenario: str) -> list[Any]:
     """What the device does next: shows lr, momentum buffers, strategy state, data."""
+    strategy = strategy_of(scenario)
     out: list[Any] = []
     res = dev.train_step(np.arange(16, 24))
     out += [struct.pack("<f", res.loss), res.correct, res.skipped, res.k, read_back(dev)]
@@ -235,7 +266,7 @@ def _nak(dev: Device, mtype: int, payload: bytes) -> DeviceNak:
 
 @pytest.fixture(scope="module")
 def reference(native_fw: Path) -> Callable[[str], list[Any]]:
-    """The probe of a process that never saw a refused request, once per strategy."""
+    """The probe of a process that never saw a refused request, once per scenario."""
     cache: dict[str, list[Any]] = {}
 
     def get(strategy: str) -> list[Any]:
@@ -267,9 +298,40 @@ def _diff(a: Any, b: Any, where: str = "") -> list[str]:
     return [] if a == b else [where.strip("; ")]
 
 
+def _bb_init(**change: Any) -> bytes:
+    """BACKBONE_INIT of small_backbone() with `change` applied."""
+    bb = small_backbone()
+    blob = bb.blob()
+    recs = tuple(P.BackboneLayerRecord(int(la.op), la.kernel, la.stride, la.padding,
+                                       la.dilation, la.out_shape, la.input_offset,
+                                       la.output_offset, la.act_min, la.act_max)
+                 for la in bb.layers)
+    fields: dict[str, Any] = dict(in_shape=bb.input_shape, out_scale=bb.out_scale,
+                                  out_zero_point=bb.out_zero_point, blob_size=len(blob),
+                                  blob_crc32=zlib.crc32(blob), layers=recs)
+    fields.update(change)
+    return P.BackboneInit(**fields).pack()
+
+
+_BLOB = len(small_backbone().blob())
+# With a backbone loaded: a refused request must keep it (layers, blob, features).
+REFUSED_WITH_BACKBONE: list[tuple[str, int, bytes]] = [
+    ("BACKBONE_INIT blob size (loaded)", M.BACKBONE_INIT, _bb_init(blob_size=_BLOB + 4)),
+    ("BACKBONE_INIT zero point (loaded)", M.BACKBONE_INIT, _bb_init(out_zero_point=128)),
+    ("BACKBONE_INIT cut (loaded)", M.BACKBONE_INIT, _bb_init()[:-1]),
+    ("BACKBONE_WRITE past the blob", M.BACKBONE_WRITE,
+     P.BackboneWrite(_BLOB - 2, b"\x7f" * 4).pack()),
+    ("FEATURES past n_samples", M.FEATURES, P.RangeRequest(N_SAMPLES - 1, 2).pack()),
+    ("FEATURES unwritten sample", M.FEATURES, P.RangeRequest(20, 7).pack()),
+    ("FEATURES too many", M.FEATURES, P.RangeRequest(0, 0xFFFF).pack()),
+]
+_NEED_NO_BACKBONE = {"BACKBONE_WRITE without init", "FEATURES without backbone"}
+
 # SELECT validates its range only for the mask strategies (elsewhere it is a no-op).
 CASES = [(strategy, *case) for strategy in STATE_STRATEGIES for case in REFUSED
          if case[1] != M.SELECT or strategies.get(strategy).uses_select]
+CASES += [(BACKBONE, *case) for case in REFUSED + REFUSED_WITH_BACKBONE
+          if case[1] != M.SELECT and case[0] not in _NEED_NO_BACKBONE]
 
 
 @pytest.mark.parametrize("strategy,name,mtype,payload", CASES,
@@ -277,6 +339,7 @@ CASES = [(strategy, *case) for strategy in STATE_STRATEGIES for case in REFUSED
 def test_refused_request_changes_nothing(fw: Fw, reference: Callable[[str], list[Any]],
                                          strategy: str, name: str, mtype: int,
                                          payload: bytes) -> None:
+    """`strategy`: the scenario (a strategy's name, or BACKBONE)."""
     dev = fw.dev
     trained_state(dev, strategy)
     payload = _payload(name, payload, dev.info)
