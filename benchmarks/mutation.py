@@ -47,7 +47,8 @@ PY_TARGETS: dict[str, list[str]] = {
 }
 
 C_STRATEGY_TESTS = ["tests/test_strategies_native.py", "tests/test_rules_decide.py"]
-C_PROTO_TESTS = ["tests/test_device_native.py", "tests/test_fw_core_native.py"]
+C_PROTO_TESTS = ["tests/test_device_native.py", "tests/test_fw_core_native.py",
+                 "tests/test_proto_cache_native.py"]
 C_MLP_TESTS = ["tests/test_device_native.py", "tests/test_strategies_native.py",
                "tests/test_rules_decide.py", "tests/test_nak_no_state_change.py", "-k",
                "not test_refused_request_changes_nothing or tinypropv2"]

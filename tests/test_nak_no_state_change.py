@@ -7,8 +7,9 @@ two steps; in one scenario behind a loaded int8 backbone), reads back everything
 protocol can read (parameters, last update, masks, BACKBONE_INFO, FEATURES, an EVAL), sends
 one request that must be NAKed, and reads everything again: the two read-backs must be
 identical. State the protocol cannot read directly (lr, momentum, momentum buffers,
-strategy state, the data set) shows in what the device does next: a probe (TRAIN_STEP, read-back, SELECT, TRAIN_STEP, read-back) must give bit-identical
-results to a reference process that never saw the refused request.
+strategy state, the data set) shows in what the device does next: a probe (TRAIN_STEP,
+read-back, SELECT, TRAIN_STEP, read-back) must give bit-identical results to a reference
+process that never saw the refused request.
 """
 
 from __future__ import annotations
