@@ -24,7 +24,7 @@ import pytest
 
 from rig.compare import compare_params
 from rig.device import Device, Timing
-from rig.golden.data import Split, digits_split
+from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
 from rig.golden.strategies import make_strategy
 from rig.link.link import Link
@@ -132,3 +132,38 @@ def test_train_config_resets_optimiser_and_strategy_state(dev: Device, split: Sp
     for t in range(4):
         kept.step(x[16 * t:16 * t + 16], data.labels[16 * t:16 * t + 16])
     assert not compare_params(dev.read_model(), kept.get_params()).ok
+
+
+def _golden_selections(strategy: str, sparams: tuple[float, ...], split: Split
+                       ) -> list[bytes]:
+    """Row masks of each epoch's SELECT in a golden-only run (4 epochs of 96 samples)."""
+    dims = (64, 32, 10)
+    g = GoldenMLP(dims, params=init_params(dims, 0), lr=0.1, momentum=0.9, strategy=strategy,
+                  sparams=sparams)
+    x, y = split.train.decode()[:96], split.train.labels[:96]
+    out = []
+    for epoch in range(4):
+        out.append(b"".join(np.packbits(m).tobytes()
+                            for m in g.select(split.val.decode()).row_masks))
+        for idx in epoch_batches(96, 32, 0, epoch):
+            g.step(x[idx], y[idx])
+    return out
+
+
+@pytest.mark.parametrize("strategy,sparams", [("velocity-budget", (0.5, 0.9)),
+                                              ("neq", (0.25, 0.9))])
+def test_velocity_mu_decides(dev: Device, split: Split, strategy: str,
+                             sparams: tuple[float, ...]) -> None:
+    """The velocity strategies' mu (the lockstep cases use the default 0.5): with another mu
+    the golden selections change, and the device follows in lockstep."""
+    assert _golden_selections(strategy, sparams, split) != \
+        _golden_selections(strategy, (sparams[0], 0.5), split)
+    dims = (64, 32, 10)
+    spec = RunSpec(dims=dims, lr=0.1, momentum=0.9, batch=32, epochs=4, train_samples=96,
+                   test_samples=32, val_samples=len(split.val), seed=0, strategy=strategy,
+                   sparams=sparams)
+    session = TrainingSession(dev, spec, split=split, initial_params=list(init_params(dims, 0)),
+                              inspect=LOCKSTEP)
+    session.prepare()
+    report = session.run()
+    assert report.ok, report.failures
