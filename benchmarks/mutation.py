@@ -304,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
                     help="do not run the unmutated tests first (you just did; a busy "
                          "machine), mutant timeout --timeout-s instead of 3x the clean run")
     ap.add_argument("--timeout-s", type=float, default=400.0)
+    ap.add_argument("--c-files", nargs="*", metavar="FILE",
+                    help="only the patches of these firmware/src files (e.g. proto.c)")
     args = ap.parse_args(argv)
 
     t_start = time.monotonic()
@@ -359,10 +361,11 @@ def main(argv: list[str] | None = None) -> int:
                               f"{getattr(run_tests, 'last_output', '')}")
                         return 2
                     clean_c[tuple(tests)] = dt
-                for n, patch in enumerate(C_PATCHES):
+                patches = [p for p in C_PATCHES if not args.c_files or p.file in args.c_files]
+                for n, patch in enumerate(patches):
                     tests = c_tests(patch)
                     if time.monotonic() + min(clean_c[tuple(tests)], 60) > deadline:
-                        not_run["c"] = len(C_PATCHES) - n
+                        not_run["c"] = len(patches) - n
                         break
                     original = (ROOT / "firmware" / "src" / patch.file).read_text()
                     if patch.old not in original:
