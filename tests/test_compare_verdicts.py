@@ -17,6 +17,7 @@ from rig.compare import (
     FAIL,
     INFO,
     PASS,
+    TIE,
     StepObservation,
     Tolerance,
     check_bitexact,
@@ -29,6 +30,7 @@ from rig.compare import (
     compare_eval,
     compare_params,
     compare_step,
+    mask_agreement,
 )
 from rig.golden.model import GoldenMLP, GoldenStep, LayerParams
 
@@ -193,3 +195,15 @@ def test_single_checks_fail() -> None:
     assert check_k(0, step.k[0], step, 1e-4).status == PASS
     step.stats[0] = {"k_raw": step.k[0] + 0.5}  # far from an integer: off by one is a bug
     assert check_k(0, step.k[0] + 1, step, 1e-4).status == FAIL
+
+
+def test_mask_agreement_uses_a_given_threshold() -> None:
+    """An explicit threshold (e.g. the device's own) decides the near-ties, not the
+    golden mask's smallest selected score (a surviving mutant of benchmarks/mutation.py)."""
+    scores = np.array([5.0, 3.0, 2.0, 1.0])
+    gold = np.array([1, 1, 0, 0], bool)
+    dev = np.array([1, 0, 1, 0], bool)
+    assert mask_agreement(dev, gold, scores, 1e-3).status == FAIL  # threshold 3.0
+    agr = mask_agreement(dev, gold, scores, rel_eps=0.6, threshold=2.5)
+    assert agr.threshold == 2.5 and agr.status == TIE
+    assert mask_agreement(dev, gold, scores, rel_eps=0.1, threshold=2.5).status == FAIL

@@ -167,3 +167,22 @@ def test_velocity_mu_decides(dev: Device, split: Split, strategy: str,
     session.prepare()
     report = session.run()
     assert report.ok, report.failures
+
+
+def test_tinyprop_ratio_is_zero_when_ymax_is_zero(dev: Device, split: Split) -> None:
+    """A zero model: hidden ReLUs are all off, so the hidden layer's error Y and its running
+    maximum are 0; r = Y/Ymax is defined as 0 there (not 0/0), k = 1 (both sides)."""
+    dims = (64, 16, 10)
+    zeros = [LayerParams(np.zeros((o, i), np.float32), np.zeros(o, np.float32))
+             for i, o in zip(dims[:-1], dims[1:], strict=True)]
+    data = split.train.subset(np.arange(16))
+    dev.model_init(dims)
+    dev.data_config(data.n_features, data.dtype, data.scale, data.zero_point, len(data))
+    dev.write_samples(0, data.labels, data.q)
+    dev.train_config(0.1, 0.0, "tinyprop")
+    res = dev.train_step(np.arange(16))
+    golden = GoldenMLP(dims, params=zeros, lr=0.1, strategy="tinyprop")
+    step = golden.step(data.decode(), data.labels)
+    assert step.stats[0]["Ymax"] == 0.0 and step.stats[0]["r"] == 0.0
+    assert list(res.k) == step.k and step.k[0] == 1
+    assert compare_params(dev.read_model(), golden.get_params()).ok
