@@ -66,6 +66,7 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
                              policy=policy), Timing(base=timeout))
         device.counter_label = target.device_counter_label
         hello = device.hello()
+        target.observe_hello(hello)
         image = target.expected_firmware()
         if check_firmware and image is not None:
             check_hello(hello, image, where=target.describe())

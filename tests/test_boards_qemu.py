@@ -51,7 +51,7 @@ def machine(request: pytest.FixtureRequest) -> str:
     try:
         firmware.image_for(board.firmware)
     except (firmware.FirmwareNotFound, firmware.FirmwareMismatch) as exc:
-        pytest.skip(f"no verified prebuilt image for {board.name}: {exc}")
+        pytest.fail(f"no verified prebuilt image for {board.name}: {exc}")
     return str(request.param)
 
 

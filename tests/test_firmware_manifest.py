@@ -146,7 +146,8 @@ def test_protocol_mismatch(image: FirmwareImage) -> None:
 
 def test_repo_manifest_images_verify() -> None:
     if not (firmware.FIRMWARE_SRC / "prebuilt" / "manifest.json").is_file():
-        pytest.skip("no firmware/prebuilt/manifest.json in this checkout")
+        pytest.fail("no firmware/prebuilt/manifest.json in this checkout: run "
+                    "`make -C firmware prebuilt`")
     manifest = load_manifest(firmware.FIRMWARE_SRC / "prebuilt")
     assert manifest.images
     for img in manifest.images.values():

@@ -52,7 +52,7 @@ def firmware_elf() -> Path | None:
 def elf() -> Path:
     path = firmware_elf()
     if path is None:
-        pytest.skip("no mps2-an386 firmware image: run `make -C firmware prebuilt`")
+        pytest.fail("no mps2-an386 firmware image: run `make -C firmware prebuilt`")
     return path
 
 
@@ -174,7 +174,7 @@ def test_board_image_from_manifest_and_check_hello() -> None:
     try:
         firmware.image_for("mps2-an386")
     except (firmware.FirmwareNotFound, FirmwareMismatch) as exc:
-        pytest.skip(f"no verified prebuilt image: {exc}")
+        pytest.fail(f"no verified prebuilt image: {exc}")
     with QemuTarget("t", {"board": BOARD}) as target:
         info = hello(target.start())
         image = target.expected_firmware()

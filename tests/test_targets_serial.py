@@ -14,9 +14,11 @@ import pytest
 
 from rig import firmware
 from rig.config import Board
+from rig.connection import connect
 from rig.device import Device
 from rig.errors import ConfigError, TargetUnavailable
 from rig.link.link import Link
+from rig.protocol import CounterKind
 from rig.targets.serial import SerialTarget
 
 BOARD = Board(name="mps2-an386", cpu="cortex-m4f", clock_hz=25_000_000,
@@ -38,7 +40,7 @@ def qemu_socket() -> Iterator[str]:
                             firmware.FIRMWARE_SRC / "build" / "mps2-an386" / "tinyrig.elf")
                 if p.is_file()), None)
     if elf is None:
-        pytest.skip("no mps2-an386 firmware image: run `make -C firmware prebuilt`")
+        pytest.fail("no mps2-an386 firmware image: run `make -C firmware prebuilt`")
     port = free_port()
     proc = subprocess.Popen(
         ["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-monitor", "none",
@@ -54,11 +56,15 @@ def qemu_socket() -> Iterator[str]:
 
 def test_hello_reset_close(qemu_socket: str) -> None:
     target = SerialTarget("bench", {"port": qemu_socket, "board": BOARD, "open_timeout_s": 10})
+    # before HELLO: what the board's silicon counts
     assert target.hardware and target.counter_label == "cycles (DWT)"
     assert target.unavailable_reason() is None  # URLs are not probed
     try:
-        dev = Device(Link(target.start(), timeout=2.0))
-        assert dev.hello().board == "mps2-an386"
+        conn = connect(target, timeout=2.0)
+        assert conn.hello.board == "mps2-an386"
+        # this "board" is QEMU, which has no DWT: the label follows what HELLO reports
+        assert conn.hello.counter_kind == CounterKind.SYSTICK
+        assert target.counter_label == "SysTick ticks"
         dev = Device(Link(target.reset(), timeout=2.0))  # reopen: same firmware, new socket
         dev.reset()
         assert dev.hello().board == "mps2-an386"

@@ -33,6 +33,7 @@ from rig.target_options import TargetOptions
 if TYPE_CHECKING:
     from rig.config import Board
     from rig.firmware import FirmwareImage
+    from rig.protocol import HelloInfo
 
 
 class Target(ABC):
@@ -68,6 +69,12 @@ class Target(ABC):
         self.options = options
         #: the lab's board this target reaches (None: a bare target built in a test)
         self.board: Board | None = board
+
+    def observe_hello(self, hello: HelloInfo) -> None:
+        """Called by `rig.connection.connect` with the device's HELLO. Kinds whose label
+        is only the board's expectation (a device somebody else started may be an
+        emulator) take the counter label from what the firmware reports."""
+        del hello  # by default the kind's own label stands
 
     @abstractmethod
     def start(self) -> Transport:

@@ -18,6 +18,7 @@ from rig.errors import FirmwareMismatch, LinkError, RigError, TargetUnavailable
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import SerialTransport, Transport
 from rig.locks import TargetLocks, port_resource
+from rig.protocol import HelloInfo
 from rig.target_options import SerialOptions
 from rig.targets.base import Target, register_target
 
@@ -44,6 +45,11 @@ class SerialTarget(Target):
         self._transport: Transport | None = None
         self._last_error = ""
         self.locks = TargetLocks.for_target(self.describe(), self.options)
+
+    def observe_hello(self, hello: HelloInfo) -> None:
+        # The board says what its silicon counts; the device on this port (maybe QEMU
+        # serving a socket) says what it actually counts, and that labels the figures.
+        self.counter_label = hello.counter_label
 
     def start(self) -> Transport:
         if self._transport is not None:
