@@ -91,7 +91,8 @@ def test_counts_are_deterministic(elf: Path, first_run: list[StepCounts], tmp_pa
     for a, b in zip(first_run, second, strict=True):
         assert a.as_dict()["windows"] == b.as_dict()["windows"]
     full, tiny = first_run[0], first_run[STEPS]
-    assert full.phase("forward").insns > 100_000
+    # 64-32-10 at batch 16: 37,888 MACs; the forward pass retires at least one instruction each
+    assert full.phase("forward").insns > 37_888
     assert full.phase("selection").insns == 0
     assert tiny.phase("selection").insns > 0
     assert tiny.phase("backward").insns < full.phase("backward").insns
