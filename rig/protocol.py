@@ -2,7 +2,8 @@
 
 This is the one place that knows byte layouts. Each payload is a dataclass with `pack()`
 and `unpack(payload)` in both directions (requests too), so tests can play the device.
-Nothing here does I/O. Everything is little-endian.
+Nothing here does I/O. Everything is little-endian. One concept in one file on purpose
+(~1,000 lines): splitting the layouts would scatter the contract the firmware mirrors.
 """
 
 from __future__ import annotations

@@ -18,6 +18,9 @@ A re-sync copies parameters only. The optimiser and strategy state (momentum buf
 TinyProp's Y_max, NEq's similarities and velocities) stay the golden model's own: the
 protocol has no message to read them, so they are compared through what they decide —
 the applied steps u = lr·v (`Inspect.updates`), k per layer, and SELECT's k and masks.
+
+One concept (a run and its report) in one module, ~600 lines; bring-up lives in
+rig.connection, device-fit rules in rig.fit, recovery in rig.resume, read-back in rig.resync.
 Epoch rows compare the device with the golden model's own parameters and accuracy from
 before the re-sync, never with a copy of the device.
 

@@ -1,5 +1,6 @@
 """The twin's engine: an unmodified board image on unicorn's Cortex-M4 (Thumb-2, FPU), with
 the board's memory map and register models, Cortex-M exception entry/return and WFI.
+One concept (the emulated core and its bus) in one module (~800 lines).
 
 How it runs (speed matters: lockstep training executes millions of instructions):
 - unicorn executes in chunks; the only hooks in the hot path are a block hook (counts
