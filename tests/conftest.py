@@ -8,10 +8,15 @@ lab's own suite keeps the plugin's default (`auto`: one target)."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import subprocess
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
+
+from rig.device import Device, Timing
+from rig.link.link import Link
+from rig.link.transport import PipeTransport
 
 pytest_plugins = ["pytester"]
 
@@ -41,3 +46,22 @@ def native_build(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], Pa
         return built[goal]
 
     return build
+
+
+@pytest.fixture(scope="module")
+def native_fw(native_build: Callable[[str], Path]) -> Path:
+    """The firmware's core built for this host (a stdio process)."""
+    return native_build("native") / "tinyrig_fw"
+
+
+@pytest.fixture
+def dev(native_fw: Path) -> Iterator[Device]:
+    """A fresh native firmware process behind a real link (stdin/stdout pipes)."""
+    proc = subprocess.Popen([str(native_fw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL)
+    transport = PipeTransport(proc, "native:tinyrig_fw")
+    yield Device(Link(transport, timeout=5.0, retries=1), Timing(base=5.0))
+    transport.close()
+    if proc.poll() is None:
+        proc.kill()
+    proc.wait(timeout=5)

@@ -15,40 +15,18 @@ device in lockstep (k, masks, updates, parameters per step).
 from __future__ import annotations
 
 import math
-import subprocess
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from rig.compare import compare_params
-from rig.device import Device, Timing
+from rig.device import Device
 from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
 from rig.golden.strategies import make_strategy
-from rig.link.link import Link
-from rig.link.transport import PipeTransport
 from rig.session import Inspect, RunReport, RunSpec, TrainingSession
 
 LOCKSTEP = Inspect(masks=True, updates=True, params_every=1, resync=True)
-
-
-@pytest.fixture(scope="module")
-def native_fw(native_build: Callable[[str], Path]) -> Path:
-    return native_build("native") / "tinyrig_fw"
-
-
-@pytest.fixture
-def dev(native_fw: Path) -> Iterator[Device]:
-    proc = subprocess.Popen([str(native_fw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    transport = PipeTransport(proc, "native:tinyrig_fw")
-    yield Device(Link(transport, timeout=5.0, retries=1), Timing(base=5.0))
-    transport.close()
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")
@@ -134,32 +112,36 @@ def test_train_config_resets_optimiser_and_strategy_state(dev: Device, split: Sp
     assert not compare_params(dev.read_model(), kept.get_params()).ok
 
 
-def _golden_selections(strategy: str, sparams: tuple[float, ...], split: Split
-                       ) -> list[bytes]:
-    """Row masks of each epoch's SELECT in a golden-only run (4 epochs of 96 samples)."""
+def _golden_selections(strategy: str, sparams: tuple[float, ...], split: Split, n: int,
+                       epochs: int) -> list[bytes]:
+    """Row masks of each epoch's SELECT in a golden-only run (`epochs` of `n` samples)."""
     dims = (64, 32, 10)
     g = GoldenMLP(dims, params=init_params(dims, 0), lr=0.1, momentum=0.9, strategy=strategy,
                   sparams=sparams)
-    x, y = split.train.decode()[:96], split.train.labels[:96]
+    x, y = split.train.decode()[:n], split.train.labels[:n]
     out = []
-    for epoch in range(4):
+    for epoch in range(epochs):
         out.append(b"".join(np.packbits(m).tobytes()
                             for m in g.select(split.val.decode()).row_masks))
-        for idx in epoch_batches(96, 32, 0, epoch):
+        for idx in epoch_batches(n, 32, 0, epoch):
             g.step(x[idx], y[idx])
     return out
 
 
-@pytest.mark.parametrize("strategy,sparams", [("velocity-budget", (0.5, 0.9)),
-                                              ("neq", (0.25, 0.9))])
+# With the velocity starting at 0 (previous similarity 1), mu first acts on the second
+# SELECT and needs a few epochs of drift to change a selection: these settings make it.
+@pytest.mark.parametrize("strategy,sparams,other_mu,n,epochs", [
+    ("velocity-budget", (0.5, 0.9), 0.0, 256, 6),
+    ("neq", (0.25, 0.9), 0.5, 96, 6)])
 def test_velocity_mu_decides(dev: Device, split: Split, strategy: str,
-                             sparams: tuple[float, ...]) -> None:
+                             sparams: tuple[float, ...], other_mu: float, n: int,
+                             epochs: int) -> None:
     """The velocity strategies' mu (the lockstep cases use the default 0.5): with another mu
     the golden selections change, and the device follows in lockstep."""
-    assert _golden_selections(strategy, sparams, split) != \
-        _golden_selections(strategy, (sparams[0], 0.5), split)
+    assert _golden_selections(strategy, sparams, split, n, epochs) != \
+        _golden_selections(strategy, (sparams[0], other_mu), split, n, epochs)
     dims = (64, 32, 10)
-    spec = RunSpec(dims=dims, lr=0.1, momentum=0.9, batch=32, epochs=4, train_samples=96,
+    spec = RunSpec(dims=dims, lr=0.1, momentum=0.9, batch=32, epochs=epochs, train_samples=n,
                    test_samples=32, val_samples=len(split.val), seed=0, strategy=strategy,
                    sparams=sparams)
     session = TrainingSession(dev, spec, split=split, initial_params=list(init_params(dims, 0)),

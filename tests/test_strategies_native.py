@@ -12,8 +12,7 @@ resync)` — the same path `tests/test_hil_strategies.py` runs on QEMU through t
 
 from __future__ import annotations
 
-import subprocess
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -21,12 +20,10 @@ import numpy as np
 import pytest
 
 from rig import strategies
-from rig.device import Device, Timing
+from rig.device import Device
 from rig.errors import ConfigError, DeviceNak
 from rig.golden.data import Split, digits_split, epoch_batches
 from rig.golden.model import GoldenMLP, LayerParams, init_params
-from rig.link.link import Link
-from rig.link.transport import PipeTransport
 from rig.protocol import NakReason
 from rig.session import Inspect, RunReport, RunSpec, TrainingSession
 
@@ -116,23 +113,6 @@ def summary(report: RunReport) -> str:
 
 
 # ------------------------------------------------------------------------ native fixtures
-
-
-@pytest.fixture(scope="module")
-def native_fw(native_build: Callable[[str], Path]) -> Path:
-    return native_build("native") / "tinyrig_fw"
-
-
-@pytest.fixture
-def dev(native_fw: Path) -> Iterator[Device]:
-    proc = subprocess.Popen([str(native_fw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    transport = PipeTransport(proc, "native:tinyrig_fw")
-    yield Device(Link(transport, timeout=5.0, retries=1), Timing(base=5.0))
-    transport.close()
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

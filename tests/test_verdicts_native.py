@@ -11,40 +11,18 @@
 from __future__ import annotations
 
 import json
-import subprocess
-from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import numpy as np
-import pytest
 from _velocity_case import VEL_NEQ_ROWS1, VEL_W0, VEL_W1, VEL_X
 
 from rig import cli
 from rig.compare import FAIL, TIE, StepObservation, Tolerance, compare_step
 from rig.config import load_config
-from rig.device import Device, Timing
+from rig.device import Device
 from rig.golden.f32 import F32
 from rig.golden.model import GoldenMLP, GoldenStep
-from rig.link.link import Link
-from rig.link.transport import PipeTransport
 from rig.session import Inspect, RunSpec, TrainingSession
-
-
-@pytest.fixture(scope="module")
-def native_fw(native_build: Callable[[str], Path]) -> Path:
-    return native_build("native") / "tinyrig_fw"
-
-
-@pytest.fixture
-def dev(native_fw: Path) -> Iterator[Device]:
-    proc = subprocess.Popen([str(native_fw)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    transport = PipeTransport(proc, "native:tinyrig_fw")
-    yield Device(Link(transport, timeout=5.0, retries=1), Timing(base=5.0))
-    transport.close()
-    if proc.poll() is None:
-        proc.kill()
-    proc.wait(timeout=5)
 
 
 def _store(dev: Device, x: np.ndarray, labels: np.ndarray) -> None:
