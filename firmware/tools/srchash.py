@@ -1,8 +1,9 @@
 #!/usr/bin/env python3
 """Print the source hash of the firmware tree: sha256 over the sorted relative paths and
 contents of every file under firmware/, except build outputs (build/, prebuilt/), the
-fuzzing harness and its corpus (fuzz/: never part of an image) and __pycache__. The firmware reports it in HELLO as build_hash; the manifest calls it
-source_hash. Deterministic: independent of checkout location, mtimes and file order.
+fuzzing harness and its corpus (fuzz/: never part of an image) and __pycache__. The
+firmware reports it in HELLO as build_hash; the manifest calls it source_hash.
+Deterministic: independent of checkout location, mtimes and file order.
 
 Usage: srchash.py [FIRMWARE_DIR]   (default: the directory above this script)
 """
