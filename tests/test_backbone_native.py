@@ -6,21 +6,16 @@ through backbone + head. Codecs round-trip."""
 from __future__ import annotations
 
 import dataclasses
-import subprocess
 import zlib
-from collections.abc import Callable, Iterator
-from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rig.device import Device, Timing
+from rig.device import Device
 from rig.errors import DeviceNak
 from rig.golden.data import digits_split
 from rig.golden.int8 import Op, QBackbone, QLayer, samples_to_int8
 from rig.golden.quant import default_backbone
-from rig.link.link import Link
-from rig.link.transport import PipeTransport
 from rig.protocol import (
     BackboneInfo,
     BackboneInit,
@@ -36,20 +31,11 @@ from rig.session import Inspect, RunSpec, TrainingSession
 R = NakReason
 
 
-@pytest.fixture(scope="module")
-def exe(native_build: Callable[[str], Path]) -> Path:
-    return native_build("native") / "tinyrig_fw"
-
-
 @pytest.fixture
-def dev(exe: Path) -> Iterator[Device]:
-    proc = subprocess.Popen([str(exe)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL)
-    d = Device(Link(PipeTransport(proc, "native"), timeout=5.0, retries=1), Timing(base=5.0))
-    d.hello()
-    yield d
-    d.link.transport.close()
-    proc.wait(timeout=10)
+def dev(dev: Device) -> Device:
+    """The conftest's native firmware process, after HELLO."""
+    dev.hello()
+    return dev
 
 
 def nak(fn, *args, **kw) -> DeviceNak:  # type: ignore[no-untyped-def]
