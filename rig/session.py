@@ -272,6 +272,7 @@ class TrainingSession:
         # The golden model's own parameters after its last step, when the re-sync replaced
         # them with the device's (lockstep): what the epoch row compares against.
         self._golden_own: list[LayerParams] | None = None
+        self._start_params: list[LayerParams] | None = None  # set by load_device()
         self.window: int | None = None  # set by prepare(): None = all samples resident
         self.report: RunReport | None = None
 
@@ -335,7 +336,9 @@ class TrainingSession:
 
         self._n_total = n_total
         self._stored = stored
-        self._start_params = self.golden.get_params()  # the host's copy for rig.resume
+        # The host's copy of the starting parameters (for rig.resume), taken once the data
+        # is on its way: building the golden model waits for torch's background import.
+        self._start_params = None
         with self.times.phase("upload"):
             self.load_device()
         self.golden.configure(spec.lr, spec.momentum, spec.strategy, self.sparams)
@@ -372,7 +375,10 @@ class TrainingSession:
         if self.backbone is not None:
             self.device.load_backbone(self.backbone)
         self.device.model_init(spec.dims)
-        self.device.load_model(self._start_params)
+        start = self._start_params
+        if start is None:
+            start = self._start_params = self.golden.get_params()
+        self.device.load_model(start)
         self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
