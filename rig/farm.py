@@ -305,14 +305,17 @@ class LoopbackFarm:
 
     def _write_lab_config(self) -> None:
         """The repository's lab config with the farm's places as `labgrid` targets (one
-        per place by name, plus `farm-<board>` by tags for boards exported twice)."""
+        per place by name, plus `farm-<board>` by tags for boards exported twice). They
+        flash on every acquisition (`flash: always`), as a CI job flashes its build: the
+        boards start blank, and asking a blank board for HELLO first (`auto`) costs a
+        timeout (~2 s) to learn what flashing (~1 s) does anyway."""
         data: dict[str, Any] = yaml.safe_load(self.base_config.read_text(encoding="utf-8"))
         targets: dict[str, Any] = {}
         for p in self.places:
-            targets[p.name] = {"kind": "labgrid", "board": p.board,
+            targets[p.name] = {"kind": "labgrid", "board": p.board, "flash": "always",
                                "coordinator": self.address, "place": p.name}
         for board in sorted({p.board for p in self.places}):
-            targets[f"farm-{board}"] = {"kind": "labgrid", "board": board,
+            targets[f"farm-{board}"] = {"kind": "labgrid", "board": board, "flash": "always",
                                         "coordinator": self.address,
                                         "tags": {TAG_BOARD: board}}
         data["targets"] = targets

@@ -87,13 +87,15 @@ def run_gdb(address: str, elf: Path | str, commands: Sequence[str], *, where: st
         raise TargetUnavailable(f"{where}: gdb did not finish in {timeout_s:g} s "
                                 f"(server {address})") from exc
     log = (proc.stdout + proc.stderr).strip()
+    # gdb says "HOST:PORT: <reason>." when it cannot connect, and then runs the remaining
+    # commands against the ELF file itself ("...when your target is `exec'")
+    if f"{address}: " in log or "target is `exec'" in log:
+        raise TargetUnavailable(f"{where}: no GDB server answers at {address}:\n{log}")
     if "MIS-MATCHED" in log:
         raise FirmwareMismatch(f"{where}: verify after flashing failed:\n{log}")
     if proc.returncode != 0 or "detached" not in log:
-        why = ("no GDB server answers there" if "Connection refused" in log
-               or "Connection timed out" in log else f"gdb exit {proc.returncode}")
         raise TargetUnavailable(f"{where}: flashing through the GDB server at {address} "
-                                f"failed ({why}):\n{log}")
+                                f"failed (gdb exit {proc.returncode}):\n{log}")
     if "compare-sections" in commands and "matched" not in log:
         raise FirmwareMismatch(f"{where}: verify after flashing gave no verdict:\n{log}")
     return log

@@ -130,7 +130,10 @@ class PyOCDGdbServerExport(ResourceExport):
         return {"probe": self.local.probe}
 
     def _get_params(self) -> dict[str, Any]:
-        return {"host": self.host, "port": self.port, "flavor": "pyocd",
+        """`port` only while the gdbserver runs: a dead one (crash, probe unplugged) is
+        no port, which the client's driver reports instead of waiting for it."""
+        running = self.child is not None and self.child.poll() is None
+        return {"host": self.host, "port": self.port if running else None, "flavor": "pyocd",
                 "device": f"probe {self.local.probe} ({self.local.pyocd_target})"}
 
     def _start(self, start_params: dict[str, Any]) -> None:

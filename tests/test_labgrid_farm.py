@@ -128,7 +128,7 @@ def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
     conn = connect(target)
     try:
         assert target.acquired == place and target.emulated
-        assert target.flashed == (place != STALE)  # the stale place was flashed above
+        assert target.flashed  # flash: always (the farm's config); the boards start blank
         assert target.url is not None and target.url.startswith("rfc2217://127.0.0.1:")
         assert _states(farm)[place].startswith(f"acquired by {target.holder}")
         assert target.board is not None and conn.hello.board == target.board.name
@@ -151,9 +151,9 @@ def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
 
 
 def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
-    first = _target(farm_lab, "farm-mps2-an386")
-    second = _target(farm_lab, "farm-mps2-an386", on_busy="error")
-    third = _target(farm_lab, "farm-mps2-an386", on_busy="error")
+    first = _target(farm_lab, "farm-mps2-an386", flash="never")
+    second = _target(farm_lab, "farm-mps2-an386", on_busy="error", flash="never")
+    third = _target(farm_lab, "farm-mps2-an386", on_busy="error", flash="never")
     first.start()
     try:
         second.start()
@@ -171,12 +171,15 @@ def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig)
     assert _states(farm)["exp-a-mps2-an386"] == "available"
 
 
+# holds a place (not flashing it: contention is what these tests are about)
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import dataclasses, sys, time
     from rig.config import load_config
-    from rig.targets import build_target
+    from rig.targets import make_target
     lab = load_config(sys.argv[1])
-    t = build_target(lab, sys.argv[2])
+    tc = lab.target(sys.argv[2])
+    t = make_target(tc.name, tc.kind, dataclasses.replace(tc.options, flash="never"),
+                    lab.board(tc.board))
     t.start()
     print("acquired", t.acquired, flush=True)
     time.sleep(float(sys.argv[3]))
@@ -226,7 +229,8 @@ def test_second_client_is_refused_naming_the_holder(
 def test_second_client_waits_for_the_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
     holder = _holder(farm, "exp-a-netduinoplus2", hold_s=2.0)
     try:
-        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="wait", busy_timeout_s=60)
+        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="wait", busy_timeout_s=60,
+                         flash="never")
         target.start()  # a labgrid reservation, allocated when the holder releases
         got = time.monotonic()
         try:
