@@ -203,7 +203,7 @@ class LoopbackFarm:
                 board = self.lab.board(board_name)
                 if not board.qemu_machine:
                     raise RigError(f"farm: board {board_name} has no QEMU machine")
-                image = image_for(board.firmware)
+                image_for(board.firmware)  # the image a client flashes exists and is intact
                 group = f"{board_name}-{i}"
                 place = FarmPlace(f"{exporter}-{board_name}", exporter, group, board_name)
                 if any(p.name == place.name for p in self.places):
@@ -231,9 +231,9 @@ class LoopbackFarm:
                                             f"{place.qemu.log_tail()}")
                 time.sleep(0.02)
             if place.name in self.stale_places:
-                image = stale_image(image_for(self.lab.board(place.board).firmware),
+                stale = stale_image(image_for(self.lab.board(place.board).firmware),
                                     self.workdir)
-                run_gdb(f"{HOST}:{place.gdb_port}", image, flash_commands("qemu"),
+                run_gdb(f"{HOST}:{place.gdb_port}", stale, flash_commands("qemu"),
                         where=f"farm place {place.name}", connect_timeout_s=5)
 
     def _spawn(self, name: str, cmd: list[str], cwd: Path) -> _Service:
