@@ -117,6 +117,58 @@ def test_stale_place_is_flashed_through_the_exporter(farm: LoopbackFarm,
         conn.close()
 
 
+LABGRID_LOAD = textwrap.dedent("""
+    import sys
+    from labgrid import Environment
+    target = Environment(sys.argv[1]).get_target("main")
+    print(target.get_driver("BootstrapProtocol").load(sys.argv[2]))
+""")
+
+
+def test_labgrid_alone_flashes_a_place_with_tinyrigs_driver(
+        farm: LoopbackFarm, farm_lab: LabConfig, tmp_path: Path) -> None:
+    """labgrid's own tools, no rig target: `labgrid-client acquire`, then a labgrid
+    environment that imports rig.labgrid_flash loads the image with RigGdbFlashDriver
+    (found as labgrid's BootstrapProtocol). The blank board then answers the rig (flash:
+    never) with the manifest's build."""
+    place = "exp-a-netduinoplus2"
+    image = image_for(farm_lab.board("netduinoplus2").firmware)
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(textwrap.dedent(f"""
+        targets:
+          main:
+            resources:
+              RemotePlace: {{name: {place}}}
+            drivers:
+              RigGdbFlashDriver: {{}}
+        options:
+          coordinator_address: {farm.address}
+        imports: [rig.labgrid_flash]
+    """))
+    env = {**os.environ, "LG_COORDINATOR": farm.address, "LG_USERNAME": "lab-user",
+           "LG_HOSTNAME": "lab-host",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def client(*args: str) -> None:
+        subprocess.run(["labgrid-client", "-p", place, *args], env=env, check=True,
+                       capture_output=True, timeout=60)
+
+    client("acquire")
+    try:
+        load = subprocess.run([sys.executable, "-c", LABGRID_LOAD, str(env_file),
+                               str(image.path)], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert load.returncode == 0, load.stderr[-3000:]
+        assert "Loading section" in load.stdout and "MIS-MATCHED" not in load.stdout
+    finally:
+        client("release")
+    conn = connect(_target(farm_lab, place, flash="never"))
+    try:
+        assert conn.hello.build_hash == image.source_hash
+    finally:
+        conn.close()
+
+
 @pytest.mark.parametrize("place", PLACES)
 def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
                                    place: str) -> None:
