@@ -354,7 +354,9 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"labgrid coordinator: {farm.address}   (export LG_COORDINATOR={farm.address})")
     for p in farm.places:
-        print(f"  place {p.name:24s} board={p.board} via {p.exporter} ({p.pty})")
+        print(f"  place {p.name:24s} board={p.board} via {p.exporter} ({p.pty}, gdbstub "
+              f"{HOST}:{p.gdb_port})")
+    print("The boards start blank: a client flashes the place it acquires (flash: always).")
     print(f"lab config: {farm.lab_config_path}  (rig --config ... / pytest --lab-config ...)")
     print("Ctrl-C stops the farm.", flush=True)
     try:

@@ -202,6 +202,19 @@ def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
     assert _states(farm)[place] == "available"
 
 
+def test_rig_flash_flashes_a_place(farm: LoopbackFarm, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`rig flash` on a labgrid target: acquire, flash through the exporter, HELLO, release."""
+    log = tmp_path / "flash.log"
+    capsys.readouterr()
+    assert cli.main(["--config", str(farm.lab_config_path), "flash", "--target",
+                     "exp-b-microbit", "--log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: microbit runs build" in out and "not flashed" not in out
+    assert "Loading section" in log.read_text() and "matched" in log.read_text()
+    assert _states(farm)["exp-b-microbit"] == "available"
+
+
 def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
     first = _target(farm_lab, "farm-mps2-an386", flash="never")
     second = _target(farm_lab, "farm-mps2-an386", on_busy="error", flash="never")
