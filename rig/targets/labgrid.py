@@ -136,7 +136,7 @@ class LabgridTarget(Target):
         if self._transport is not None:
             raise RigError(f"{self.describe()}: already started; close() it first")
         self.events = []
-        self.flashed = False
+        self.flashed, self.flash_log = False, ""
         try:
             with LabgridClient(self.address) as lg:
                 if self.acquired is None:
