@@ -38,6 +38,7 @@ from labgrid.driver.common import Driver
 from labgrid.factory import target_factory
 from labgrid.protocol import BootstrapProtocol
 from labgrid.resource.common import NetworkResource
+from labgrid.util.proxy import proxymanager
 
 from rig.errors import TargetUnavailable
 from rig.gdb_remote import FLAVORS, flash_commands, flavor, run_gdb
@@ -58,10 +59,6 @@ class RigNetworkGdbServer(NetworkResource):
         attr.validators.instance_of(int)))
     flavor = attr.ib(default="qemu", validator=attr.validators.in_(sorted(FLAVORS)))
     device = attr.ib(default="", validator=attr.validators.instance_of(str))
-
-    @property
-    def address(self) -> str:
-        return f"{self.host}:{self.port}"
 
 
 @target_factory.reg_driver
@@ -88,7 +85,11 @@ class RigGdbFlashDriver(Driver, BootstrapProtocol):
         if s.port is None:
             raise TargetUnavailable(f"{self._where()}: the exporter has not started the GDB "
                                     "server (is the place acquired, the probe connected?)")
-        return run_gdb(s.address, filename, flash_commands(s.flavor), where=self._where(),
+        # labgrid's way to a resource's port: direct, or an SSH forward when the exporter
+        # is isolated (`labgrid-exporter --isolated`) or a proxy is configured
+        host, port = proxymanager.get_host_and_port(s)
+        return run_gdb(f"{host}:{port}", filename, flash_commands(s.flavor),
+                       where=self._where(),
                        timeout_s=self.timeout_s,
                        connect_timeout_s=flavor(s.flavor).connect_timeout_s)
 

@@ -27,7 +27,6 @@ import rig.targets.pyocd as pyocd_target  # noqa: E402
 from rig.config import load_config  # noqa: E402
 from rig.errors import TargetUnavailable  # noqa: E402
 from rig.firmware import image_for  # noqa: E402
-from rig.gdb_remote import flash_commands, run_gdb  # noqa: E402
 from rig.labgrid_exporter import EXPORTS, PyOCDGdbServerExport, register  # noqa: E402
 from rig.labgrid_flash import GDB_SERVER_CLASS, RigGdbFlashDriver  # noqa: E402
 from rig.targets.qemu import free_port  # noqa: E402
@@ -141,9 +140,20 @@ def test_a_dead_gdbserver_is_no_port(probes: type[FakeConnectHelper]) -> None:
         export.release()
 
 
-def test_gdb_client_refused_port_is_a_clear_error(tmp_path: Path) -> None:
+@pytest.mark.parametrize("port", [None, "refused"])
+def test_driver_without_a_server_says_so(port: str | None) -> None:
+    """RigGdbFlashDriver on a labgrid target built locally (labgrid's own Target API):
+    no port published, or nothing listening there, is a clear error before any flashing."""
+    from labgrid.target import Target as LgTarget
+
+    from rig.labgrid_flash import RigNetworkGdbServer
+
+    target = LgTarget("bench-1")
+    RigNetworkGdbServer(target, name=None, host="127.0.0.1",  # type: ignore[call-arg]
+                        port=free_port() if port else None, flavor="qemu", device="QEMU x")
+    driver = RigGdbFlashDriver(target, name=None)  # type: ignore[call-arg]
+    target.activate(driver)
     elf = image_for(load_config().board("mps2-an386").firmware).path
-    port = free_port()  # nothing listens there
-    with pytest.raises(TargetUnavailable, match=f"no GDB server answers at 127.0.0.1:{port}"):
-        run_gdb(f"127.0.0.1:{port}", elf, flash_commands("qemu"), where="test",
-                connect_timeout_s=1)
+    want = "no GDB server answers" if port else "has not started the GDB server"
+    with pytest.raises(TargetUnavailable, match=want):
+        driver.load(elf)
