@@ -357,7 +357,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  place {p.name:24s} board={p.board} via {p.exporter} ({p.pty}, gdbstub "
               f"{HOST}:{p.gdb_port})")
     print("The boards start blank: a client flashes the place it acquires (flash: always).")
-    print(f"lab config: {farm.lab_config_path}  (rig --config ... / pytest --lab-config ...)")
+    print(f"lab config: {farm.lab_config_path}  (rig --config ... / pytest --rig-config ...)")
     print("Ctrl-C stops the farm.", flush=True)
     try:
         while all(s.proc.poll() is None for s in farm.services):
