@@ -19,6 +19,13 @@ worker start), and measures one `import torch` in a fresh interpreter: every wor
 it, it cannot be shared. The machine's load average and core count are printed with the
 figures: on a shared machine the speed-up is only as good as the cores that were free.
 
+`--burn` adds a third run per repetition, `serial+burn`: the serial run while one
+busy loop per core runs at nice 19 (it yields to everything else; its CPU is not counted
+in the run's). It tests why the speed-up is above 2 on an idle host (docs/profiling.md
+"Why -n 2 is more than twice as fast"): uploads to the device are bound by per-byte
+wake-ups, which are slow when the (virtual) CPUs are idle; in the parallel run the other
+worker keeps them busy, and so do the busy loops.
+
 The default targets are two mps2-an386 machines (one booted with -kernel, one flashed over
 the gdbstub), so both workers have the same work and the figure measures the rig, not
 the targets: with `--targets qemu,qemu-netduino` the netduino's share is ~1.3x the
@@ -87,19 +94,27 @@ def run_once(mode: str, args: argparse.Namespace, workdir: Path, index: int,
         cmd += ["-k", args.k]
     if mode == "parallel":
         cmd += ["-n", str(args.workers)]  # the plugin makes it --dist loadgroup
-    load0 = os.getloadavg()[0]
-    ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
-    t0 = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
-    wall = time.perf_counter() - t0
-    ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for descendants too
+    burners = [subprocess.Popen([sys.executable, "-c", "while True: pass"],
+                                preexec_fn=lambda: os.nice(19))
+               for _ in range(os.cpu_count() or 1)] if mode == "serial+burn" else []
+    try:
+        load0 = os.getloadavg()[0]
+        ru0 = resource.getrusage(resource.RUSAGE_CHILDREN)
+        t0 = time.perf_counter()
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True)
+        wall = time.perf_counter() - t0
+        ru1 = resource.getrusage(resource.RUSAGE_CHILDREN)  # waited-for descendants too
+    finally:  # the busy loops are waited for after ru1: their CPU is not the run's
+        for b in burners:
+            b.kill()
+            b.wait()
     cpu = (ru1.ru_utime - ru0.ru_utime) + (ru1.ru_stime - ru0.ru_stime)
     load1 = os.getloadavg()[0]
     if proc.returncode != 0:
         sys.stderr.write(proc.stdout[-4000:] + proc.stderr[-2000:])
     tests, per_group = _junit_times(junit, targets) if junit.exists() else (0, {})
     in_tests = (max(per_group.values(), default=0.0) if mode == "parallel"
-                else sum(per_group.values()))
+                else sum(per_group.values()))  # serial and serial+burn: one process
     return Run(mode, wall, proc.returncode, tests, in_tests, load0, load1, cpu, per_group,
                sorted(p.name for p in logs.glob("*.log")))
 
@@ -151,6 +166,8 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--tests", nargs="+", default=["tests/test_hil_strategies.py"])
     ap.add_argument("-k", default=None, help="pytest -k expression (a subset)")
     ap.add_argument("--json", type=Path, default=None)
+    ap.add_argument("--burn", action="store_true",
+                    help="also run serially next to one nice-19 busy loop per core")
     args = ap.parse_args(argv)
     targets = [t.strip() for t in args.targets.split(",") if t.strip()]
 
@@ -165,13 +182,16 @@ def main(argv: list[str] | None = None) -> int:
     pairs: list[tuple[Run, Run]] = []
     with tempfile.TemporaryDirectory(prefix="parallel-targets-") as tmp:
         for rep in range(args.reps):
-            order = ("serial", "parallel") if rep % 2 == 0 else ("parallel", "serial")
+            order: tuple[str, ...] = (("serial", "parallel") if rep % 2 == 0
+                                      else ("parallel", "serial"))
+            if args.burn:
+                order = (*order, "serial+burn") if rep % 2 == 0 else ("serial+burn", *order)
             done: dict[str, Run] = {}
             for mode in order:
                 run = run_once(mode, args, Path(tmp), rep, targets)
                 done[mode] = run
                 runs.append(run)
-                print(f"rep {rep + 1} {mode:8s}: {run.wall_s:7.1f} s wall, "
+                print(f"rep {rep + 1} {mode:11s}: {run.wall_s:7.1f} s wall, "
                       f"{run.in_tests_s:7.1f} s in tests"
                       f"{' (longest worker)' if mode == 'parallel' else ''}, "
                       f"{run.outside_s:5.1f} s outside, CPU {run.cpu_s:6.1f} s "
@@ -191,6 +211,10 @@ def main(argv: list[str] | None = None) -> int:
             s, p = pairs[-1]
             print(f"rep {rep + 1} speed-up (serial / -n {args.workers}): "
                   f"{s.wall_s / p.wall_s:.2f}x", flush=True)
+            if args.burn:
+                b = done["serial+burn"]
+                print(f"rep {rep + 1} serial+burn / serial: wall {b.wall_s / s.wall_s:.2f}, "
+                      f"in tests {b.in_tests_s / s.in_tests_s:.2f}", flush=True)
     speedups = [s.wall_s / p.wall_s for s, p in pairs]
     print(f"speed-up of -n {args.workers} over serial, {len(targets)} targets "
           f"({args.targets}), {len(pairs)} interleaved repetitions: min "

@@ -2,13 +2,21 @@
 hardware: labgrid's real `labgrid-coordinator` and two `labgrid-exporter`s on 127.0.0.1,
 each exporting QEMU-emulated boards as places.
 
-Each emulated board is `qemu-system-arm` running the board's prebuilt image with its UART
-on a pseudo-terminal (`-serial pty`). The exporter exports that pty as a `RawSerialPort`,
-which labgrid turns into a `NetworkSerialPort`: while a place is acquired the exporter
-runs `ser2net` on the pty and serves it as RFC 2217 — exactly how a real board's USB
-serial port is exported. The farm then creates one place per board (matching that
-exporter's resource group) with the tags `board=<board>` and `emulated=qemu`, and writes a
-lab config whose `labgrid` targets reach every place (and one target by tags).
+Each emulated board is `qemu-system-arm` with its UART on a pseudo-terminal (`-serial pty`)
+and its gdbstub on a loopback port (`-gdb`), started *blank*: no image, the core halted
+(`-S`), like a board fresh from the factory — or, for the places named in `stale_places`,
+running a stale build of the board's image (the prebuilt one with another build id,
+loaded through the gdbstub), like a board left with yesterday's firmware. The exporters
+run as `python -m rig.labgrid_exporter` (labgrid's exporter with tinyrig's export
+classes): each exports the pty as a `RawSerialPort`, which labgrid turns into a
+`NetworkSerialPort` (while a place is acquired the exporter runs `ser2net` on the pty and
+serves it as RFC 2217 — exactly how a real board's USB serial port is exported), and the
+gdbstub as a `RigGdbStub`, which clients see as a `RigNetworkGdbServer`. A client that
+acquires a place flashes the training firmware through that GDB server (rig.labgrid_flash),
+as it would a real board through `pyocd gdbserver` on the exporter. The farm then creates
+one place per board (matching that exporter's resource group) with the tags
+`board=<board>` and `emulated=qemu`, and writes a lab config whose `labgrid` targets reach
+every place (and one target by tags).
 
     python -m rig.farm [--dir DIR] [--layout exp-a=mps2-an386,netduinoplus2 ...]
 
@@ -38,10 +46,11 @@ import yaml
 
 from rig.config import PACKAGE_CONFIG, load_config
 from rig.errors import RigError, TargetUnavailable, ToolMissing
-from rig.firmware import image_for
+from rig.firmware import FirmwareImage, image_for
+from rig.gdb_remote import flash_commands, run_gdb
 from rig.labgrid_client import LabgridClient
 from rig.targets.base import ChildProcess, _parent_death_signal
-from rig.targets.labgrid import TAG_BOARD, TAG_EMULATED
+from rig.targets.labgrid import GDB_SERVER_CLASS, TAG_BOARD, TAG_EMULATED
 from rig.targets.qemu import find_qemu, free_port
 
 #: exporter name -> boards it exports (two exporters, four places, two of them mps2-an386
@@ -61,6 +70,7 @@ class FarmPlace:
     group: str
     board: str
     pty: str = ""
+    gdb_port: int = 0
     qemu: ChildProcess | None = None
 
 
@@ -97,6 +107,19 @@ class _Service:
         self.log.close()
 
 
+def stale_image(image: FirmwareImage, workdir: Path) -> Path:
+    """A copy of `image` whose build id (the source hash HELLO reports) is another one:
+    the same firmware, but not the manifest's build."""
+    data = image.path.read_bytes()
+    old = image.source_hash.encode()
+    if len(old) < 8 or data.count(old) != 1:
+        raise RigError(f"farm: {image.path} does not hold its build id once")
+    new = bytes(b"0123456789abcdef"[(b"0123456789abcdef".index(c) + 1) % 16] for c in old)
+    path = workdir / f"stale-{image.path.name}"
+    path.write_bytes(data.replace(old, new))
+    return path
+
+
 def _tool(name: str) -> str:
     path = shutil.which(name)
     if path is None:
@@ -109,11 +132,15 @@ class LoopbackFarm:
     """Coordinator + exporters + QEMU boards on 127.0.0.1 (see the module doc)."""
 
     def __init__(self, workdir: Path, layout: Mapping[str, Sequence[str]] | None = None,
-                 lab_config: Path | None = None, probe_places: Sequence[str] = ()) -> None:
-        """`probe_places`: places that also announce a `NetworkUSBDebugger` — a resource
-        description with no probe behind it, for tests of the flashing decision."""
+                 lab_config: Path | None = None, probe_places: Sequence[str] = (),
+                 stale_places: Sequence[str] = ()) -> None:
+        """`probe_places`: places that announce a `NetworkUSBDebugger` instead of their
+        gdbstub — a resource description with no probe behind it, for tests of labgrid's
+        own flashing path. `stale_places`: places that start running `stale_image()`
+        instead of blank."""
         self.workdir = Path(workdir)
         self.probe_places = set(probe_places)
+        self.stale_places = set(stale_places)
         self.layout = {k: list(v) for k, v in (layout or DEFAULT_LAYOUT).items()}
         self.base_config = lab_config or PACKAGE_CONFIG
         self.lab = load_config(self.base_config)
@@ -176,14 +203,17 @@ class LoopbackFarm:
                 board = self.lab.board(board_name)
                 if not board.qemu_machine:
                     raise RigError(f"farm: board {board_name} has no QEMU machine")
-                image = image_for(board.firmware)
+                image_for(board.firmware)  # the image a client flashes exists and is intact
                 group = f"{board_name}-{i}"
                 place = FarmPlace(f"{exporter}-{board_name}", exporter, group, board_name)
                 if any(p.name == place.name for p in self.places):
                     place.name = f"{exporter}-{group}"
+                place.gdb_port = free_port()
+                # blank and halted; no -kernel (a system reset would reload it over what
+                # a client flashes) and no -no-reboot (the flash ends in a system reset)
                 cmd = [qemu, "-M", board.qemu_machine, "-nographic", "-monitor", "none",
                        "-serial", "pty", "-semihosting-config", "enable=on,target=native",
-                       "-kernel", str(image.path), "-no-reboot"]
+                       "-S", "-gdb", f"tcp:{HOST}:{place.gdb_port}"]
                 place.qemu = ChildProcess(cmd, self.workdir / f"qemu-{place.name}.log")
                 self.places.append(place)
         deadline = time.monotonic() + 10.0
@@ -200,6 +230,11 @@ class LoopbackFarm:
                                             f"{place.qemu.describe_exit()}\n"
                                             f"{place.qemu.log_tail()}")
                 time.sleep(0.02)
+            if place.name in self.stale_places:
+                stale = stale_image(image_for(self.lab.board(place.board).firmware),
+                                    self.workdir)
+                run_gdb(f"{HOST}:{place.gdb_port}", stale, flash_commands("qemu"),
+                        where=f"farm place {place.name}", connect_timeout_s=5)
 
     def _spawn(self, name: str, cmd: list[str], cwd: Path) -> _Service:
         log_path = self.workdir / f"{name}.log"
@@ -228,24 +263,32 @@ class LoopbackFarm:
             time.sleep(0.05)
 
     def _start_exporter(self, exporter: str) -> None:
-        tool = _tool("labgrid-exporter")
-        config: dict[str, dict[str, Any]] = {
-            p.group: {"RawSerialPort": {"port": p.pty, "speed": 115200}}
-            for p in self.places if p.exporter == exporter}
+        _tool("labgrid-exporter")  # labgrid installed where the rig runs
+        config: dict[str, dict[str, Any]] = {}
         for p in self.places:
-            if p.exporter == exporter and p.name in self.probe_places:
+            if p.exporter != exporter:
+                continue
+            config[p.group] = {"RawSerialPort": {"port": p.pty, "speed": 115200}}
+            if p.name not in self.probe_places:
+                config[p.group]["RigGdbStub"] = {
+                    "port": p.gdb_port, "flavor": "qemu",
+                    "device": f"QEMU {self.lab.board(p.board).qemu_machine}"}
+            else:
                 # labgrid exports a class it has no exporter code for as a plain description
                 config[p.group]["NetworkUSBDebugger"] = {
                     "host": HOST, "busnum": 1, "devnum": 99, "path": "1-9",
                     "vendor_id": 0x0483, "model_id": 0x374B}
         cfg = self.workdir / f"{exporter}.yaml"
         cfg.write_text(yaml.safe_dump(config, sort_keys=True))
-        self._spawn(exporter, [tool, "--coordinator", self.address, "--name", exporter,
-                               "--hostname", HOST, str(cfg)], self.workdir)
+        self._spawn(exporter, [sys.executable, "-m", "rig.labgrid_exporter", "--coordinator",
+                               self.address, "--name", exporter, "--hostname", HOST,
+                               str(cfg)], self.workdir)
 
     def _create_places(self, timeout_s: float) -> None:
         want = {f"{p.exporter}/{p.group}/NetworkSerialPort/RawSerialPort"
-                for p in self.places}
+                for p in self.places} | {
+                f"{p.exporter}/{p.group}/{GDB_SERVER_CLASS}/RigGdbStub"
+                for p in self.places if p.name not in self.probe_places}
         deadline = time.monotonic() + timeout_s
         with LabgridClient(self.address, identity=FARM_IDENTITY) as lg:
             while not want <= set(lg.resource_paths()):
@@ -262,14 +305,17 @@ class LoopbackFarm:
 
     def _write_lab_config(self) -> None:
         """The repository's lab config with the farm's places as `labgrid` targets (one
-        per place by name, plus `farm-<board>` by tags for boards exported twice)."""
+        per place by name, plus `farm-<board>` by tags for boards exported twice). They
+        flash on every acquisition (`flash: always`), as a CI job flashes its build: the
+        boards start blank, and asking a blank board for HELLO first (`auto`) costs a
+        timeout (~2 s) to learn what flashing (~1 s) does anyway."""
         data: dict[str, Any] = yaml.safe_load(self.base_config.read_text(encoding="utf-8"))
         targets: dict[str, Any] = {}
         for p in self.places:
-            targets[p.name] = {"kind": "labgrid", "board": p.board,
+            targets[p.name] = {"kind": "labgrid", "board": p.board, "flash": "always",
                                "coordinator": self.address, "place": p.name}
         for board in sorted({p.board for p in self.places}):
-            targets[f"farm-{board}"] = {"kind": "labgrid", "board": board,
+            targets[f"farm-{board}"] = {"kind": "labgrid", "board": board, "flash": "always",
                                         "coordinator": self.address,
                                         "tags": {TAG_BOARD: board}}
         data["targets"] = targets
@@ -308,8 +354,10 @@ def main(argv: list[str] | None = None) -> int:
         return 2
     print(f"labgrid coordinator: {farm.address}   (export LG_COORDINATOR={farm.address})")
     for p in farm.places:
-        print(f"  place {p.name:24s} board={p.board} via {p.exporter} ({p.pty})")
-    print(f"lab config: {farm.lab_config_path}  (rig --config ... / pytest --lab-config ...)")
+        print(f"  place {p.name:24s} board={p.board} via {p.exporter} ({p.pty}, gdbstub "
+              f"{HOST}:{p.gdb_port})")
+    print("The boards start blank: a client flashes the place it acquires (flash: always).")
+    print(f"lab config: {farm.lab_config_path}  (rig --config ... / pytest --rig-config ...)")
     print("Ctrl-C stops the farm.", flush=True)
     try:
         while all(s.proc.poll() is None for s in farm.services):

@@ -96,7 +96,7 @@ class LabgridOptions(TargetOptions):
     coordinator: str | None = option(optional(text), None)  # HOST:PORT; None: $LG_COORDINATOR
     place: str | None = option(optional(text), None)  # a place name ...
     tags: dict[str, str] | None = option(optional(string_map), None)  # ... and/or tags
-    flash: str = option(choice("auto", "always", "never"), "auto")  # places with a probe
+    flash: str = option(choice("auto", "always", "never"), "auto")  # places with a GDB server
     baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
     open_timeout_s: float = option(number(positive=True), 10.0)
     #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error

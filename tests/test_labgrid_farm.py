@@ -1,8 +1,10 @@
 """The remote path through a real labgrid farm on loopback (rig/farm.py): labgrid's own
-coordinator and two exporters exporting QEMU boards (pty → ser2net → RFC 2217) as places.
-Every place: reserve/acquire, connect, HELLO against the manifest, a short lockstep
-training compared with the golden model, release. Then contention (wait / refuse with the
-holder named), selection by tags, and a killed client whose place is released."""
+coordinator and two exporters (`python -m rig.labgrid_exporter`) exporting QEMU boards
+(pty → ser2net → RFC 2217, gdbstub → RigNetworkGdbServer) as places. The boards start
+blank (or running a stale build): every place is acquired, flashed through its exporter's
+GDB server, HELLO checked against the manifest, a short lockstep training compared with
+the golden model, released. Then contention (wait / refuse with the holder named),
+selection by tags, and a killed client whose place is released."""
 
 from __future__ import annotations
 
@@ -21,8 +23,9 @@ import pytest
 from rig import cli
 from rig.config import LabConfig, load_config
 from rig.connection import connect
-from rig.errors import BoardBusy, TargetUnavailable
+from rig.errors import BoardBusy, FirmwareMismatch, TargetUnavailable
 from rig.farm import LoopbackFarm
+from rig.firmware import image_for
 from rig.fit import fit_spec
 from rig.labgrid_client import format_places, list_places
 from rig.session import Inspect, RunSpec, TrainingSession
@@ -33,12 +36,20 @@ pytest.importorskip("labgrid")
 pytestmark = pytest.mark.farm
 
 ROOT = Path(__file__).resolve().parents[1]
+#: the module's farm: four blank QEMU boards, one running a stale build, and one place that
+#: announces only a debug probe (labgrid's own flashing path, absent in labgrid 26.0.1)
+LAYOUT = {"exp-a": ["mps2-an386", "netduinoplus2", "microbit"],
+          "exp-b": ["microbit", "mps2-an386"]}
+STALE = "exp-b-mps2-an386"
+PROBE_ONLY = "exp-a-microbit"
+PLACES = ["exp-a-mps2-an386", "exp-a-netduinoplus2", "exp-b-microbit", STALE]
 
 
 @pytest.fixture(scope="module")
 def farm(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LoopbackFarm]:
-    """Coordinator + 2 exporters + 4 QEMU places on 127.0.0.1, for this module."""
-    with LoopbackFarm(tmp_path_factory.mktemp("farm")) as f:
+    """Coordinator + 2 exporters + 5 QEMU places on 127.0.0.1, for this module."""
+    with LoopbackFarm(tmp_path_factory.mktemp("farm"), LAYOUT, stale_places=[STALE],
+                      probe_places=[PROBE_ONLY]) as f:
         yield f
 
 
@@ -71,24 +82,105 @@ def _wait_state(farm: LoopbackFarm, place: str, prefix: str, timeout_s: float) -
 def test_farm_exports_every_board_as_a_place(farm: LoopbackFarm) -> None:
     places = list_places(farm.address)
     assert [p.name for p in places] == sorted(p.name for p in farm.places)
-    assert len({p.exporter for p in farm.places}) == 2 and len(places) == 4
+    assert len({p.exporter for p in farm.places}) == 2 and len(places) == 5
     assert all(p.state == "available" for p in places)
     assert {p.tags["board"] for p in places} == {"mps2-an386", "netduinoplus2", "microbit"}
     text = format_places(places, farm.address)
     assert "exp-b-microbit" in text and "board=microbit, emulated=qemu" in text
 
 
-@pytest.mark.parametrize("place", ["exp-a-mps2-an386", "exp-a-netduinoplus2",
-                                   "exp-b-microbit", "exp-b-mps2-an386"])
+def test_stale_place_is_flashed_through_the_exporter(farm: LoopbackFarm,
+                                                      farm_lab: LabConfig) -> None:
+    """The place runs a build the manifest does not know: with flash: never the rig
+    refuses it (HELLO's build id); flash: auto sees that and flashes through the place's
+    GDB server, after which HELLO reports the manifest's build."""
+    expected = image_for(farm_lab.board("mps2-an386").firmware).source_hash
+    never = _target(farm_lab, STALE, flash="never")
+    with pytest.raises(FirmwareMismatch, match="firmware build differs") as err:
+        connect(never)
+    assert f"build {expected[:12]}" in str(err.value)  # expected, not running
+    assert not never.flashed and _states(farm)[STALE] == "available"
+    auto = _target(farm_lab, STALE, flash="auto")
+    conn = connect(auto)
+    try:
+        assert auto.flashed and conn.hello.build_hash == expected
+        assert any("running firmware needs flashing" in e for e in auto.events)
+        assert "RigGdbFlashDriver" in " ".join(auto.events)
+        assert "Loading section" in auto.flash_log and "MIS-MATCHED" not in auto.flash_log
+    finally:
+        conn.close()
+    again = _target(farm_lab, STALE, flash="auto")  # now it runs the build: not flashed
+    conn = connect(again)
+    try:
+        assert not again.flashed and conn.hello.build_hash == expected
+    finally:
+        conn.close()
+
+
+LABGRID_LOAD = textwrap.dedent("""
+    import sys
+    from labgrid import Environment
+    target = Environment(sys.argv[1]).get_target("main")
+    print(target.get_driver("BootstrapProtocol").load(sys.argv[2]))
+""")
+
+
+def test_labgrid_alone_flashes_a_place_with_tinyrigs_driver(
+        farm: LoopbackFarm, farm_lab: LabConfig, tmp_path: Path) -> None:
+    """labgrid's own tools, no rig target: `labgrid-client acquire`, then a labgrid
+    environment that imports rig.labgrid_flash loads the image with RigGdbFlashDriver
+    (found as labgrid's BootstrapProtocol). The blank board then answers the rig (flash:
+    never) with the manifest's build."""
+    place = "exp-a-netduinoplus2"
+    image = image_for(farm_lab.board("netduinoplus2").firmware)
+    env_file = tmp_path / "env.yaml"
+    env_file.write_text(textwrap.dedent(f"""
+        targets:
+          main:
+            resources:
+              RemotePlace: {{name: {place}}}
+            drivers:
+              RigGdbFlashDriver: {{}}
+        options:
+          coordinator_address: {farm.address}
+        imports: [rig.labgrid_flash]
+    """))
+    env = {**os.environ, "LG_COORDINATOR": farm.address, "LG_USERNAME": "lab-user",
+           "LG_HOSTNAME": "lab-host",
+           "PYTHONPATH": str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", "")}
+
+    def client(*args: str) -> None:
+        subprocess.run(["labgrid-client", "-p", place, *args], env=env, check=True,
+                       capture_output=True, timeout=60)
+
+    client("acquire")
+    try:
+        load = subprocess.run([sys.executable, "-c", LABGRID_LOAD, str(env_file),
+                               str(image.path)], env=env, capture_output=True, text=True,
+                              timeout=120)
+        assert load.returncode == 0, load.stderr[-3000:]
+        assert "Loading section" in load.stdout and "MIS-MATCHED" not in load.stdout
+    finally:
+        client("release")
+    conn = connect(_target(farm_lab, place, flash="never"))
+    try:
+        assert conn.hello.build_hash == image.source_hash
+    finally:
+        conn.close()
+
+
+@pytest.mark.parametrize("place", PLACES)
 def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
                                    place: str) -> None:
-    """HELLO (checked against the manifest) and one short lockstep training on the place,
-    compared step by step with the golden model; the place is released afterwards."""
+    """Flashed through the exporter's GDB server (the boards start blank), HELLO (checked
+    against the manifest) and one short lockstep training on the place, compared step by
+    step with the golden model; the place is released afterwards."""
     target = build_target(farm_lab, place)
     assert isinstance(target, LabgridTarget)
     conn = connect(target)
     try:
         assert target.acquired == place and target.emulated
+        assert target.flashed  # flash: always (the farm's config); the boards start blank
         assert target.url is not None and target.url.startswith("rfc2217://127.0.0.1:")
         assert _states(farm)[place].startswith(f"acquired by {target.holder}")
         assert target.board is not None and conn.hello.board == target.board.name
@@ -110,10 +202,23 @@ def test_hil_smoke_through_labgrid(farm: LoopbackFarm, farm_lab: LabConfig,
     assert _states(farm)[place] == "available"
 
 
+def test_rig_flash_flashes_a_place(farm: LoopbackFarm, tmp_path: Path,
+                                   capsys: pytest.CaptureFixture[str]) -> None:
+    """`rig flash` on a labgrid target: acquire, flash through the exporter, HELLO, release."""
+    log = tmp_path / "flash.log"
+    capsys.readouterr()
+    assert cli.main(["--config", str(farm.lab_config_path), "flash", "--target",
+                     "exp-b-microbit", "--log", str(log)]) == 0
+    out = capsys.readouterr().out
+    assert "ok: microbit runs build" in out and "not flashed" not in out
+    assert "Loading section" in log.read_text() and "matched" in log.read_text()
+    assert _states(farm)["exp-b-microbit"] == "available"
+
+
 def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
-    first = _target(farm_lab, "farm-mps2-an386")
-    second = _target(farm_lab, "farm-mps2-an386", on_busy="error")
-    third = _target(farm_lab, "farm-mps2-an386", on_busy="error")
+    first = _target(farm_lab, "farm-mps2-an386", flash="never")
+    second = _target(farm_lab, "farm-mps2-an386", on_busy="error", flash="never")
+    third = _target(farm_lab, "farm-mps2-an386", on_busy="error", flash="never")
     first.start()
     try:
         second.start()
@@ -131,12 +236,15 @@ def test_tags_select_any_matching_place(farm: LoopbackFarm, farm_lab: LabConfig)
     assert _states(farm)["exp-a-mps2-an386"] == "available"
 
 
+# holds a place (not flashing it: contention is what these tests are about)
 HOLDER = textwrap.dedent("""
-    import sys, time
+    import dataclasses, sys, time
     from rig.config import load_config
-    from rig.targets import build_target
+    from rig.targets import make_target
     lab = load_config(sys.argv[1])
-    t = build_target(lab, sys.argv[2])
+    tc = lab.target(sys.argv[2])
+    t = make_target(tc.name, tc.kind, dataclasses.replace(tc.options, flash="never"),
+                    lab.board(tc.board))
     t.start()
     print("acquired", t.acquired, flush=True)
     time.sleep(float(sys.argv[3]))
@@ -186,7 +294,8 @@ def test_second_client_is_refused_naming_the_holder(
 def test_second_client_waits_for_the_place(farm: LoopbackFarm, farm_lab: LabConfig) -> None:
     holder = _holder(farm, "exp-a-netduinoplus2", hold_s=2.0)
     try:
-        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="wait", busy_timeout_s=60)
+        target = _target(farm_lab, "exp-a-netduinoplus2", on_busy="wait", busy_timeout_s=60,
+                         flash="never")
         target.start()  # a labgrid reservation, allocated when the holder releases
         got = time.monotonic()
         try:
@@ -225,7 +334,7 @@ def test_farm_processes_end_with_the_farm(tmp_path: Path) -> None:
     with farm:
         pids = [s.proc.pid for s in farm.services] + [
             p.qemu.pid for p in farm.places if p.qemu is not None]
-        target = _target(load_config(farm.lab_config_path), "exp-b-microbit")
+        target = _target(load_config(farm.lab_config_path), "exp-b-microbit", flash="never")
         target.start()  # the exporter starts ser2net for the acquired place
         ser2net = subprocess.run(["pgrep", "-g", str(farm.services[-1].proc.pid), "ser2net"],
                                  capture_output=True, text=True).stdout.split()
@@ -236,35 +345,24 @@ def test_farm_processes_end_with_the_farm(tmp_path: Path) -> None:
             "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
 
 
-def test_a_place_with_a_probe_is_flashed_only_when_needed(tmp_path: Path) -> None:
-    """A place announcing a debug probe (here only its description: no probe can exist on
-    this machine) is not flashed when HELLO already reports the manifest's build
-    (flash: auto); flash: always goes to labgrid's PyOCDDriver, which labgrid 26.0.1 does
-    not ship — a clear error then, not a silent skip."""
-    farm = LoopbackFarm(tmp_path / "f", layout={"exp-p": ["mps2-an386"]},
-                        probe_places=["exp-p-mps2-an386"])
-    with farm:
-        lab = load_config(farm.lab_config_path)
-        auto = _target(lab, "exp-p-mps2-an386")
-        conn = connect(auto)
-        try:
-            assert any("NetworkUSBDebugger" in p for p in farm_paths(farm))
-            assert not any("flashed" in e for e in auto.events)
-        finally:
-            conn.close()
-        tc = lab.target("exp-p-mps2-an386")
-        always = make_target(tc.name, tc.kind, dataclasses.replace(tc.options, flash="always"),
-                             lab.board("mps2-an386"))
-        try:
-            import labgrid.driver as lg_driver
-            has_driver = hasattr(lg_driver, "PyOCDDriver")
-        except ImportError:
-            has_driver = False
-        if has_driver:
-            pytest.skip("this labgrid ships PyOCDDriver: flashing needs a real probe")
-        with pytest.raises(TargetUnavailable, match="no PyOCDDriver.*flash: never"):
-            always.start()
-        assert _states(farm)["exp-p-mps2-an386"] == "available"  # released after the error
+def test_a_place_with_only_a_probe_needs_labgrids_driver(farm: LoopbackFarm,
+                                                         farm_lab: LabConfig) -> None:
+    """A place announcing a debug probe (only its description: no probe can exist on this
+    machine) but no RigNetworkGdbServer goes to labgrid's PyOCDDriver, which labgrid
+    26.0.1 does not ship — a clear error naming the way out, not a silent skip."""
+    assert any(p.startswith("exp-a/microbit-") and "/NetworkUSBDebugger/" in p
+               for p in farm_paths(farm))
+    try:
+        import labgrid.driver as lg_driver
+        has_driver = hasattr(lg_driver, "PyOCDDriver")
+    except ImportError:
+        has_driver = False
+    if has_driver:
+        pytest.skip("this labgrid ships PyOCDDriver: flashing needs a real probe")
+    target = _target(farm_lab, PROBE_ONLY, flash="always")
+    with pytest.raises(TargetUnavailable, match="no PyOCDDriver.*RigPyOCDGdbServer"):
+        target.start()
+    assert _states(farm)[PROBE_ONLY] == "available"  # released after the error
 
 
 def farm_paths(farm: LoopbackFarm) -> list[str]:

@@ -25,10 +25,12 @@ def add_parsers(sub: Any) -> None:
     hello.add_argument("--target")
     hello.set_defaults(func=cmd_hello)
 
-    fl = sub.add_parser("flash", help="flash a target's prebuilt image (pyocd or QEMU gdbstub)")
+    fl = sub.add_parser("flash", help="flash a target's prebuilt image (pyocd, QEMU gdbstub, "
+                                      "or a labgrid place's GDB server)")
     fl.add_argument("--target", help="target name (default: the lab default)")
     fl.add_argument("--if-needed", action="store_true",
-                    help="pyocd: skip programming when HELLO already reports the build")
+                    help="pyocd, labgrid: skip programming when HELLO already reports the "
+                         "build")
     fl.add_argument("--log", metavar="PATH",
                     help="write the flasher's output here (default: out/flash/<target>.log)")
     fl.set_defaults(func=cmd_flash)

@@ -5,13 +5,14 @@ the place's `NetworkSerialPort` (ser2net on the exporter host, RFC 2217 → pyse
 place on close — also after Ctrl-C, at interpreter exit, and (through a watchdog process,
 rig.labgrid_client) after the rig was killed.
 
-Flashing. A place whose resources include a debug probe (`NetworkUSBDebugger`, exported
-from the board's host) is flashed by labgrid's own `PyOCDDriver`, which runs `pyocd load`
-on the exporter host (`flash: auto` flashes when HELLO does not already report the
-manifest's build). labgrid 26.0.1 does not ship that driver yet (it is on labgrid's main
-branch); with an older labgrid such a place needs `flash: never` and a board that already
-runs the image. A place without a probe (an emulator exported by the farm, or a board
-flashed out of band) is not flashed.
+Flashing. A place whose resources include a `RigNetworkGdbServer` (a GDB server on the
+exporter host: `pyocd gdbserver` on the board's probe, or an emulator's gdbstub, exported
+by `python -m rig.labgrid_exporter`) is flashed through it by tinyrig's labgrid driver
+(rig.labgrid_flash: load, compare-sections, reset). A place with only a debug-probe
+resource (`NetworkUSBDebugger`) needs labgrid's own `PyOCDDriver`, which labgrid 26.0.1
+does not ship: then a clear error (export the probe as `RigPyOCDGdbServer`, or set
+`flash: never`). `flash: auto` flashes when HELLO does not already report the manifest's
+build; a place with neither resource is not flashed.
 
 Options (lab_config.yaml): `coordinator` (HOST:PORT; default `$LG_COORDINATOR`, else
 127.0.0.1:20408), `place` (a place name) and/or `tags` (a mapping every tag of which the
@@ -26,7 +27,7 @@ import atexit
 import contextlib
 import socket
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from rig.config import Board
@@ -48,9 +49,10 @@ from rig.link.link import Link
 from rig.link.transport import SerialTransport, Transport
 from rig.protocol import MsgType
 from rig.target_options import LabgridOptions
-from rig.targets.base import Target, register_target
+from rig.targets.base import FlashReport, Target, register_target
 
 SERIAL_CLASS = "NetworkSerialPort"
+GDB_SERVER_CLASS = "RigNetworkGdbServer"  # rig.labgrid_flash (not imported: labgrid ~0.5 s)
 PROBE_CLASSES = ("NetworkUSBDebugger", "USBDebugger")
 #: place tags the farm and a lab set: which board sits there, and whether it is emulated
 TAG_BOARD = "board"
@@ -119,44 +121,75 @@ class LabgridTarget(Target):
         self.url: str | None = None
         self.holder: str | None = None  # host/user we acquired as
         self.events: list[str] = []
+        self.flashed = False  # did the last start() flash the board?
+        self.flash_log = ""  # the flasher's output (gdb)
+        self._image_override: FirmwareImage | None = None  # flash(image)
         self._transport: Transport | None = None
         self._finalizer: weakref.finalize | None = None
 
     # -- Target API -----------------------------------------------------------------------
 
     def start(self) -> Transport:
+        return self._start(flash=True)
+
+    def _start(self, flash: bool) -> Transport:
         if self._transport is not None:
             raise RigError(f"{self.describe()}: already started; close() it first")
         self.events = []
+        self.flashed, self.flash_log = False, ""
         try:
             with LabgridClient(self.address) as lg:
                 if self.acquired is None:
                     self._acquire(lg)
                 assert self.acquired is not None
                 resources = lg.resources(self.acquired)
-            serial = [p for (_, cls), p in resources.items() if cls == SERIAL_CLASS]
-            if not serial:
-                raise TargetUnavailable(f"{self.describe()}: place {self.acquired} has no "
-                                        f"{SERIAL_CLASS} (resources: "
-                                        f"{', '.join(c for _, c in resources) or 'none'})")
-            self.url = serial_url(serial[0])
-            probes = [cls for (_, cls) in resources if cls in PROBE_CLASSES]
-            self._check_board()
-            if probes and self.flash_mode != "never" and not (
-                    self.flash_mode == "auto" and self._running_matches()):
-                self._flash()
+                classes = {cls for _, cls in resources}
+                self.url = self._serial_url(resources)
+                self._check_board()
+                if (flash and classes & {GDB_SERVER_CLASS, *PROBE_CLASSES}
+                        and self.flash_mode != "never"
+                        and not (self.flash_mode == "auto" and self._running_matches())):
+                    self._flash(lg, GDB_SERVER_CLASS in classes)
             self._transport = self._open()
         except BaseException:
             self.close()
             raise
         return self._transport
 
+    def _serial_url(self, resources: dict[tuple[str, str], dict[str, Any]]) -> str:
+        serial = [p for (_, cls), p in resources.items() if cls == SERIAL_CLASS]
+        if not serial:
+            raise TargetUnavailable(f"{self.describe()}: place {self.acquired} has no "
+                                    f"{SERIAL_CLASS} (resources: "
+                                    f"{', '.join(c for _, c in resources) or 'none'})")
+        return serial_url(serial[0])
+
+    def flash(self, image: FirmwareImage | None = None,
+              progress: Callable[[float], None] | None = None, *,
+              if_needed: bool = False) -> FlashReport:
+        """`Flashable` (`rig flash`): acquire the place, flash `image` (None: the board's
+        prebuilt one) through its GDB server, verify, reset, open the port. `if_needed`:
+        only when HELLO does not already report the build. `progress` hears 1.0 at the end."""
+        self.close()
+        saved = self.flash_mode, self._image_override
+        self.flash_mode = "auto" if if_needed else "always"
+        self._image_override = image
+        try:
+            transport = self.start()
+        finally:
+            self.flash_mode, self._image_override = saved
+        if progress is not None:
+            progress(1.0)
+        return FlashReport(self.flashed, tuple(self.flash_log.splitlines() or self.events),
+                           transport)
+
     def reset(self) -> Transport:
-        """Reopen the port, keeping the place (the protocol's RESET resets the firmware)."""
+        """Reopen the port, keeping the place and its image (the protocol's RESET resets
+        the firmware)."""
         if self._transport is not None:
             self._transport.close()
             self._transport = None
-        return self.start()
+        return self._start(flash=False)
 
     def close(self) -> None:
         if self._transport is not None:
@@ -180,6 +213,8 @@ class LabgridTarget(Target):
             return f"no labgrid coordinator at {self.address} ({exc})"
 
     def expected_firmware(self) -> FirmwareImage | None:
+        if self._image_override is not None:
+            return self._image_override
         if self.board is None:
             return None
         try:
@@ -256,36 +291,44 @@ class LabgridTarget(Target):
         finally:
             transport.close()
 
-    def _flash(self) -> None:
-        """labgrid's PyOCDDriver on the place's probe: `pyocd load` on the exporter host."""
+    def _flash(self, lg: LabgridClient, gdb_server: bool) -> None:
+        """Through the place's RigNetworkGdbServer (tinyrig's driver), else labgrid's
+        PyOCDDriver on its probe, where labgrid has one."""
+        if self.board is None:
+            raise ConfigError(f"{self.describe()}: place {self.acquired} can be flashed, "
+                              "but the target names no board: (which image?)")
+        image = self._image_override or image_for(self.board.firmware)
+        assert self.acquired is not None
+        if gdb_server:
+            from rig.labgrid_flash import flash_place
+
+            self.flash_log = flash_place(lg.session, lg.loop, self.acquired, image.path)
+            self.events.append(f"flashed {image.path.name} through the place's GDB server "
+                               "(RigGdbFlashDriver)")
+        else:
+            self._flash_pyocd_driver(lg, image)
+        self.flashed = True
+
+    def _flash_pyocd_driver(self, lg: LabgridClient, image: FirmwareImage) -> None:
         try:
             from labgrid.driver import PyOCDDriver
         except ImportError as exc:
             import labgrid
 
             raise TargetUnavailable(
-                f"{self.describe()}: labgrid {getattr(labgrid, '__version__', '?')} has no "
-                "PyOCDDriver (it is newer than 26.0.1); set flash: never for this target "
-                "and flash the board on its host (`rig flash`)") from exc
+                f"{self.describe()}: place {self.acquired} has a debug probe but no "
+                f"{GDB_SERVER_CLASS}, and labgrid {getattr(labgrid, '__version__', '?')} "
+                "has no PyOCDDriver; export the probe as RigPyOCDGdbServer (run the "
+                "exporter as `python -m rig.labgrid_exporter`), or set flash: never for "
+                "this target and flash the board on its host (`rig flash`)") from exc
         if self.board is None or not self.board.pyocd_target:
             raise ConfigError(f"{self.describe()}: place {self.acquired} has a debug probe "
                               "but the target's board has no pyocd_target")
-        from labgrid.resource.remote import (
-            RemotePlace,
-            RemotePlaceManager,
-        )
-        from labgrid.target import Target as LgTarget
+        from rig.labgrid_flash import place_target
 
-        image = image_for(self.board.firmware)
-        with LabgridClient(self.address) as lg:
-            # labgrid's RemotePlace resolves the place through this session (our identity
-            # holds it), as labgrid-client does for its own commands
-            manager = RemotePlaceManager.get()
-            manager.session, manager.loop = lg.session, lg.loop
-            target = LgTarget(self.acquired)
-            RemotePlace(target, name=self.acquired)
+        assert self.acquired is not None
+        with place_target(lg.session, lg.loop, self.acquired) as target:
             driver = PyOCDDriver(target, name=None, target_name=self.board.pyocd_target)
             target.activate(driver)
             driver.load(str(image.path))
-            target.deactivate_all_drivers()
         self.events.append(f"flashed {image.path.name} with labgrid's PyOCDDriver")

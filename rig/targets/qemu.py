@@ -19,7 +19,6 @@ from __future__ import annotations
 import re
 import shutil
 import socket
-import subprocess
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -37,6 +36,7 @@ from rig.errors import (
     ToolMissing,
 )
 from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
+from rig.gdb_remote import find_gdb, run_gdb
 from rig.link.transport import SerialTransport, Transport
 from rig.target_options import QemuOptions
 from rig.targets.base import (
@@ -49,8 +49,6 @@ from rig.targets.base import (
 
 QEMU = "qemu-system-arm"
 APT_QEMU = "apt-get install -y qemu-system-arm"
-GDB_CANDIDATES = ("gdb-multiarch", "arm-none-eabi-gdb")
-APT_GDB = "apt-get install -y gdb-multiarch"
 _PORT_ATTEMPTS = 4  # a free port can be taken between our probe and QEMU's bind
 
 
@@ -59,15 +57,6 @@ def find_qemu() -> str:
     if path is None:
         raise ToolMissing(f"{QEMU} not found on PATH; install it with `{APT_QEMU}`")
     return path
-
-
-def find_gdb() -> str:
-    for name in GDB_CANDIDATES:
-        path = shutil.which(name)
-        if path:
-            return path
-    raise ToolMissing(f"none of {', '.join(GDB_CANDIDATES)} found on PATH (needed for "
-                      f"flash: gdb); install it with `{APT_GDB}`")
 
 
 def free_port() -> int:
@@ -330,23 +319,11 @@ class QemuTarget(Target):
         return self._child is not None and self._child.poll() is None
 
     def _gdb(self, gdb: str, commands: list[str]) -> None:
-        args = [gdb, "-nx", "-batch", "-ex", "set confirm off", "-ex", "set pagination off",
-                "-ex", f"target remote 127.0.0.1:{self.gdb_port}"]
-        for c in commands:
-            args += ["-ex", c]
-        args += ["-ex", "detach", str(self.elf)]
         try:
-            proc = subprocess.run(args, capture_output=True, text=True, timeout=60)
-        except subprocess.TimeoutExpired as exc:
-            raise TargetUnavailable(f"{self.describe()}: gdb did not finish in 60 s") from exc
-        self.flash_log = (proc.stdout + proc.stderr).strip()
-        if "MIS-MATCHED" in self.flash_log or (
-                "compare-sections" in commands and "matched" not in self.flash_log):
-            raise FirmwareMismatch(f"{self.describe()}: verify after flashing failed:\n"
-                                   f"{self.flash_log}")
-        if proc.returncode != 0 or "detached" not in self.flash_log:
-            raise TargetUnavailable(f"{self.describe()}: gdb failed (exit {proc.returncode}):"
-                                    f"\n{self.flash_log}\n{self.diagnostics()}")
+            self.flash_log = run_gdb(f"127.0.0.1:{self.gdb_port}", str(self.elf), commands,
+                                     where=self.describe(), gdb=gdb)
+        except TargetUnavailable as exc:
+            raise TargetUnavailable(f"{exc}\n{self.diagnostics()}") from exc
 
     def _stop_child(self) -> None:
         if self._child is not None:
