@@ -119,8 +119,8 @@ class Defaults:
     timeout_s: float = 2.0
     retries: int = LinkPolicy.retries
     baudrate: int = DEFAULT_BAUDRATE
-    baud: str = DEFAULT_BAUD_POLICY  # negotiate | fixed (rig.link_rate)
-    max_baud: int = DEFAULT_MAX_BAUD
+    link_rate: str = DEFAULT_BAUD_POLICY  # negotiate | fixed (rig.link_rate)
+    link_max_baud: int = DEFAULT_MAX_BAUD
     #: a board held by another process (rig.locks, a labgrid place): wait | error
     on_busy: str = DEFAULT_ON_BUSY.value
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
@@ -195,8 +195,8 @@ _DEFAULTS = {
     "timeout_s": Field(number(positive=True), Defaults.timeout_s),
     "retries": Field(integer(0, 100), Defaults.retries),
     "baudrate": Field(integer(300), Defaults.baudrate),
-    "baud": Field(choice("negotiate", "fixed"), Defaults.baud),
-    "max_baud": Field(integer(300), Defaults.max_baud),
+    "link_rate": Field(choice("negotiate", "fixed"), Defaults.link_rate),
+    "link_max_baud": Field(integer(300), Defaults.link_max_baud),
     "on_busy": Field(choice(*(p.value for p in OnBusy)), Defaults.on_busy),
     "busy_timeout_s": Field(number(positive=True), Defaults.busy_timeout_s),
 }

@@ -63,7 +63,7 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
     `retries`/`policy`: the link's recovery settings (default `LinkPolicy()`). `faults`:
     put a fault-injecting transport (`rig.link.faults`) between the link and the target.
     `negotiate_rate`: after HELLO, switch the link to the fastest rate both ends support up
-    to the target's `max_baud` (`baud: negotiate`, the default; rig.link_rate).
+    to the target's `link_max_baud` (`link_rate: negotiate`, the default; rig.link_rate).
 
     On any failure the target is closed again and the error carries the target's
     diagnostics (emulator exit status, stderr tail)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from typing import ClassVar
 
@@ -263,7 +263,7 @@ class HelloInfo:
             raise PayloadError(f"HELLO response: {n_rates} link rates need {4 * n_rates} bytes,"
                                f" {len(payload) - pos} follow")
         rates = struct.unpack_from(f"<{n_rates}I", payload, pos)
-        return cls(*fixed, *texts, link_baud=baud, link_rates=tuple(rates))
+        return replace(cls(*fixed, *texts), link_baud=baud, link_rates=tuple(rates))
 
 
 @dataclass(frozen=True)

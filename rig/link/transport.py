@@ -41,7 +41,7 @@ class Transport(Protocol):
 #: `defaults.baudrate` starts from it
 DEFAULT_BAUDRATE = 115200
 #: after HELLO the link switches to the fastest rate both ends support, up to this
-#: (rig.link_rate; the lab's `defaults.baud: fixed` keeps DEFAULT_BAUDRATE)
+#: (rig.link_rate; the lab's `defaults.link_rate: fixed` keeps DEFAULT_BAUDRATE)
 DEFAULT_BAUD_POLICY = "negotiate"
 DEFAULT_MAX_BAUD = 2_000_000
 
