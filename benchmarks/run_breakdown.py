@@ -13,8 +13,10 @@ start and close are real), prints each time split (rig.wallclock) and checks, in
   TrainingSessions on one connection; DATA_WRITE payload bytes from the link's counters).
 
 It also turns the bytes each run moved (link counters, both directions, COBS framing
-included) into wire time on a real UART at 115200 baud and at 921600 baud (8N1: 10 bits a
-byte), with and without the data upload (a target that already holds the data set).
+included) into wire time on a real UART (8N1: 10 bits a byte) at the boot rate, 115200 baud,
+and at the rate the run negotiated with the device after HELLO (rig.link_rate; QEMU's UART
+ignores it, so on QEMU this is the time the same bytes would take on a board at that rate),
+with and without the data upload (a target that already holds the data set).
 Exit status 0 when every check holds, 1 otherwise.
 """
 
@@ -30,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-RATES = (115_200, 921_600)
+BOOT_RATE = 115_200
 LOCKSTEP_RATIO_MAX = 2.0
 FIXED_COST_MAX_S = 1.5
 DEVICE_PHASES = ("upload", "training")
@@ -95,29 +97,40 @@ def main() -> int:
         data_bytes = link["payload_tx_by_type"].get("DATA_WRITE", 0)
         moved = link["bytes_tx"] + link["bytes_rx"]
         fixed = split["total"] - sum(split[p] for p in DEVICE_PHASES)
+        link_rate = rep.get("link_rate") or {}
+        negotiated = int(link_rate.get("baud") or BOOT_RATE)
+        rates = (BOOT_RATE, negotiated)
         fig = {"exit": rep["exit"], "ok": rep["ok"], "board": rep["board"],
                "steps": len(rep["steps"]), "per_step_ms": 1000 * per_step_s(rep),
                "time_split_s": split, "host_fixed_s": fixed, "bytes_moved": moved,
                "data_write_payload": data_bytes,
-               "wire_s": {str(b): wire_s(moved, b) for b in RATES},
-               "wire_s_data_kept": {str(b): wire_s(moved - data_bytes, b) for b in RATES}}
+               "link_rate": link_rate, "negotiated_baud": negotiated,
+               "wire_s": {str(b): wire_s(moved, b) for b in rates},
+               "wire_s_data_kept": {str(b): wire_s(moved - data_bytes, b) for b in rates}}
         figures["runs"][name] = fig
         print(f"== rig run{' --lockstep' if name == 'lockstep' else ''} on {rep['board']} "
               f"(QEMU, emulated): exit {rep['exit']}, {fig['steps']} steps")
         for phase, s in split.items():
             print(f"   {phase:<13} {s:7.3f} s")
         print(f"   per step {fig['per_step_ms']:.2f} ms; host-side fixed cost {fixed:.2f} s")
+        print(f"   link rate: {negotiated} baud negotiated after HELLO "
+              f"({link_rate.get('reason', 'no negotiation')}; "
+              f"{1000 * float(link_rate.get('seconds', 0.0)):.0f} ms)")
         print(f"   moved {moved} B (DATA_WRITE payload {data_bytes} B); wire time on a "
               "board: " + ", ".join(
                   f"{wire_s(moved, b):.1f} s at {b} baud "
                   f"({wire_s(moved - data_bytes, b):.1f} s with the data set kept)"
-                  for b in RATES))
+                  for b in rates))
         ok &= rep["exit"] == 0
 
     ratio = figures["runs"]["lockstep"]["per_step_ms"] / figures["runs"]["default"]["per_step_ms"]
     fixed = figures["runs"]["default"]["host_fixed_s"]
     first, second = second_session_upload(args.target)
+    rates_ok = all(r["link_rate"] and not r["link_rate"]["fell_back"]
+                   and r["negotiated_baud"] > BOOT_RATE for r in figures["runs"].values())
     checks = {
+        "link rate negotiated above the boot rate and verified by ECHO in both runs "
+        f"({figures['runs']['default']['negotiated_baud']} baud)": rates_ok,
         f"lockstep per step <= {LOCKSTEP_RATIO_MAX}x free-running ({ratio:.2f}x)":
             ratio <= LOCKSTEP_RATIO_MAX,
         f"host-side fixed cost <= {FIXED_COST_MAX_S} s ({fixed:.2f} s)": fixed <= FIXED_COST_MAX_S,
