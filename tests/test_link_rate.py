@@ -155,3 +155,55 @@ def test_link_rate_options(tmp_path) -> None:  # type: ignore[no-untyped-def]
         load_config(cfg)
     assert QemuTarget("q", {"link_rate": "fixed", "board": lab.board("mps2-an386")}
                       ).max_link_baud() == 0
+
+
+def test_streamed_batches_sent_ahead_train_identically() -> None:
+    """overlap_upload (batch i+1 preloaded while the device trains on batch i, into the
+    window's other half) on the streaming microbit: every batch but the first went ahead,
+    and the device ends with the same parameters, bit for bit, as without it."""
+    from rig.session import RunSpec, TrainingSession
+
+    job = RunSpec(dims=(64, 8, 10), lr=0.05, epochs=1, train_samples=24, test_samples=8,
+                  val_samples=8, batch=2)
+    finals = []
+    with _connect("qemu-microbit", negotiate_rate=False) as conn:
+        for overlap in (False, True):
+            conn.device.reset()
+            s = TrainingSession(conn.device, job)
+            s.overlap_upload = overlap
+            s.prepare()
+            assert s.window is not None and s.window >= 2 * job.batch
+            rep = s.run()
+            assert rep.ok
+            assert s.preloaded_batches == (len(rep.steps) - 1 if overlap else 0)
+            finals.append(conn.device.read_model())
+    for (w0, b0), (w1, b1) in zip(*finals, strict=True):
+        assert w0.tobytes() == w1.tobytes() and b0.tobytes() == b1.tobytes()
+
+
+def test_a_preload_runs_only_when_completed(dev) -> None:  # type: ignore[no-untyped-def]
+    """Link.preload on the native firmware: a preloaded PARAM_WRITE changes nothing until
+    completed; a request written in between ends (spoils) the partial frame, which the
+    device rejects instead of running, and completing it then sends the whole frame."""
+    import numpy as np
+
+    from rig.link.link import _PRELOAD_HOLD
+    from rig.protocol import ParamWrite, Which
+
+    dev.model_init((2, 2))
+    zero = dev.read_params(0, "weight").copy()
+    want = np.array([[1, 2], [3, 4]], np.float32)
+    req = ParamWrite(0, Which.WEIGHT, 0, want.reshape(-1)).pack()
+    pre = dev.link.preload(MsgType.PARAM_WRITE, req)
+    # HELLO's leading 0x00 ends the partial frame: it is NAKed, never run
+    dev.hello()
+    assert not pre.intact and dev.read_params(0, "weight").tobytes() == zero.tobytes()
+    dev.link.request(MsgType.PARAM_WRITE, req, preloaded=pre)
+    assert dev.read_params(0, "weight").tobytes() == want.tobytes()
+    # intact: completing it sends only the held-back bytes
+    req2 = ParamWrite(0, Which.WEIGHT, 0, -want.reshape(-1)).pack()
+    pre2 = dev.link.preload(MsgType.PARAM_WRITE, req2)
+    before = dev.link.stats.bytes_tx
+    dev.link.request(MsgType.PARAM_WRITE, req2, preloaded=pre2)
+    assert pre2.intact and dev.link.stats.bytes_tx - before == _PRELOAD_HOLD
+    assert dev.read_params(0, "weight").tobytes() == (-want).tobytes()
