@@ -22,6 +22,7 @@ imports nothing from `rig.targets` (dependency direction).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -283,12 +284,23 @@ def parse_config(source: str, file: str | os.PathLike[str] = "<string>",
     return _Parser(source, Path(file), _Parser(_read(cat_file), cat_file)).parse()
 
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _NamedText(io.StringIO):
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
 class _Parser:
     def __init__(self, source: str, file: Path, catalogue: _Parser | None = None) -> None:
         self.source = source
         self.file = file
-        self.loader = yaml.SafeLoader(source)
-        self.loader.name = str(file)  # every node's mark names its file (merged boards)
+        # libyaml's parser where PyYAML has it (~10x the pure-Python one: the lab file and
+        # the board catalogue are parsed on every start); the stream's name is what every
+        # node's mark names as its file (merged boards)
+        self.loader = _LOADER(_NamedText(source, str(file)))
         self.catalogue = catalogue
 
     # -- errors --
