@@ -207,3 +207,27 @@ def test_a_preload_runs_only_when_completed(dev) -> None:  # type: ignore[no-unt
     dev.link.request(MsgType.PARAM_WRITE, req2, preloaded=pre2)
     assert pre2.intact and dev.link.stats.bytes_tx - before == _PRELOAD_HOLD
     assert dev.read_params(0, "weight").tobytes() == (-want).tobytes()
+
+
+def test_a_board_that_keeps_running_is_left_at_its_boot_rate() -> None:
+    """A serial target (hardware: the device outlives the connection) on a running QEMU:
+    the first connection switches to 1 M; closing it switches back, so the next
+    connection's HELLO (at the boot rate) finds the device at 115200."""
+    from rig.targets.serial import SerialTarget
+
+    lab = load_config(None)
+    qemu = resolve_target(lab, "qemu")
+    started = qemu.start()
+    url = started.name  # socket://...; QEMU keeps running after this socket closes
+    started.close()
+    try:
+        seen = []
+        for _ in range(2):
+            serial = SerialTarget("s", {"port": url}, board=lab.board("mps2-an386"))
+            with connect(serial) as conn:
+                seen.append(conn.hello.link_baud)
+                assert conn.rate is not None and conn.rate.switched
+                assert conn.device.hello().link_baud == 1_000_000
+        assert seen == [115200, 115200]
+    finally:
+        qemu.close()
