@@ -22,6 +22,7 @@ imports nothing from `rig.targets` (dependency direction).
 
 from __future__ import annotations
 
+import io
 import os
 import re
 from collections.abc import Mapping
@@ -34,7 +35,7 @@ import yaml
 from rig import resources, strategies
 from rig.errors import ConfigError
 from rig.link.policy import LinkPolicy
-from rig.link.transport import DEFAULT_BAUDRATE
+from rig.link.transport import DEFAULT_BAUD_POLICY, DEFAULT_BAUDRATE, DEFAULT_MAX_BAUD
 from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 from rig.schema import (
     MISSING,
@@ -119,6 +120,8 @@ class Defaults:
     timeout_s: float = 2.0
     retries: int = LinkPolicy.retries
     baudrate: int = DEFAULT_BAUDRATE
+    link_rate: str = DEFAULT_BAUD_POLICY  # negotiate | fixed (rig.link_rate)
+    link_max_baud: int = DEFAULT_MAX_BAUD
     #: a board held by another process (rig.locks, a labgrid place): wait | error
     on_busy: str = DEFAULT_ON_BUSY.value
     busy_timeout_s: float = DEFAULT_BUSY_TIMEOUT_S
@@ -193,6 +196,8 @@ _DEFAULTS = {
     "timeout_s": Field(number(positive=True), Defaults.timeout_s),
     "retries": Field(integer(0, 100), Defaults.retries),
     "baudrate": Field(integer(300), Defaults.baudrate),
+    "link_rate": Field(choice("negotiate", "fixed"), Defaults.link_rate),
+    "link_max_baud": Field(integer(300), Defaults.link_max_baud),
     "on_busy": Field(choice(*(p.value for p in OnBusy)), Defaults.on_busy),
     "busy_timeout_s": Field(number(positive=True), Defaults.busy_timeout_s),
 }
@@ -279,12 +284,23 @@ def parse_config(source: str, file: str | os.PathLike[str] = "<string>",
     return _Parser(source, Path(file), _Parser(_read(cat_file), cat_file)).parse()
 
 
+_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
+class _NamedText(io.StringIO):
+    def __init__(self, text: str, name: str) -> None:
+        super().__init__(text)
+        self.name = name
+
+
 class _Parser:
     def __init__(self, source: str, file: Path, catalogue: _Parser | None = None) -> None:
         self.source = source
         self.file = file
-        self.loader = yaml.SafeLoader(source)
-        self.loader.name = str(file)  # every node's mark names its file (merged boards)
+        # libyaml's parser where PyYAML has it (~10x the pure-Python one: the lab file and
+        # the board catalogue are parsed on every start); the stream's name is what every
+        # node's mark names as its file (merged boards)
+        self.loader = _LOADER(_NamedText(source, str(file)))
         self.catalogue = catalogue
 
     # -- errors --

@@ -6,6 +6,7 @@ connected `Device`.
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -16,6 +17,7 @@ from rig.link.faults import FaultSpec, FaultyTransport
 from rig.link.link import Link, TrafficEvent
 from rig.link.policy import LinkPolicy
 from rig.link.transport import Transport
+from rig.link_rate import RateResult, negotiate, switch
 from rig.protocol import HelloInfo
 from rig.targets.base import Target
 
@@ -27,8 +29,14 @@ class Connection:
     target: Target
     device: Device
     hello: HelloInfo
+    #: the link-rate negotiation after HELLO (None: the target keeps its rate)
+    rate: RateResult | None = None
 
     def close(self) -> None:
+        # A board that keeps running expects the next session at its boot rate.
+        if self.rate is not None and self.rate.switched and self.target.hardware:
+            with contextlib.suppress(RigError):
+                switch(self.device, self.rate.previous)
         # The target first: it closes the transport it started its own way (QEMU: stop the
         # emulator, then drop the socket without pyserial's 0.3 s close sleep); closing
         # an already closed transport afterwards is a no-op.
@@ -47,12 +55,15 @@ class Connection:
 def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
             log: Callable[[TrafficEvent], None] | None = None,
             check_firmware: bool = True, started: Transport | None = None,
-            policy: LinkPolicy | None = None, faults: FaultSpec | None = None) -> Connection:
+            policy: LinkPolicy | None = None, faults: FaultSpec | None = None,
+            negotiate_rate: bool = True) -> Connection:
     """Start `target` (or use `started`, the transport of a target already started, e.g.
     by `Flashable.flash`), say HELLO and check that it runs the firmware the manifest names.
 
     `retries`/`policy`: the link's recovery settings (default `LinkPolicy()`). `faults`:
     put a fault-injecting transport (`rig.link.faults`) between the link and the target.
+    `negotiate_rate`: after HELLO, switch the link to the fastest rate both ends support up
+    to the target's `link_max_baud` (`link_rate: negotiate`, the default; rig.link_rate).
 
     On any failure the target is closed again and the error carries the target's
     diagnostics (emulator exit status, stderr tail)."""
@@ -70,13 +81,15 @@ def connect(target: Target, *, timeout: float = 2.0, retries: int | None = None,
         image = target.expected_firmware()
         if check_firmware and image is not None:
             check_hello(hello, image, where=target.describe())
+        max_baud = target.max_link_baud() if negotiate_rate else 0
+        rate = negotiate(device, max_baud) if max_baud else None
     except BaseException as exc:
         diag = target.diagnostics()
         target.close()
         if diag and isinstance(exc, RigError):
             exc.add_note(_diagnostics_note(target, str(exc), diag))
         raise
-    return Connection(target, device, hello)
+    return Connection(target, device, hello, rate)
 
 
 def _diagnostics_note(target: Target, message: str, diag: str) -> str:

@@ -19,7 +19,7 @@ from rig.errors import DeviceFault, DeviceNak, LinkError
 if TYPE_CHECKING:
     from rig.golden.int8 import QBackbone
 from rig.link.errors import FrameTooBig
-from rig.link.link import Link
+from rig.link.link import Link, Preload
 from rig.protocol import (
     RESET_DROP_DATA,
     BackboneInfo,
@@ -262,12 +262,34 @@ class Device:
 
     # -- training ----------------------------------------------------------------------------------
 
-    def train_step(self, indices: np.ndarray | Sequence[int],
-                   timeout: float | None = None) -> StepResult:
+    def preload_samples(self, start: int, labels: np.ndarray | Sequence[int],
+                        features_encoded: np.ndarray) -> tuple[Preload, int]:
+        """The first DATA_WRITE of `write_samples(start, ...)` (as many samples as one
+        packet holds), sent ahead with `Link.preload`: call it while the device works on
+        another request (`train_step(after_send=)`), then `finish_preload`. Returns the
+        preload and the number of samples it carries."""
+        if self.data is None:
+            raise LinkError("preload_samples before data_config: the record layout is unknown")
+        cfg = self.data
+        size = cfg.record_size
+        n = max(1, min(len(labels), (self.link.payload_budget - DataWrite.OVERHEAD) // size))
+        records = encode_records(np.asarray(labels)[:n], np.asarray(features_encoded)[:n],
+                                 cfg.dtype)
+        return self.link.preload(MsgType.DATA_WRITE, DataWrite(start, n, records).pack()), n
+
+    def finish_preload(self, pre: Preload, timeout: float | None = None) -> None:
+        """Complete a preloaded request and await its response (retransmitting as usual)."""
+        self._call(MsgType(pre.type), pre.payload, timeout, preloaded=pre)
+
+    def train_step(self, indices: np.ndarray | Sequence[int], timeout: float | None = None,
+                   after_send: Callable[[], object] | None = None) -> StepResult:
+        """TRAIN_STEP on stored samples `indices`. `after_send` runs once the request is
+        out, while the device trains (e.g. `preload_samples` of the next batch)."""
         idx = np.asarray(indices).reshape(-1)
         # forward + weight gradient + error propagation per sample, then the update
         macs = 3 * idx.size * self._macs_per_sample() + 2 * self._macs_per_sample()
-        payload = self._call(MsgType.TRAIN_STEP, TrainStep(idx).pack(), timeout, macs=macs)
+        payload = self._call(MsgType.TRAIN_STEP, TrainStep(idx).pack(), timeout, macs=macs,
+                             after_send=after_send)
         return StepResult.unpack(payload)
 
     def evaluate(self, start: int, count: int, timeout: float | None = None) -> EvalResult:
@@ -382,10 +404,12 @@ class Device:
     # -- internals ---------------------------------------------------------------------------------
 
     def _call(self, type: MsgType, payload: bytes, timeout: float | None, rx: int = 0,
-              macs: int = 0, bulk: int = 0) -> bytes:
+              macs: int = 0, bulk: int = 0, preloaded: Preload | None = None,
+              after_send: Callable[[], object] | None = None) -> bytes:
         if timeout is None:
             timeout = self.timing.budget(len(payload) + 16, rx + 16, macs)
-        packet = self.link.request(type, payload, timeout=timeout, bulk=bulk)
+        packet = self.link.request(type, payload, timeout=timeout, bulk=bulk,
+                                   preloaded=preloaded, after_send=after_send)
         assert packet is not None
         return packet.payload
 

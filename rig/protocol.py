@@ -11,7 +11,7 @@ from __future__ import annotations
 import struct
 import zlib
 from collections.abc import Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from enum import IntEnum
 from typing import ClassVar
 
@@ -36,6 +36,7 @@ class MsgType(IntEnum):
     ECHO = 0x02
     RESET = 0x03
     STATS = 0x04
+    BAUD_SET = 0x05
     DEBUG = 0x0F
     MODEL_INIT = 0x10
     PARAM_WRITE = 0x11
@@ -211,6 +212,10 @@ class HelloInfo:
     board: str
     build_hash: str
     fw_version: str
+    #: the link's current rate in baud and the rates BAUD_SET may switch it to (§4, §9);
+    #: 0 and () where the link has no rate (the native build) or cannot switch
+    link_baud: int = 0
+    link_rates: tuple[int, ...] = ()
 
     _FIXED: ClassVar[struct.Struct] = struct.Struct("<BBHIIIHHHH")
 
@@ -232,7 +237,8 @@ class HelloInfo:
         for text in (self.board, self.build_hash, self.fw_version):
             raw = text.encode()
             out += bytes([_u8(len(raw), "string length")]) + raw
-        return out
+        out += struct.pack("<IB", self.link_baud, _u8(len(self.link_rates), "rate count"))
+        return out + struct.pack(f"<{len(self.link_rates)}I", *self.link_rates)
 
     @classmethod
     def unpack(cls, payload: bytes) -> HelloInfo:
@@ -249,9 +255,32 @@ class HelloInfo:
                 raise PayloadError(f"HELLO response: {name} needs {n} bytes, {len(raw)} left")
             texts.append(raw.decode("ascii", errors="replace"))
             pos += 1 + n
-        if pos != len(payload):
-            raise PayloadError(f"HELLO response: {len(payload) - pos} trailing bytes")
-        return cls(*fixed, *texts)
+        if len(payload) < pos + 5:
+            raise PayloadError("HELLO response: truncated before the link rates")
+        baud, n_rates = struct.unpack_from("<IB", payload, pos)
+        pos += 5
+        if len(payload) != pos + 4 * n_rates:
+            raise PayloadError(f"HELLO response: {n_rates} link rates need {4 * n_rates} bytes,"
+                               f" {len(payload) - pos} follow")
+        rates = struct.unpack_from(f"<{n_rates}I", payload, pos)
+        return replace(cls(*fixed, *texts), link_baud=baud, link_rates=tuple(rates))
+
+
+@dataclass(frozen=True)
+class BaudSet:
+    """BAUD_SET request (§9): switch the link to `baud` once this response is out; the
+    device goes back to its old rate unless a valid frame arrives within `revert_ms`.
+    The response is the u32 rate it switched from."""
+
+    baud: int
+    revert_ms: int
+
+    _S: ClassVar[struct.Struct] = struct.Struct("<IH")
+
+    def pack(self) -> bytes:
+        if not 1 <= self.revert_ms <= 0xFFFF:
+            raise ValueError(f"revert_ms={self.revert_ms} does not fit in u16 (>= 1)")
+        return self._S.pack(self.baud, self.revert_ms)
 
 
 @dataclass(frozen=True)

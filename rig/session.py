@@ -60,6 +60,7 @@ from rig.errors import DeviceNak, RigError
 from rig.fit import check_fits
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
+from rig.link.link import Preload
 from rig.protocol import DType, EvalResult, HelloInfo, NakReason, SelectResult, StepResult
 from rig.resume import ResumeEvent, Resumer
 from rig.resync import ResyncStats, read_params_digest
@@ -224,6 +225,16 @@ StepHook = Callable[[StepRecord], None]
 EpochHook = Callable[[EpochRecord], None]
 
 
+@dataclass
+class _Ahead:
+    """A batch sent ahead into the window's other half (TrainingSession._train_on_device)."""
+
+    preload: Preload
+    count: int  # samples the preloaded DATA_WRITE carries (the rest follows normally)
+    base: int  # its first window slot
+    indices: np.ndarray  # the training samples it holds
+
+
 class TrainingSession:
     """Drives one run on a device that has answered HELLO. Not thread-safe; one per device."""
 
@@ -274,6 +285,14 @@ class TrainingSession:
         self._golden_own: list[LayerParams] | None = None
         self._start_params: list[LayerParams] | None = None  # set by load_device()
         self.window: int | None = None  # set by prepare(): None = all samples resident
+        #: with a sample window: send the next batch while the device trains on this one
+        #: (into the window's other half; `Link.preload`). Off: measured slower on QEMU
+        #: (benchmarks/stream_overlap.py), and on a real UART the bytes sent ahead could
+        #: overrun the device's RX ring (its size is not in HELLO)
+        self.overlap_upload = False
+        self.preloaded_batches = 0  # batches that went ahead and were used
+        self._next_batch: np.ndarray | None = None  # run_epoch: the batch after this step
+        self._ahead: _Ahead | None = None  # the next batch, sent ahead
         self.report: RunReport | None = None
 
     @property
@@ -461,8 +480,35 @@ class TrainingSession:
             return self.device.train_step(indices)
         # stream the batch into the window
         indices = np.asarray(indices).reshape(-1)
-        self.device.write_samples(0, self.train.labels[indices], self.train.q[indices])
-        return self.device.train_step(np.arange(len(indices)))
+        labels, q = self.train.labels, self.train.q
+        batch = self.spec.batch
+        if not (self.overlap_upload and self.window >= 2 * batch and len(indices) <= batch):
+            self.device.write_samples(0, labels[indices], q[indices])
+            return self.device.train_step(np.arange(len(indices)))
+        # Double buffer: this batch in one half of the window, the next one sent into the
+        # other half while the device trains (the device runs nothing of it until it is
+        # completed, so a failed step is retried as usual and a batch sent ahead for
+        # nothing is simply never completed).
+        ahead, self._ahead = self._ahead, None
+        if ahead is not None and np.array_equal(ahead.indices, indices):
+            base, sent = ahead.base, ahead.count
+            self.device.finish_preload(ahead.preload)
+            self.preloaded_batches += 1
+        else:
+            base, sent = 0, 0
+        if sent < len(indices):
+            rest = indices[sent:]
+            self.device.write_samples(base + sent, labels[rest], q[rest])
+        nxt = self._next_batch
+
+        def send_next() -> None:
+            if nxt is not None and len(nxt) <= batch:
+                other = batch - base  # the other half: 0 <-> batch
+                pre, n = self.device.preload_samples(other, labels[nxt], q[nxt])
+                self._ahead = _Ahead(pre, n, other, nxt)
+
+        return self.device.train_step(np.arange(base, base + len(indices)),
+                                      after_send=send_next if nxt is not None else None)
 
     def step(self, indices: np.ndarray, epoch: int = 0) -> StepRecord:
         if not self._prepared:
@@ -566,8 +612,13 @@ class TrainingSession:
         if self.golden_uses_select:
             select_verdict, selected = self.select()
             verdicts.append(select_verdict)
-        batches = epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch)
-        steps = [self.step(idx, epoch) for idx in batches]
+        batches = list(epoch_batches(len(self.train), self.spec.batch, self.spec.seed, epoch))
+        steps = []
+        for i, idx in enumerate(batches):
+            self._next_batch = np.asarray(batches[i + 1]).reshape(-1) \
+                if i + 1 < len(batches) else None
+            steps.append(self.step(idx, epoch))
+        self._next_batch = None
         with self.times.phase("readback"):  # the full read: every epoch, always
             params_dev = self.resumer.call(self, self.device.read_model, epoch)
         if self._golden_own is not None:

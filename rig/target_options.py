@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from rig.link.transport import DEFAULT_BAUDRATE
+from rig.link.transport import DEFAULT_BAUD_POLICY, DEFAULT_BAUDRATE, DEFAULT_MAX_BAUD
 from rig.locks import DEFAULT_BUSY_TIMEOUT_S, DEFAULT_ON_BUSY, OnBusy
 from rig.schema import (
     boolean,
@@ -33,6 +33,10 @@ from rig.schema import (
 
 #: what a target does when another process holds its board (rig.locks): wait | error
 _ON_BUSY = choice(*(p.value for p in OnBusy))
+#: negotiate: after HELLO, switch the link to the fastest rate both ends support, up to
+#: link_max_baud (docs/protocol.md §9); fixed: stay at the rate the link started at
+_LINK_RATE = choice("negotiate", "fixed")
+_MAX_BAUD = integer(300)
 
 
 @dataclass(frozen=True)
@@ -52,6 +56,8 @@ class QemuOptions(TargetOptions):
     plugin_args: tuple[str, ...] = option(list_of(text), ())  # "key=value" strings
     start_timeout_s: float = option(number(positive=True), 10.0)
     log_dir: str | None = option(optional(text), None)  # None: a temporary directory
+    link_rate: str = option(_LINK_RATE, DEFAULT_BAUD_POLICY, lab_default="link_rate")
+    link_max_baud: int = option(_MAX_BAUD, DEFAULT_MAX_BAUD, lab_default="link_max_baud")
 
 
 @dataclass(frozen=True)
@@ -59,6 +65,8 @@ class SerialOptions(TargetOptions):
     port: str = option(serial_url)  # a device path or a pyserial URL (socket://, rfc2217://)
     baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
     reset: str = option(choice("none"), "none")
+    link_rate: str = option(_LINK_RATE, DEFAULT_BAUD_POLICY, lab_default="link_rate")
+    link_max_baud: int = option(_MAX_BAUD, DEFAULT_MAX_BAUD, lab_default="link_max_baud")
     open_timeout_s: float = option(number(positive=True), 5.0)
     #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
     on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")
@@ -83,6 +91,8 @@ class PyocdOptions(TargetOptions):
     flash: str = option(choice("auto", "always", "never"), "auto")
     open_timeout_s: float = option(number(positive=True), 5.0)  # USB re-enumeration
     hello_timeout_s: float = option(number(positive=True), 1.0)  # "is it already flashed?"
+    link_rate: str = option(_LINK_RATE, DEFAULT_BAUD_POLICY, lab_default="link_rate")
+    link_max_baud: int = option(_MAX_BAUD, DEFAULT_MAX_BAUD, lab_default="link_max_baud")
     #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
     on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")
     busy_timeout_s: float = option(number(positive=True), DEFAULT_BUSY_TIMEOUT_S,
@@ -98,6 +108,8 @@ class LabgridOptions(TargetOptions):
     tags: dict[str, str] | None = option(optional(string_map), None)  # ... and/or tags
     flash: str = option(choice("auto", "always", "never"), "auto")  # places with a GDB server
     baudrate: int = option(integer(300), DEFAULT_BAUDRATE, lab_default="baudrate")
+    link_rate: str = option(_LINK_RATE, DEFAULT_BAUD_POLICY, lab_default="link_rate")
+    link_max_baud: int = option(_MAX_BAUD, DEFAULT_MAX_BAUD, lab_default="link_max_baud")
     open_timeout_s: float = option(number(positive=True), 10.0)
     #: a board another process holds (rig.locks): wait up to busy_timeout_s, or error
     on_busy: str = option(_ON_BUSY, DEFAULT_ON_BUSY.value, lab_default="on_busy")

@@ -43,6 +43,17 @@ def test_session_module_does_not_import_torch_until_a_golden_model_is_built() ->
     assert out == "False True"
 
 
+def test_twin_package_loads_only_for_a_twin_target() -> None:
+    """rig.twin (unicorn, SVD models) is not imported to run on QEMU; making a twin loads it."""
+    out = _fresh("import sys; import rig.cli.run, rig.connection, rig.session, rig.targets;"
+                 "from rig.config import load_config; from rig.targets import resolve_target;"
+                 "lab = load_config(None); resolve_target(lab, 'qemu');"
+                 "a = any(m.startswith(('rig.twin', 'unicorn')) for m in sys.modules);"
+                 "resolve_target(lab, 'nucleo-f429zi-twin');"
+                 "print(a, 'rig.twin.boards' in sys.modules)")
+    assert out == "False True"
+
+
 def _usb_dev(root: Path, name: str, vendor: str, product: str = "") -> None:
     d = root / name
     d.mkdir(parents=True)

@@ -45,7 +45,7 @@ def train(target_name: str, faults: FaultSpec | None
 def check(target_name: str) -> None:
     clean, ok, _, _ = train(target_name, None)
     assert ok
-    noisy, ok, wrapper, stats = train(target_name, FaultSpec.parse(FAULTS + ",seed=11"))
+    noisy, ok, wrapper, stats = train(target_name, FaultSpec.parse(FAULTS + ",seed=12"))
     assert ok and wrapper is not None
     counts = wrapper.counts
     assert counts.total >= 20, counts.summary()  # faults really happened ...

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import struct
 
 import numpy as np
 import pytest
@@ -21,7 +22,8 @@ short_text = st.text(alphabet=st.characters(min_codepoint=33, max_codepoint=126)
 
 
 @given(st.builds(P.HelloInfo, u8, u8, u16, u32, u32, u32, u16, u16, u16, u16,
-                 short_text, short_text, short_text))
+                 short_text, short_text, short_text, link_baud=u32,
+                 link_rates=st.lists(u32, max_size=6).map(tuple)))
 def test_hello_round_trip(info: P.HelloInfo) -> None:
     assert P.HelloInfo.unpack(info.pack()) == info
 
@@ -30,7 +32,17 @@ def test_hello_layout_and_helpers() -> None:
     info = P.HelloInfo(1, 2, 1024, 25_000_000, 4096, 65536, 4, 128, 32, 0b1000011,
                        "mps2-an386", "ab" * 32, "0.1.0")
     raw = info.pack()
-    assert raw[:4] == b"\x01\x02\x00\x04" and len(raw) == 24 + 3 + 10 + 64 + 5
+    # fixed part, three strings, then u32 link_baud + u8 rate count (no rates here)
+    assert raw[:4] == b"\x01\x02\x00\x04" and len(raw) == 24 + 3 + 10 + 64 + 5 + 5
+    fast = P.HelloInfo(**{**info.__dict__, "link_baud": 115200,
+                          "link_rates": (115200, 921600, 1_000_000)})
+    raw_fast = fast.pack()
+    assert raw_fast[len(raw) - 5:] == struct.pack("<IB3I", 115200, 3, 115200, 921600, 1_000_000)
+    assert P.HelloInfo.unpack(raw_fast) == fast
+    with pytest.raises(P.PayloadError, match="3 link rates need 12 bytes"):
+        P.HelloInfo.unpack(raw_fast[:-2])
+    with pytest.raises(P.PayloadError, match="before the link rates"):
+        P.HelloInfo.unpack(raw[:-5])
     assert info.strategy_names == ["full", "tinyprop", "static"]
     assert info.supports("tinyprop") and not info.supports("neq")
     assert info.counter_label == "SysTick ticks"

@@ -30,10 +30,15 @@ int main(void) {
     static const unsigned pclks[] = {%(pclks)s};
     for (unsigned r = 0; r < sizeof rates / sizeof rates[0]; r++) {
         printf("nrf %%u %%u\n", rates[r], nrf_uart_baud_reg(rates[r]));
-        for (unsigned p = 0; p < sizeof pclks / sizeof pclks[0]; p++)
+        printf("nrf_actual %%u %%u\n", rates[r], nrf_uart_actual_baud(nrf_uart_baud_reg(rates[r])));
+        for (unsigned p = 0; p < sizeof pclks / sizeof pclks[0]; p++) {
             printf("stm32 %%u %%u %%u\ncmsdk %%u %%u %%u\n", pclks[p], rates[r],
                    stm32_usart_brr(pclks[p], rates[r]), pclks[p], rates[r],
                    cmsdk_uart_bauddiv(pclks[p], rates[r]));
+            printf("stm32_actual %%u %%u %%u\ncmsdk_actual %%u %%u %%u\n", pclks[p], rates[r],
+                   stm32_usart_actual_baud(pclks[p], rates[r]), pclks[p], rates[r],
+                   cmsdk_uart_actual_baud(pclks[p], rates[r]));
+        }
     }
     return 0;
 }
@@ -119,3 +124,64 @@ def test_cmsdk_bauddiv(firmware_values) -> None:
             div = pclk // baud  # CMSDK APB UART TRM: baud = PCLK / BAUDDIV, BAUDDIV >= 16
             assert firmware_values[("cmsdk", pclk, baud)] == (div if div >= 16 else 0)
     assert firmware_values[("cmsdk", 25_000_000, 115200)] == 217  # the mps2-an386 setting
+
+
+# ---- the rates a board offers for BAUD_SET (hal_board.c): within 2 % of the nominal rate --
+
+LINK_CANDIDATES = (115200, 230400, 460800, 921600, 1_000_000, 2_000_000)
+
+
+def stm32_actual(pclk: int, baud: int) -> float:
+    """RM0090 §30.3.4: baud = fPCLK / (16 x USARTDIV), USARTDIV from BRR's mantissa/fraction."""
+    brr = rm0090_brr(pclk, baud)
+    return pclk / (16 * ((brr >> 4) + (brr & 15) / 16)) if brr >= 16 else 0.0
+
+
+def cmsdk_actual(pclk: int, baud: int) -> float:
+    div = pclk // baud  # CMSDK APB UART TRM: baud = PCLK / BAUDDIV, BAUDDIV >= 16
+    return pclk / div if div >= 16 else 0.0
+
+
+def nrf_actual(reg: int) -> float:
+    """nRF52840 PS §6.33.10: BAUDRATE holds the rate in units of 16 MHz / 2^32."""
+    return reg * 16e6 / 2**32
+
+
+def offered(actual: dict[int, float]) -> tuple[int, ...]:
+    return tuple(b for b in LINK_CANDIDATES if actual[b] and abs(actual[b] - b) <= 0.02 * b)
+
+
+#: board -> the rates its link should offer, from the manuals' formulas and its UART clock
+#: (board_config.h: mps2 UART PCLK 25 MHz, netduinoplus2 USART1 on APB2 84 MHz, nucleo
+#: USART3 on APB1 42 MHz, the nRFs' fixed BAUDRATE table)
+def expected_offers() -> dict[str, tuple[int, ...]]:
+    table = _svd_baudrates("nrf52840")
+    nrf = offered({b: nrf_actual(table.get(b, 0)) for b in LINK_CANDIDATES})
+    return {
+        "mps2-an386": offered({b: cmsdk_actual(25_000_000, b) for b in LINK_CANDIDATES}),
+        "netduinoplus2": offered({b: stm32_actual(84_000_000, b) for b in LINK_CANDIDATES}),
+        "nucleo-f429zi": offered({b: stm32_actual(42_000_000, b) for b in LINK_CANDIDATES}),
+        "microbit": nrf, "nrf52840dk": nrf,
+    }
+
+
+def test_actual_rates_follow_the_reference_formulas(firmware_values) -> None:
+    """The *_actual_baud helpers (what the 2 % check in hal_board.c uses) against the rate
+    each manual says its register value gives."""
+    for pclk in PCLKS:
+        for baud in RATES:
+            assert firmware_values[("stm32_actual", pclk, baud)] == round(stm32_actual(pclk, baud))
+            assert firmware_values[("cmsdk_actual", pclk, baud)] == round(cmsdk_actual(pclk, baud))
+    for baud in RATES:
+        reg = firmware_values[("nrf", baud)]
+        assert firmware_values[("nrf_actual", baud)] == round(nrf_actual(reg))
+
+
+def test_boards_offer_these_rates() -> None:
+    """The fast rates each board can make: 1 M on every board, 2 M where the UART clock
+    divides it exactly (the STM32s), 921600 within 2 % everywhere."""
+    offers = expected_offers()
+    assert offers["mps2-an386"] == (115200, 230400, 460800, 921600, 1_000_000)  # 25 MHz / 12 < 16
+    assert offers["netduinoplus2"] == LINK_CANDIDATES
+    assert offers["nucleo-f429zi"] == LINK_CANDIDATES
+    assert offers["nrf52840dk"] == (115200, 230400, 460800, 921600, 1_000_000)  # UART max 1 M

@@ -15,3 +15,17 @@ void hal_rx_stats(uint32_t *overruns, uint32_t *ring_full)
 {
     *overruns = *ring_full = 0; /* bytes come from a pipe or a buffer: nothing is lost */
 }
+
+/* A pipe or a buffer has no baud rate: nothing to negotiate. */
+size_t hal_link_rates(uint32_t *out, size_t cap)
+{
+    (void)out;
+    (void)cap;
+    return 0;
+}
+uint32_t hal_link_baud(void) { return 0; }
+int hal_link_set_baud(uint32_t baud)
+{
+    (void)baud;
+    return -1;
+}

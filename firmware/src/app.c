@@ -7,6 +7,7 @@
 #include "crc32.h"
 #include "dataset.h"
 #include "hal.h"
+#include "link_rate.h"
 #include "mlp.h"
 #include "proto.h"
 #include "strategy.h"
@@ -69,6 +70,7 @@ static tr_status_t h_hello(const uint8_t *req, uint16_t len, uint8_t *resp, uint
     p += put_str(p, TR_BOARD_NAME);
     p += put_str(p, TR_BUILD_HASH);
     p += put_str(p, TR_FW_VERSION);
+    p += link_rate_hello(p);
     *rl = (uint16_t)(p - resp);
     return TR_OK;
 }
@@ -481,6 +483,7 @@ static const proto_cmd_t cmds[] = {
     {TR_MSG_ECHO, h_echo},
     {TR_MSG_RESET, h_reset},
     {TR_MSG_STATS, h_stats},
+    {TR_MSG_BAUD_SET, link_rate_request},
     {TR_MSG_DEBUG, h_debug},
     {TR_MSG_MODEL_INIT, h_model_init},
     {TR_MSG_PARAM_WRITE, h_param_write},
@@ -504,6 +507,9 @@ static const proto_cmd_t cmds[] = {
 /* Sizes the response buffers rely on. */
 _Static_assert(TR_MAX_PAYLOAD >= BB_INFO_SIZE + 4, "BACKBONE_INFO / INIT responses must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 2 + 2 * TR_MAX_WIDTH, "MASK_READ must fit");
+_Static_assert(TR_MAX_PAYLOAD >= 22 + sizeof TR_BOARD_NAME + sizeof TR_BUILD_HASH + sizeof TR_FW_VERSION +
+                                     5 + 4 * LINK_RATE_MAX_RATES,
+               "HELLO must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 24 + 2 * TR_MAX_LAYERS, "TRAIN_STEP response must fit");
 _Static_assert(TR_MAX_PAYLOAD >= 4 + 2 * TR_MAX_BATCH, "TRAIN_STEP request must fit");
 _Static_assert(TR_MAX_WIDTH <= 256, "labels and EVAL predictions are u8");
@@ -537,6 +543,7 @@ void app_poll(void)
         got = 1;
     }
     proto_poll();
-    if (!got)
+    link_rate_poll();
+    if (!got && !link_rate_pending())
         hal_wait_rx();
 }

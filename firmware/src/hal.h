@@ -27,6 +27,15 @@ void hal_wait_rx(void);
 void hal_rx_stats(uint32_t *overruns, uint32_t *ring_full);
 /* Link TX: blocking write of n bytes. */
 void hal_uart_write(const uint8_t *data, size_t n);
+/* Link rate (BAUD_SET, docs/protocol.md §9). hal_link_rates: the rates in baud this build
+ * can switch its link UART to, ascending, at most `cap` into `out`; returns their count. 0
+ * where the link has no rate (host builds) or where no counter could time out a switch
+ * the host never confirms. hal_link_baud: the current rate, 0 where none.
+ * hal_link_set_baud: switch to one of those rates once the bytes already written have
+ * left the UART; 0 on success, -1 for a rate not in the list. */
+size_t hal_link_rates(uint32_t *out, size_t cap);
+uint32_t hal_link_baud(void);
+int hal_link_set_baud(uint32_t baud);
 /* Human-readable text outside frames (boot line). Boards send it on the UART followed
  * by 0x00, so the host sees exactly one undecodable chunk it can log; natively it goes
  * to stderr and the link stays frames-only. */

@@ -49,6 +49,7 @@ static uint8_t resp_pkt[PROTO_PKT_MAX];
 static uint16_t resp_len_total;
 static uint8_t tx_enc[COBS_MAX_ENCODED(PROTO_PKT_MAX) + 1];
 
+static uint32_t frames_ok;
 static uint8_t last_valid;
 static uint16_t last_seq;
 static uint8_t last_type;
@@ -65,6 +66,8 @@ void proto_init(const proto_cmd_t *cmds, size_t n_cmds, proto_write_fn write)
 }
 
 void proto_forget_last(void) { last_valid = 0; }
+
+uint32_t proto_frames_ok(void) { return frames_ok; }
 
 /* Finish header+CRC of a packet whose payload is already in place. */
 static uint16_t seal_packet(uint8_t *pkt, uint8_t type, uint16_t seq, uint8_t flags, uint16_t len)
@@ -168,6 +171,7 @@ static void handle_frame(void)
         NAK_RETURN(TR_E_BAD_HEADER, type, seq, 0, "protocol version");
     if ((size_t)len + TR_PROTO_HEADER_SIZE + TR_PROTO_CRC_SIZE != n)
         NAK_RETURN(TR_E_BAD_HEADER, type, seq, 4, "len field != packet size");
+    frames_ok++;
 
     /* Duplicate: same seq, type and CRC as the last executed request = a retransmit.
      * Matching type+CRC too means a restarted host reusing a seq number for a

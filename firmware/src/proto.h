@@ -41,6 +41,10 @@ void proto_rx_lost(void);
  * of bytes consumed. */
 size_t proto_poll(void);
 
+/* Frames that arrived intact (COBS, CRC, header) since boot, whatever they asked for: a
+ * link-rate switch counts them to know the wire works at the new rate (link_rate.c). */
+uint32_t proto_frames_ok(void);
+
 /* Forget the last executed request (RESET): the next request is always executed. */
 void proto_forget_last(void);
 

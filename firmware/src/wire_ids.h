@@ -20,6 +20,7 @@
 #define TR_MSG_ECHO 0x02u
 #define TR_MSG_RESET 0x03u
 #define TR_MSG_STATS 0x04u
+#define TR_MSG_BAUD_SET 0x05u
 #define TR_MSG_DEBUG 0x0Fu
 #define TR_MSG_MODEL_INIT 0x10u
 #define TR_MSG_PARAM_WRITE 0x11u

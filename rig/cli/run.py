@@ -203,6 +203,9 @@ def cmd_run(args: argparse.Namespace) -> int:
             counters = conn.device.counter_label or h.counter_label
             console.print(f"firmware: board {h.board}, build {h.build_hash[:12]}, protocol "
                           f"v{h.proto_version}, counters: {counters}")
+            if conn.rate is not None:
+                emulated = "" if target.hardware else "; emulated UART: no speed changes"
+                console.print(f"link rate: {conn.rate.baud} baud ({conn.rate.reason}{emulated})")
             # A small board runs its own version of the job (lab_config boards.<b>.training)
             spec, notes = fit_spec(RunSpec.from_training(lab.training), h, board_training,
                                    overrides)
@@ -272,7 +275,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             console.print(f"  {ev.summary()}", markup=False)
     status = 0 if report.ok else 1
     if args.json:
-        status = max(status, _write_json(args.json, report_json(report)))
+        rate = conn.rate.to_json() if conn.rate is not None else None
+        status = max(status, _write_json(args.json, report_json(report) | {"link_rate": rate}))
     if report.compared_steps == 0:
         console.print("[red bold]nothing was compared[/]: the run trained no step, so it "
                       "cannot say the device matches")

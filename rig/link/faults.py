@@ -222,6 +222,12 @@ class FaultyTransport:
     def close(self) -> None:
         self.inner.close()
 
+    def set_baudrate(self, baud: int) -> None:
+        """Passed through (rig.link_rate); a wire without a rate (a pipe) has nothing to set."""
+        setter = getattr(self.inner, "set_baudrate", None)
+        if setter is not None:
+            setter(baud)
+
     # -- internals ----------------------------------------------------------------------------
 
     def _release(self, max_bytes: int) -> bytes:

@@ -119,6 +119,24 @@ class _Retry(Exception):
         self.fast = fast
 
 
+#: bytes of a preloaded frame held back until `request(preloaded=...)`: more than the
+#: CRC, so a 0x00 that ends the partial frame early (a retransmission's leading 0x00, a
+#: probe) leaves a packet shorter than its len field, which the device NAKs, never runs
+_PRELOAD_HOLD = 8
+
+
+@dataclass
+class Preload:
+    """A request sent ahead but for its last `_PRELOAD_HOLD` frame bytes (`Link.preload`).
+    `intact`: nothing else went out since, so the device still holds the partial frame."""
+
+    type: int
+    seq: int
+    payload: bytes
+    frame: bytes
+    intact: bool = True
+
+
 #: the firmware's boot line (firmware/src/app.c app_boot_banner): "tinyrig VER BOARD proto N"
 _BANNER = re.compile(rb"tinyrig \S+ \S+ proto \d+")
 
@@ -159,6 +177,28 @@ class Link:
         self._noise_mark = 0  # decoder.noise_entries at the last good response
         self._latency: dict[int, float] = {}  # recent response time per request type
         self._reboot: str | None = None  # boot banner seen after HELLO
+        self._preload: Preload | None = None  # sent ahead, not yet completed
+
+    def preload(self, type: int, payload: bytes = b"") -> Preload:
+        """Send all of a request's frame except its last bytes, while the device is busy
+        with an earlier request: the device buffers them (its RX interrupt keeps
+        receiving) but cannot run a frame whose end has not arrived. `request(...,
+        preloaded=)` later sends the rest (or, if anything else was written meanwhile and
+        ended the partial frame, the whole frame again) and awaits the response as usual.
+        Only for targets whose link back-pressures (QEMU), where held bytes cannot overrun
+        the device's RX buffer."""
+        payload = bytes(payload)
+        if len(payload) > self.max_payload:
+            raise LinkError(f"{type_name(type)}: payload of {len(payload)} bytes exceeds the"
+                            f" device's max_payload {self.max_payload}")
+        seq = self._next_seq()
+        frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
+        head = b"\x00" + frame[:-_PRELOAD_HOLD]
+        self._write(head)
+        self.stats.bytes_tx += len(head)
+        self._preload = Preload(type, seq, payload, frame)
+        self._event("info", note=f"preloaded {type_name(type)} seq={seq}: {len(head)} B ahead")
+        return self._preload
 
     # -- public ---------------------------------------------------------------------------
 
@@ -179,7 +219,8 @@ class Link:
 
     def request(self, type: int, payload: bytes = b"", timeout: float | None = None,
                 expect_response: bool = True, retries: int | None = None,
-                bulk: int = 0) -> Packet | None:
+                bulk: int = 0, preloaded: Preload | None = None,
+                after_send: Callable[[], object] | None = None) -> Packet | None:
         """Send one request and return its response packet (None if `expect_response` is
         False). Raises DeviceNak, DeviceFault, DeviceRebooted, LinkTimeout or LinkError.
 
@@ -187,7 +228,12 @@ class Link:
         `payload_budget`, that moves `bulk` payload bytes (in the request or the response).
         When an attempt fails and the budget has dropped below that, FrameTooBig tells
         the caller to split it smaller instead of resending it (budgets are powers of two,
-        so each split at least halves the piece)."""
+        so each split at least halves the piece).
+
+        `preloaded`: this request was sent ahead with `preload` (same type and payload);
+        its first attempt only completes it. `after_send`: called once, right after the
+        first attempt went out and before its response is awaited (to `preload` the next
+        request while the device works on this one)."""
         payload = bytes(payload)
         if len(payload) > self.max_payload:
             raise LinkError(f"{type_name(type)}: payload of {len(payload)} bytes exceeds the"
@@ -195,14 +241,27 @@ class Link:
         wait = self.timeout if timeout is None else timeout
         retries = self.retries if retries is None else retries
         self.stats.requests += 1
-        seq = self._next_seq()
-        frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
+        if preloaded is not None:
+            if (preloaded.type, preloaded.payload) != (type, payload):
+                raise ValueError("preloaded request differs from the one requested")
+            seq, frame = preloaded.seq, preloaded.frame
+        else:
+            seq = self._next_seq()
+            frame = encode_frame(Packet(type=type, seq=seq, payload=payload))
         attempts = timeouts = 0
         problems: list[str] = []
         while True:
             attempts += 1
             rx_before = self.stats.bytes_rx
-            self._send(frame, type, seq, payload)
+            if attempts == 1 and preloaded is not None and preloaded is self._preload \
+                    and preloaded.intact:
+                self._send(frame, type, seq, payload, skip=len(frame) - _PRELOAD_HOLD)
+            else:
+                self._send(frame, type, seq, payload)
+            if preloaded is not None and preloaded is self._preload:
+                self._preload = None
+            if attempts == 1 and after_send is not None:
+                after_send()
             if not expect_response:
                 return None
             sent = time.monotonic()
@@ -269,6 +328,7 @@ class Link:
         self.transport = transport
         self.hello = None
         self.decoder = FrameDecoder()
+        self._preload = None
         self._last.clear()
         self._noise_mark = 0
         self._reboot = None
@@ -297,21 +357,24 @@ class Link:
                 f" {self.sizer.error_rate:.2g} per byte); last: {type_name(type)} seq={seq}:"
                 f" {why}" + self._noise_hint())
 
-    def _send(self, frame: bytes, type: int, seq: int, payload: bytes) -> None:
+    def _send(self, frame: bytes, type: int, seq: int, payload: bytes, skip: int = 0) -> None:
         # A leading 0x00 ends whatever partial frame the device may hold (line noise, a
         # truncated earlier frame), so a good frame is never glued to garbage. The device
-        # ignores the empty frame this makes; it costs one byte per request.
-        data = b"\x00" + frame
-        self._write(data)
+        # ignores the empty frame this makes; it costs one byte per request. `skip`: the
+        # device already holds that much of the frame (a preload): send only the rest.
+        data = frame[skip:] if skip else b"\x00" + frame
+        self._write(data, completes_preload=bool(skip))
         self.stats.frames_tx += 1
         self.stats.bytes_tx += len(data)
         self.stats.payload_tx += len(payload)
         self.stats.payload_tx_by_type[type_name(type)] += len(payload)
         self._event("tx", data=data, packet=Packet(type=type, seq=seq, payload=payload))
 
-    def _write(self, data: bytes) -> None:
+    def _write(self, data: bytes, completes_preload: bool = False) -> None:
         """Write; when the wire is gone, first read what the device sent before it went
         (a FAULT frame, a boot banner): that, not the broken pipe, is the news."""
+        if self._preload is not None and not completes_preload:
+            self._preload.intact = False  # these bytes end (spoil) the partial frame
         try:
             self.transport.write(data)
         except LinkError as exc:

@@ -40,6 +40,10 @@ class Transport(Protocol):
 #: the firmware's UART speed on every board (firmware/boards/*); the lab file's
 #: `defaults.baudrate` starts from it
 DEFAULT_BAUDRATE = 115200
+#: after HELLO the link switches to the fastest rate both ends support, up to this
+#: (rig.link_rate; the lab's `defaults.link_rate: fixed` keeps DEFAULT_BAUDRATE)
+DEFAULT_BAUD_POLICY = "negotiate"
+DEFAULT_MAX_BAUD = 2_000_000
 
 
 class SerialTransport:
@@ -74,6 +78,14 @@ class SerialTransport:
             self._port.flush()
         except (serial.SerialException, OSError) as exc:
             raise LinkError(f"write to {self.name} failed: {exc}") from exc
+
+    def set_baudrate(self, baud: int) -> None:
+        """The host side of a link-rate switch (rig.link_rate). A real or RFC 2217 port
+        changes its rate; pyserial's socket:// port (QEMU) has none and ignores it."""
+        try:
+            self._port.baudrate = baud
+        except (serial.SerialException, OSError, ValueError) as exc:
+            raise LinkError(f"{self.name}: cannot set {baud} baud: {exc}") from exc
 
     def read(self, max_bytes: int, timeout: float) -> bytes:
         self._set_timeout(timeout)

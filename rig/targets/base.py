@@ -76,6 +76,15 @@ class Target(ABC):
         emulator) take the counter label from what the firmware reports."""
         del hello  # by default the kind's own label stands
 
+    def max_link_baud(self) -> int:
+        """The fastest link rate `connect` may switch to after HELLO (rig.link_rate), 0 to
+        keep the rate the link started at: the kinds with `link_rate`/`link_max_baud` options follow
+        them; the others (native: a pipe; twin: its UART model checks the boot rate)
+        keep it."""
+        if getattr(self.options, "link_rate", "fixed") != "negotiate":
+            return 0
+        return int(getattr(self.options, "link_max_baud", 0))
+
     @abstractmethod
     def start(self) -> Transport:
         """Boot (and flash, if this kind flashes) the device; return a connected transport."""

@@ -19,12 +19,11 @@ from rig.firmware import FirmwareImage, FirmwareNotFound, image_for
 from rig.link.transport import Transport
 from rig.target_options import TwinOptions
 from rig.targets.base import Target, register_target
-from rig.twin.boards import BOARDS, build_machine
-from rig.twin.machine import PinEdge, TwinMachine
-from rig.twin.transport import TwinTransport
 
-if TYPE_CHECKING:
+if TYPE_CHECKING:  # the twin package (unicorn, SVD models) loads only when a twin is made
     from rig.profile.monitors.sim.logic import EdgeQueue
+    from rig.twin.machine import PinEdge, TwinMachine
+    from rig.twin.transport import TwinTransport
 
 COUNTER_LABEL = "cycles (twin model)"
 EMULATED = "emulated (twin)"
@@ -41,6 +40,8 @@ class TwinTarget(Target):
 
     def __init__(self, name: str, options: TwinOptions | Mapping[str, Any] | None = None,
                  board: Board | None = None) -> None:
+        from rig.twin.boards import BOARDS
+
         super().__init__(name, options, board)
         board = self.board
         if board is None or board.name not in BOARDS:
@@ -71,6 +72,9 @@ class TwinTarget(Target):
         self.pin_listeners.append(MarkerPin.parse(self.board.marker).follow(edges))
 
     def start(self) -> Transport:
+        from rig.twin.boards import build_machine
+        from rig.twin.transport import TwinTransport
+
         if self._transport is not None:
             raise RigError(f"{self.describe()}: already started; close() it first")
         self._resolve_image()

@@ -20,6 +20,14 @@ void board_rx_irq_enable(void);
 /* The link UART's receive interrupt handler (hal_board.c); startup.c puts it at vector
  * 16 + TR_UART_IRQN. */
 void UART_RX_IRQHandler(void);
+/* The link's rate after board_init on every board (the host's DEFAULT_BAUDRATE). */
+#define TR_LINK_BOOT_BAUD 115200u
+/* The rate the link UART really runs at when asked for `baud` (its rate register's
+ * granularity), 0 when the UART cannot be set near it. Pure arithmetic. */
+uint32_t board_uart_actual_baud(uint32_t baud);
+/* Program the link UART's rate register for `baud` (one board_uart_actual_baud accepted);
+ * the caller has let the last TX byte leave. */
+void board_uart_set_baud(uint32_t baud);
 /* Core clock the board configured (HELLO clock_hz). */
 uint32_t board_clock_hz(void);
 /* DEBUG action 1: take a real fault now (never returns). */

@@ -133,6 +133,53 @@ void hal_log(const char *text)
     board_putc(0);
 }
 
+/* ---- link rate (BAUD_SET) --------------------------------------------------------------
+ * The rates offered: the usual PC/USB-bridge rates up to 2 Mbaud, each only if this board's
+ * UART makes it within 2 % (the usual budget per side for 8N1 at 16x oversampling; the
+ * twins check the same). A board without a counter offers none: it could not undo a
+ * switch the host never confirms. */
+static const uint32_t link_candidates[] = {115200u, 230400u, 460800u, 921600u, 1000000u,
+                                           2000000u};
+static uint32_t link_baud = TR_LINK_BOOT_BAUD;
+
+static int link_rate_ok(uint32_t baud)
+{
+    if (counter_kind == TR_COUNTER_NONE)
+        return 0;
+    int listed = 0;
+    for (size_t i = 0; i < sizeof link_candidates / sizeof link_candidates[0]; i++)
+        listed |= link_candidates[i] == baud;
+    const uint32_t actual = board_uart_actual_baud(baud);
+    const uint32_t off = actual > baud ? actual - baud : baud - actual;
+    return listed && actual != 0u && (uint64_t)off * 50u <= baud;
+}
+
+size_t hal_link_rates(uint32_t *out, size_t cap)
+{
+    size_t n = 0;
+    for (size_t i = 0; i < sizeof link_candidates / sizeof link_candidates[0]; i++)
+        if (n < cap && link_rate_ok(link_candidates[i]))
+            out[n++] = link_candidates[i];
+    return n;
+}
+
+uint32_t hal_link_baud(void) { return link_baud; }
+
+int hal_link_set_baud(uint32_t baud)
+{
+    if (!link_rate_ok(baud))
+        return -1;
+    /* Two character times (20 bits) at the old rate: the last byte written, which a UART
+     * may still be shifting out, leaves before the rate changes under it. */
+    const uint32_t ticks = (uint32_t)((uint64_t)board_clock_hz() * 20u / link_baud) + 1u;
+    const uint32_t t0 = counter_read();
+    while (counter_read() - t0 < ticks) {
+    }
+    board_uart_set_baud(baud);
+    link_baud = baud;
+    return 0;
+}
+
 uint32_t hal_counter_read(void) { return counter_read(); }
 uint8_t hal_counter_kind(void) { return counter_kind; }
 uint32_t hal_clock_hz(void) { return board_clock_hz(); }

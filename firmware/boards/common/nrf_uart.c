@@ -50,6 +50,8 @@ void nrf_uart_init(uint32_t tx_pin, uint32_t rx_pin, uint32_t baud_reg)
     UART(TASKS_STARTRX) = 1u;
 }
 
+void nrf_uart_set_baud(uint32_t baud_reg) { UART(BAUDRATE) = baud_reg; }
+
 void nrf_uart_putc(uint8_t c)
 {
     UART(TXD) = c;

@@ -37,8 +37,17 @@ static inline uint32_t nrf_uart_baud_reg(uint32_t baud)
     }
 }
 
+/* The rate a BAUDRATE value really gives: the register is the rate in units of
+ * 16 MHz / 2^32 (nRF52840 PS §6.33.10), 0 for 0. */
+static inline uint32_t nrf_uart_actual_baud(uint32_t baud_reg)
+{
+    return (uint32_t)(((uint64_t)baud_reg * 16000000u + (1ull << 31)) >> 32);
+}
+
 /* Pins: GPIO numbers of port 0 (nRF52: PSEL bit 31 = 0 "connected", port bit 5 = 0). */
 void nrf_uart_init(uint32_t tx_pin, uint32_t rx_pin, uint32_t baud_reg);
+/* A new BAUDRATE; the caller has waited for the last TXDRDY (nrf_uart_putc does). */
+void nrf_uart_set_baud(uint32_t baud_reg);
 /* Write TXD, wait for EVENTS_TXDRDY, clear it (TXD written while a byte is pending is
  * ignored by the peripheral, so never write before the previous TXDRDY). */
 void nrf_uart_putc(uint8_t c);

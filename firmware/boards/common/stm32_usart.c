@@ -11,6 +11,13 @@ void stm32_usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud)
     REG32(base + STM32_USART_CR1) = (1u << 13) | (1u << 3) | (1u << 2); /* UE TE RE, 8N1 */
 }
 
+void stm32_usart_set_baud(uint32_t base, uint32_t pclk_hz, uint32_t baud)
+{
+    for (uint32_t i = 0; i < 1000000u && !(REG32(base + STM32_USART_SR) & STM32_USART_SR_TC); i++) {
+    }
+    REG32(base + STM32_USART_BRR) = stm32_usart_brr(pclk_hz, baud);
+}
+
 void stm32_usart_putc(uint32_t base, uint8_t c)
 {
     while (!(REG32(base + STM32_USART_SR) & STM32_USART_SR_TXE)) {

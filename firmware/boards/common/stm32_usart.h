@@ -17,6 +17,7 @@
 #define STM32_USART_CR3 0x14u
 
 #define STM32_USART_SR_TXE (1u << 7)
+#define STM32_USART_SR_TC (1u << 6)
 #define STM32_USART_SR_RXNE (1u << 5)
 #define STM32_USART_SR_ORE (1u << 3)
 #define STM32_USART_CR1_RXNEIE (1u << 5)
@@ -34,9 +35,19 @@ static inline uint32_t stm32_usart_brr(uint32_t pclk_hz, uint32_t baud)
     return (brr < 16u || brr > 0xFFFFu) ? 0u : brr;
 }
 
+/* The rate BRR = stm32_usart_brr(pclk_hz, baud) really gives, 0 if none. */
+static inline uint32_t stm32_usart_actual_baud(uint32_t pclk_hz, uint32_t baud)
+{
+    const uint32_t brr = stm32_usart_brr(pclk_hz, baud);
+    return brr ? (pclk_hz + brr / 2u) / brr : 0u;
+}
+
 /* 8N1 at `baud` from a peripheral clock of `pclk_hz`; TX and RX enabled. The clock of
  * the USART and its pins must already be on (board_init). */
 void stm32_usart_init(uint32_t base, uint32_t pclk_hz, uint32_t baud);
+/* A new rate: waits (bounded) for TC, the last byte out of the shift register, then
+ * writes BRR; the USART stays enabled (RM0090 §30.3.4: BRR may change while UE = 1). */
+void stm32_usart_set_baud(uint32_t base, uint32_t pclk_hz, uint32_t baud);
 /* Wait for TXE, write DR. */
 void stm32_usart_putc(uint32_t base, uint8_t c);
 /* RXNEIE: interrupt on RXNE, and on ORE (RM0090 §30.6.4). Only RXNEIE: TXE and TC are

@@ -25,6 +25,13 @@ void uart_init(void)
     UART_CTRL = CTRL_TXEN | CTRL_RXEN;
 }
 
+void uart_set_baud(uint32_t baud)
+{
+    while (UART_STATE & STATE_TXFULL) {
+    }
+    UART_BAUDDIV = cmsdk_uart_bauddiv(TR_CLOCK_HZ, baud);
+}
+
 /* Polled TX. QEMU's UART takes one byte at a time and back-pressures the guest; on
  * hardware the wait is one character time. */
 void uart_putc(uint8_t c)

@@ -20,10 +20,13 @@ void board_init(void)
     GPIOA_AFRH = (GPIOA_AFRH & ~(0xFFu << 4)) | (0x77u << 4);   /* AF7 = USART1 */
     stm32_usart_init(USART1_BASE, TR_PCLK2_HZ, TR_BAUD);
 }
+_Static_assert(TR_BAUD == TR_LINK_BOOT_BAUD, "the link boots at TR_LINK_BOOT_BAUD");
 
 void board_putc(uint8_t c) { stm32_usart_putc(USART1_BASE, c); }
 int board_rx_read(uint8_t *overrun) { return stm32_usart_rx_read(USART1_BASE, overrun); }
 void board_rx_irq_enable(void) { stm32_usart_rx_irq_enable(USART1_BASE); }
+uint32_t board_uart_actual_baud(uint32_t baud) { return stm32_usart_actual_baud(TR_PCLK2_HZ, baud); }
+void board_uart_set_baud(uint32_t baud) { stm32_usart_set_baud(USART1_BASE, TR_PCLK2_HZ, baud); }
 uint32_t board_clock_hz(void) { return TR_CLOCK_HZ; }
 
 void board_debug_fault(void)

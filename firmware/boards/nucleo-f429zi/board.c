@@ -132,10 +132,14 @@ void board_init(void)
                  (LINK_AF << rx4);
     stm32_usart_init(USART3_BASE, pclk1, TR_BAUD);
 }
+_Static_assert(TR_BAUD == TR_LINK_BOOT_BAUD, "the link boots at TR_LINK_BOOT_BAUD");
 
 void board_putc(uint8_t c) { stm32_usart_putc(USART3_BASE, c); }
 int board_rx_read(uint8_t *overrun) { return stm32_usart_rx_read(USART3_BASE, overrun); }
 void board_rx_irq_enable(void) { stm32_usart_rx_irq_enable(USART3_BASE); }
+/* pclk1: 42 MHz on the PLL, 16 MHz if the clock tree stayed on HSI (fewer rates then). */
+uint32_t board_uart_actual_baud(uint32_t baud) { return stm32_usart_actual_baud(pclk1, baud); }
+void board_uart_set_baud(uint32_t baud) { stm32_usart_set_baud(USART3_BASE, pclk1, baud); }
 uint32_t board_clock_hz(void) { return sysclk; }
 
 /* An undefined instruction: a UsageFault (UNDEFINSTR) on every Cortex-M, independent of
