@@ -135,13 +135,29 @@ void sc_sort_by_key(const mlp_t *m, const float *key, uint16_t *ids, uint16_t n)
 
 /* ---- budget fill -------------------------------------------------------------------- */
 
-uint32_t sc_budget_params(const mlp_t *m, float budget)
+static uint32_t budget_of(uint8_t n_layers, const uint16_t *dims, float budget)
 {
     uint32_t total = 0;
-    for (uint8_t l = 0; l < m->n_layers; l++)
-        total += ((uint32_t)m->dims[l] + 1u) * m->dims[l + 1];
+    for (uint8_t l = 0; l < n_layers; l++)
+        total += ((uint32_t)dims[l] + 1u) * dims[l + 1];
     /* budget in [0, 1] (checked at TRAIN_CONFIG), so the result is in [0, total]. */
     return (uint32_t)floorf(budget * (float)total);
+}
+
+uint32_t sc_budget_params(const mlp_t *m, float budget)
+{
+    return budget_of(m->n_layers, m->dims, budget);
+}
+
+void sc_budget_plan(uint8_t n_layers, const uint16_t *dims, float budget, strat_plan_t *p)
+{
+    p->max_trainable = budget_of(n_layers, dims, budget);
+    p->lowest = n_layers;
+    for (uint8_t l = n_layers; l-- > 0;)
+        if ((uint32_t)dims[l] + 1u <= p->max_trainable)
+            p->lowest = l;
+    p->weights_from = p->lowest;
+    p->fixed = 0;
 }
 
 void sc_greedy_fill(mlp_t *m, const uint16_t *order, uint16_t n, uint32_t budget)

@@ -43,6 +43,9 @@ void sc_topk_mask(const float *score, uint16_t n, uint16_t k, uint8_t *mask, uin
 /* Budget strategies: P = (int)floorf(budget * (float)total_params). Walk order[0..n) of flat
  * ids, select a neuron (row and bias) if used + (in_l + 1) <= P. Overwrites all masks. */
 uint32_t sc_budget_params(const mlp_t *m, float budget);
+/* Memory plan of a budget strategy: at most P parameters, in any layer where one neuron
+ * (in_l + 1 parameters) fits P, masks changing at every SELECT. */
+void sc_budget_plan(uint8_t n_layers, const uint16_t *dims, float budget, strat_plan_t *p);
 void sc_greedy_fill(mlp_t *m, const uint16_t *order, uint16_t n, uint32_t budget);
 
 /* Sort ids[0..n) by key[id] descending, ties by layer descending, then index ascending;

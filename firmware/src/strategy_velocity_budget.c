@@ -19,6 +19,12 @@ static tr_status_t velocity_budget_check(const float *sp, tr_err_t *err)
     return TR_OK;
 }
 
+/* Any selection holds at most the budget's parameters (the greedy fill). */
+static void velocity_budget_plan(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p)
+{
+    sc_budget_plan(n_layers, dims, sp[VB_BUDGET], p);
+}
+
 static void velocity_budget_choose(mlp_t *m)
 {
     const float *v = vel_velocity();
@@ -60,6 +66,7 @@ const strategy_ops_t strategy_velocity_budget = {
     .defaults = velocity_budget_defaults,
     .masks_on_delta = 0,
     .check = velocity_budget_check,
+    .plan = velocity_budget_plan,
     .reset = velocity_budget_reset,
     .select = velocity_budget_select,
     .skip = 0,
