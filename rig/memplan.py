@@ -33,6 +33,7 @@ class SelectionBound:
     lowest: int  # lowest layer any selection touches (n_layers: none)
     weights_from: int  # lowest layer whose weight rows any selection touches
     fixed: bool  # masks never change after TRAIN_CONFIG: momentum packed with the gradients
+    sel: int = 0  # floats of selection scratch / per-neuron state
 
 
 @dataclass(frozen=True)
@@ -45,10 +46,14 @@ class MemoryPlan:
     act: int  # act[0] (whole batch or a chunk) + act[1..L] at max_batch rows
     delta: int  # batch-wide error buffers
     chunk: int  # the chunked error of a bias-only lowest layer
+    selection: int = 0  # the strategy's selection scratch (per-neuron state)
+    history: int = 0  # velocity strategies: y^{t-1} of the V validation samples per neuron,
+    #                   reserved at the first SELECT (V known then)
 
     @property
     def floats(self) -> int:
-        return self.params + self.step + self.momentum + self.act + self.delta + self.chunk
+        return (self.params + self.step + self.momentum + self.act + self.delta + self.chunk
+                + self.selection + self.history)
 
     @property
     def bytes(self) -> int:
@@ -100,16 +105,21 @@ def selection_bound(dims: Sequence[int], strategy: str | None,
             elif biases:
                 lowest = layer
         return SelectionBound(trainable, lowest, weights_from, True)
+    neurons = sum(dims[1:])
+    velocity_state = 5 * neurons if spec.velocity else 0  # phi, v, three work sums
     if spec.name in ("velocity-budget", "random-budget"):
         budget = math.floor(_f32(sp[0] * _f32(float(total))))
         lowest = next((layer for layer in range(L) if dims[layer] + 1 <= budget), L)
-        return SelectionBound(budget, lowest, lowest, False)
-    return SelectionBound(total, 0, 0, False)  # tinyprop, tinypropv2, neq: any selection
+        ids = (neurons + 1) // 2  # u16 neuron order
+        return SelectionBound(budget, lowest, lowest, False, velocity_state + ids)
+    # tinyprop, tinypropv2 (scratch in the model struct), neq: any selection
+    return SelectionBound(total, 0, 0, False, velocity_state)
 
 
 def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (),
-         momentum: float = 0.0, *, max_batch: int) -> MemoryPlan:
-    """The arena layout the firmware makes for this model and configuration."""
+         momentum: float = 0.0, *, max_batch: int, val_samples: int = 0) -> MemoryPlan:
+    """The arena layout the firmware makes for this model and configuration; with
+    `val_samples` (V of SELECT) the velocity strategies' history is included."""
     L = len(dims) - 1
     total = n_params(dims)
     b = selection_bound(dims, strategy, sparams)
@@ -127,7 +137,10 @@ def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (
         else:
             targets.append(dims[layer])
     delta = min(2, len(targets)) * max_batch * (max(targets) if targets else 0)
-    return MemoryPlan(total, trainable, mom, act, delta, chunk)
+    history = 0
+    if strategy is not None and strategies.get(strategy).velocity:
+        history = val_samples * sum(dims[1:])
+    return MemoryPlan(total, trainable, mom, act, delta, chunk, b.sel, history)
 
 
 def arena_text(need_bytes: int, arena_bytes: int) -> str:

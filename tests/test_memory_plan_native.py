@@ -12,6 +12,7 @@ import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 # The native build and its process wrapper (fixtures `native_fw`, `fw`) are shared.
@@ -22,7 +23,7 @@ from rig.errors import DeviceNak
 from rig.protocol import NakReason
 
 DIMS = (64, 32, 10)
-SMALL_ARENA = 16000  # floats: 64-32-10 fits at momentum 0 (15,700 at max_batch 64), not with it
+SMALL_ARENA = 16000  # floats: 64-32-10 `full` fits at momentum 0 (13,652 at max_batch 64), not with it (16,062)
 
 
 def layout_bytes(dims: tuple[int, ...], max_batch: int, momentum: bool,
@@ -114,3 +115,23 @@ def test_what_does_not_fit_is_refused_with_the_bytes_it_needs(small_arena_fw: Pa
             f"arena: needs {layout_bytes(big, hello.max_batch, momentum=False)} B")
     finally:
         dev_fw.close()
+
+
+@pytest.mark.parametrize("name", ["neq", "velocity-budget"])
+def test_velocity_history_is_reserved_at_the_first_select(fw: NativeFw,  # noqa: F811
+                                                          name: str) -> None:
+    """V is known only at SELECT t = 0: then y^{t-1} (V floats per neuron) joins the plan."""
+    from rig.golden.data import digits_split
+
+    data = digits_split(seed=0, n_val=64).train.subset(np.arange(64))
+    hello = fw.dev.hello()
+    fw.dev.data_config(data.n_features, data.dtype, data.scale, data.zero_point, len(data))
+    fw.dev.write_samples(0, data.labels, data.q)
+    fw.dev.model_init(DIMS)
+    fw.dev.train_config(0.1, 0.0, name)
+    before = memplan.plan(DIMS, name, max_batch=hello.max_batch)
+    assert fw.dev.stats().arena_used == before.bytes and before.history == 0
+    fw.dev.select(0, 48)
+    after = memplan.plan(DIMS, name, max_batch=hello.max_batch, val_samples=48)
+    assert after.history == 48 * 42
+    assert fw.dev.stats().arena_used == after.bytes

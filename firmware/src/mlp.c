@@ -31,6 +31,7 @@ typedef struct {
     uint16_t dwidth;   /* width of each batch-wide error buffer */
     uint8_t n_delta;   /* 0..2 batch-wide error buffers */
     uint16_t chunk_w;  /* width of the chunked lowest-layer error (0: none) */
+    uint32_t sel;      /* selection scratch */
 } layout_t;
 
 static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
@@ -38,7 +39,8 @@ static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
     size_t n = (size_t)y->params + y->step + y->mom + (size_t)y->in_rows * dims[0];
     for (uint8_t l = 1; l <= L; l++)
         n += (size_t)TR_MAX_BATCH * dims[l];
-    return n + (size_t)y->n_delta * TR_MAX_BATCH * y->dwidth + (size_t)CHUNK_ROWS * y->chunk_w;
+    return n + (size_t)y->n_delta * TR_MAX_BATCH * y->dwidth + (size_t)CHUNK_ROWS * y->chunk_w +
+           y->sel;
 }
 
 /* The memory plan of dims under strategy s (NULL: no TRAIN_CONFIG yet, forward only) with
@@ -49,9 +51,9 @@ static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
 static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
                           const strategy_ops_t *s, const float *sp, float mu, layout_t *y)
 {
-    strat_plan_t p = {n_params, 0, 0, 0};
+    strat_plan_t p = {n_params, 0, 0, 0, 0};
     if (!s)
-        p = (strat_plan_t){0, L, L, 0};
+        p = (strat_plan_t){0, L, L, 0, 0};
     else if (s->plan)
         s->plan(L, dims, sp, &p);
     if (p.max_trainable > n_params)
@@ -60,6 +62,7 @@ static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
     y->params = n_params;
     y->step = p.max_trainable;
     y->lowest = p.lowest;
+    y->sel = p.sel_floats;
     if (s && mu > 0.0f) {
         y->mom_packed = p.fixed;
         y->mom = p.fixed ? p.max_trainable : n_params; /* changing masks keep every v */
@@ -102,6 +105,9 @@ static void mlp_layout(mlp_t *m, const layout_t *y)
     m->dchunk = y->chunk_w ? p : NULL;
     m->dchunk_w = y->chunk_w;
     p += (size_t)CHUNK_ROWS * y->chunk_w;
+    m->sel = y->sel ? p : NULL;
+    p += y->sel;
+    m->arena_end = p;
     const uint32_t used = (uint32_t)((size_t)(p - arena) * sizeof(float));
     if (used > arena_high)
         arena_high = used;
@@ -153,6 +159,19 @@ void mlp_reset(mlp_t *m)
     layout_t y;
     (void)plan_layout(0, m->dims, 0, NULL, NULL, 0.0f, &y);
     mlp_layout(m, &y);
+}
+
+float *mlp_arena_extra(mlp_t *m, uint32_t floats, uint16_t detail, tr_err_t *err)
+{
+    const size_t end = (size_t)(m->arena_end - arena) + floats;
+    if (end > TR_ARENA_FLOATS) {
+        (void)tr_fail(err, TR_E_NO_SPACE, detail, arena_text(end));
+        return NULL;
+    }
+    const uint32_t used = (uint32_t)(end * sizeof(float));
+    if (used > arena_high)
+        arena_high = used;
+    return m->arena_end;
 }
 
 void mlp_arena_stats(uint32_t *high_water, uint32_t *size)

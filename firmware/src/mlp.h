@@ -76,6 +76,10 @@ typedef struct mlp {
     float *act[TR_MAX_LAYERS + 1];
     float *delta[2];
     float *dchunk;
+    /* Selection scratch of the strategy (the plan's sel_floats; NULL if none), and the end of
+     * the layout: what a strategy reserves later (mlp_arena_extra) starts there. */
+    float *sel;
+    float *arena_end;
     /* Scratch for strategy hooks (valid during one hook call). */
     float scratch_f[TR_MAX_WIDTH];
     uint16_t scratch_u16[TR_MAX_WIDTH];
@@ -95,6 +99,12 @@ void mlp_reset(mlp_t *m);
 /* STATS: bytes of the training arena used at most since RESET, and its size. The
  * high-water mark includes what strategies reserve later (mlp_arena_extra). */
 void mlp_arena_stats(uint32_t *high_water, uint32_t *size);
+
+/* `floats` more behind the current layout (valid until the next MODEL_INIT / TRAIN_CONFIG /
+ * RESET, which also reset the strategy), or NULL with NO_SPACE (detail `detail`, text
+ * "arena: needs N B, has M B"). The same call returns the same place while the layout
+ * stands. */
+float *mlp_arena_extra(mlp_t *m, uint32_t floats, uint16_t detail, tr_err_t *err);
 
 /* MODEL_INIT: dims[0..n_layers]. Zeroes parameters, momentum, last step; resets the
  * strategy (if configured). NO_SPACE if the parameters exceed param_capacity or the

@@ -36,6 +36,7 @@ typedef struct {
     uint8_t lowest;         /* lowest layer any selection touches (n_layers: none) */
     uint8_t weights_from;   /* lowest layer whose weight rows any selection touches */
     uint8_t fixed;          /* masks never change after reset: momentum packed too */
+    uint32_t sel_floats;    /* selection scratch and per-neuron state (mlp_t.sel) */
 } strat_plan_t;
 
 struct strategy_ops {
