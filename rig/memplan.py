@@ -59,6 +59,13 @@ class MemoryPlan:
     def bytes(self) -> int:
         return F32 * self.floats
 
+    def describe(self) -> str:
+        """`params 9,640 + gradients 808 + ...` (bytes of each non-empty region)."""
+        parts = [("params", self.params), ("gradients", self.step), ("momentum", self.momentum),
+                 ("activations", self.act), ("errors", self.delta + self.chunk),
+                 ("selection", self.selection), ("velocity history", self.history)]
+        return " + ".join(f"{name} {F32 * n:,}" for name, n in parts if n) + " B"
+
     @property
     def training_bytes(self) -> int:
         """Everything but the parameters (the weights every strategy needs)."""
@@ -138,9 +145,14 @@ def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (
             targets.append(dims[layer])
     delta = min(2, len(targets)) * max_batch * (max(targets) if targets else 0)
     history = 0
-    if strategy is not None and strategies.get(strategy).velocity:
+    if strategy is not None and uses_history(strategy):
         history = val_samples * sum(dims[1:])
     return MemoryPlan(total, trainable, mom, act, delta, chunk, b.sel, history)
+
+
+def uses_history(strategy: str) -> bool:
+    """The strategy keeps y^{t-1} of the validation subset (V floats per neuron)."""
+    return strategies.get(strategy).velocity
 
 
 def arena_text(need_bytes: int, arena_bytes: int) -> str:

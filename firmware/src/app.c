@@ -96,6 +96,7 @@ static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint
         reset_all();
     else
         reset_state();
+    hal_stack_repaint(); /* STATS: the peak stack of the run that starts now */
     proto_forget_last();
     *rl = 0;
     return TR_OK;
