@@ -23,7 +23,8 @@ from rig.errors import DeviceNak
 from rig.protocol import NakReason
 
 DIMS = (64, 32, 10)
-SMALL_ARENA = 16000  # floats: 64-32-10 `full` fits at momentum 0 (13,652 at max_batch 64), not with it (16,062)
+# floats: 64-32-10 `full` fits at momentum 0 (13,652 at max_batch 64), not with it (16,062)
+SMALL_ARENA = 16000
 
 
 def layout_bytes(dims: tuple[int, ...], max_batch: int, momentum: bool,
