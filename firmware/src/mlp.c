@@ -572,7 +572,7 @@ static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, ui
 {
     const uint16_t in = m->dims[l], N = m->dims[l + 1];
     float *gb = m->step + sl->b[l], *gw = m->step + sl->w[l];
-    uint16_t rows[TR_MAX_WIDTH], k = 0;
+    uint16_t *const rows = m->scratch_u16, k = 0; /* free between hooks: no stack for it */
     for (uint16_t j = 0; j < N; j++) {
         if (m->bias_mask[l][j]) {
             float g = 0.0f;
@@ -616,7 +616,7 @@ static void backward_biases_chunked(mlp_t *m, uint8_t l, const float *cur, uint1
 {
     const uint8_t lo = (uint8_t)(l - 1u);
     const uint16_t in = m->dims[l], N = m->dims[l + 1];
-    uint16_t rows[TR_MAX_WIDTH], k = N;
+    uint16_t *const rows = m->scratch_u16, k = N;
     for (uint16_t j = 0; j < N; j++)
         rows[j] = j;
     if (m->prop_masked[l])

@@ -80,7 +80,8 @@ typedef struct mlp {
      * the layout: what a strategy reserves later (mlp_arena_extra) starts there. */
     float *sel;
     float *arena_end;
-    /* Scratch for strategy hooks (valid during one hook call). */
+    /* Scratch for strategy hooks (valid during one hook call); between hooks the backward
+     * pass keeps its row lists in scratch_u16. */
     float scratch_f[TR_MAX_WIDTH];
     uint16_t scratch_u16[TR_MAX_WIDTH];
 } mlp_t;
