@@ -487,8 +487,10 @@ tr_status_t mlp_select(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
 /* Nothing applied: the record (UPDATE_READ, MASK_READ) shows zeros. */
 static void clear_last_step(mlp_t *m)
 {
-    memset(m->used_row, 0, sizeof m->used_row);
-    memset(m->used_bias, 0, sizeof m->used_bias);
+    for (uint8_t l = 0; l < m->n_layers; l++) {
+        memset(m->used_row[l], 0, m->dims[l + 1]);
+        memset(m->used_bias[l], 0, m->dims[l + 1]);
+    }
 }
 
 /* Loss and correct count of the batch in act[L], and the output error delta_{L-1} =
@@ -669,14 +671,16 @@ static void update_runs(mlp_t *m, const uint8_t *mask, uint16_t N, uint32_t off,
  * a mask bit); the masks become the record for MASK_READ and the next step; k per layer. */
 static void masked_update(mlp_t *m, uint8_t lowest, const slots_t *sl, mlp_step_result_t *res)
 {
-    for (uint8_t l = lowest; l < m->n_layers; l++) {
+    for (uint8_t l = 0; l < m->n_layers; l++) {
         const uint16_t in = m->dims[l], N = m->dims[l + 1];
-        update_runs(m, m->row_mask[l], N, m->w_off[l], in, sl->w[l]);
-        update_runs(m, m->bias_mask[l], N, m->b_off[l], 1, sl->b[l]);
-        res->k[l] = mlp_layer_k(m, l);
+        if (l >= lowest) {
+            update_runs(m, m->row_mask[l], N, m->w_off[l], in, sl->w[l]);
+            update_runs(m, m->bias_mask[l], N, m->b_off[l], 1, sl->b[l]);
+            res->k[l] = mlp_layer_k(m, l);
+        }
+        memcpy(m->used_row[l], m->row_mask[l], N); /* N, not the struct: 2 x 1.5 KB here */
+        memcpy(m->used_bias[l], m->bias_mask[l], N);
     }
-    memcpy(m->used_row, m->row_mask, sizeof m->used_row);
-    memcpy(m->used_bias, m->bias_mask, sizeof m->used_bias);
     m->stepped = 1;
 }
 
