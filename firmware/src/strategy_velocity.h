@@ -12,9 +12,11 @@
 #ifndef TR_MAX_VAL
 #define TR_MAX_VAL 128u
 #endif
-/* Float slots for y^{t-1}: V * (neurons of the model) must fit (NO_SPACE beyond). Default:
- * a quarter of the parameter capacity (the board sized that to its RAM; mps2-an386: 32768
- * slots = 128 KB, e.g. V = 64 for up to 512 neurons). Override in board_config.h. */
+/* Largest V * (neurons of the model) a SELECT accepts (NO_SPACE beyond). The history itself
+ * lives in the training arena behind the layout (mlp_arena_extra: NO_SPACE "arena: needs
+ * N B" when the arena is the tighter limit). Default: a quarter of the parameter capacity
+ * (mps2-an386: 32768 floats, e.g. V = 64 for up to 512 neurons). Override in
+ * board_config.h. */
 #ifndef TR_VEL_CAPACITY
 #define TR_VEL_CAPACITY (TR_PARAM_CAPACITY / 4u)
 #endif
