@@ -582,30 +582,17 @@ static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, ui
                 g += cur[(size_t)n * N + j];
             *gb++ = g;
         }
-        rows[j] = j;
     }
-    /* One kernel call per run of selected rows, whose gradients are contiguous when packed:
-     * the run's first error column is cur + j, its rows 0.. of the run. */
-    for (uint16_t j = 0; j < N;) {
-        if (!m->row_mask[l][j]) {
-            j++;
-            continue;
-        }
-        uint16_t j1 = (uint16_t)(j + 1);
-        while (j1 < N && m->row_mask[l][j1])
-            j1++;
-        (void)tr_fc_weight_grad_f32(cur + j, m->act[l], batch, N, in, rows,
-                                    (uint16_t)(j1 - j), gw);
-        gw += (size_t)(j1 - j) * in;
-        j = j1;
-    }
+    /* The selected rows, ascending: their gradients go packed into the step store. */
+    for (uint16_t j = 0; j < N; j++)
+        if (m->row_mask[l][j])
+            rows[k++] = j;
+    (void)tr_fc_weight_grad_f32(cur, m->act[l], batch, N, in, rows, k, gw);
     if (!propagate)
         return;
-    k = N;
-    if (m->prop_masked[l])
-        for (uint16_t j = k = 0; j < N; j++)
-            if (m->row_mask[l][j])
-                rows[k++] = j;
+    if (!m->prop_masked[l])
+        for (k = 0; k < N; k++)
+            rows[k] = k;
     (void)tr_fc_backprop_f32(cur, batch, N, m->params + m->w_off[l], in, rows, k, m->act[l],
                              nxt);
 }
