@@ -15,7 +15,7 @@
  *   protocol: RX ring 64 + RX / response / TX-COBS buffers of 332 B    ~1070
  *   UART RX ring (interrupt-fed, hal_board.c): 32 slots x 2 B              64
  *   tinypropv2 scores 256
- *   stack 1472 (peak of one step of the 64-8-10 job: 640 B; the whole default job on
+ *   stack 1408 (peak of one step of the 64-8-10 job: 640 B; the whole default job on
  *   64-32-10 under static: 840 B (rig sizes --measure); the fault report adds ~350)
  * Batch at most 2; the velocity strategies are left out (board.mk). A payload of 320 B
  * (not less) keeps lockstep reads of W[0] (2048 floats) at 26 requests. */
