@@ -41,6 +41,24 @@ def check_fits(spec: RunSpec, hello: HelloInfo) -> None:
                        f"lab_config.yaml (boards.{hello.board}.training: dims/batch)")
 
 
+def check_memory(spec: RunSpec, hello: HelloInfo, arena_size: int) -> None:
+    """Raise DoesNotFit, with the bytes the memory plan needs, when the training arena
+    (STATS arena_size; 0 from firmware without one: not checked) cannot hold the layout the
+    firmware would make for this run (rig.memplan, docs/training.md "Memory plan") -
+    before any upload, instead of a NO_SPACE NAK at MODEL_INIT / TRAIN_CONFIG / SELECT."""
+    from rig import memplan
+
+    if arena_size <= 0:
+        return
+    p = memplan.plan(spec.dims, spec.strategy, spec.sparams or (), spec.momentum,
+                     max_batch=hello.max_batch,
+                     val_samples=spec.val_samples if memplan.uses_history(spec.strategy) else 0)
+    if p.bytes > arena_size:
+        raise DoesNotFit(
+            f"{spec.strategy} on {'-'.join(map(str, spec.dims))} does not fit {hello.board}: "
+            f"{memplan.arena_text(p.bytes, arena_size)} (memory plan: {p.describe()})")
+
+
 def fit_spec(spec: RunSpec, hello: HelloInfo, board_training: Mapping[str, Any] | None = None,
              overrides: Mapping[str, Any] | None = None) -> tuple[RunSpec, list[str]]:
     """The run to do on this device: `spec` (the lab's training:) <- the board's

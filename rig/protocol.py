@@ -772,8 +772,8 @@ class Debug:
 @dataclass(frozen=True)
 class Stats:
     """STATS response: the firmware's memory use and receive-path trouble. `stack_used` is
-    the high-water mark of the painted stack since reset (0 and 0 on the native build: not
-    measured); `rx_overruns` counts the times the UART lost received data, `rx_ring_full`
+    the high-water mark of the painted stack since boot or RESET (0 and 0 on the native
+    build: not measured); `rx_overruns` counts the times the UART lost received data, `rx_ring_full`
     the times the RX ring filled and reception paused; `arena_used` is the high-water mark
     of the training arena's layouts since RESET and `arena_size` its size (protocol §8)."""
 

@@ -57,7 +57,7 @@ from rig.compare import (
 from rig.config import Training
 from rig.device import Device
 from rig.errors import DeviceNak, RigError
-from rig.fit import check_fits
+from rig.fit import check_fits, check_memory
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.link.link import Preload
@@ -333,6 +333,7 @@ class TrainingSession:
             self.x_train, self.x_val, self.x_test = (self._inputs(part)
                                                      for part in (train, val, test))
         check_fits(spec, hello)
+        check_memory(spec, hello, self.device.stats().arena_size)
         # Stored on the device in one array [train | val | test]. The whole split when it
         # fits, so runs that use fewer samples (train_samples/test_samples take the first
         # n) find the same data set on the device and upload nothing; else just the parts.

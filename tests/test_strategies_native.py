@@ -158,6 +158,27 @@ def test_lockstep_with_golden(dev: Device, split: Split, pretrained: list[LayerP
         assert any(sum(k) < sum(case.dims[1:]) for k in k_seen)  # some neurons froze
 
 
+# Memory-plan paths (docs/training.md "Memory plan"): static at its defaults trains only the
+# biases of layer 0, so that layer's error is made in chunks and its inputs pass through in
+# chunks; momentum packed with the gradients (static, full) or kept for every parameter
+# (random-budget, whose masks change).
+PLAN_CASES = {
+    "static-defaults-momentum": Case("static", (), 0.1, 0.9, 32, 2, False),
+    "static-defaults-odd-batch": Case("static", (), 0.1, 0.0, 23, 1, True),
+    "full-momentum": Case("full", (), 0.1, 0.9, 32, 1, False),
+    "random-budget-defaults": Case("random-budget", (), 0.1, 0.9, 16, 2, False),
+}
+
+
+@pytest.mark.parametrize("name", PLAN_CASES)
+def test_lockstep_memory_plan_paths(dev: Device, split: Split, name: str) -> None:
+    case = PLAN_CASES[name]
+    report = run_lockstep(dev, case, split, initial_params(case, split))
+    print("\n" + summary(report))
+    assert report.ok, report.failures
+    assert report.steps
+
+
 def _nak(fn, *args) -> DeviceNak:  # type: ignore[no-untyped-def]
     with pytest.raises(DeviceNak) as exc:
         fn(*args)

@@ -11,6 +11,8 @@ void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram)
     *stack_used = *stack_size = *static_ram = 0; /* a host process: not measured */
 }
 
+void hal_stack_repaint(void) {}
+
 void hal_rx_stats(uint32_t *overruns, uint32_t *ring_full)
 {
     *overruns = *ring_full = 0; /* bytes come from a pipe or a buffer: nothing is lost */

@@ -98,6 +98,7 @@ static tr_status_t h_reset(const uint8_t *req, uint16_t len, uint8_t *resp, uint
         reset_all();
     else
         reset_state();
+    hal_stack_repaint(); /* STATS: the peak stack of the run that starts now */
     proto_forget_last();
     *rl = 0;
     return TR_OK;
@@ -205,11 +206,19 @@ static tr_status_t read_tensor(const uint8_t *req, uint16_t len, uint8_t *resp, 
     tr_status_t st = check_tensor(req, count, &size, err);
     if (st != TR_OK)
         return st;
-    const float *t = (step ? mlp_step_tensor(&model, req[0], req[1], &size)
-                           : mlp_param_tensor(&model, req[0], req[1], &size)) +
-                     rd_u32(req + 4);
-    for (uint16_t i = 0; i < count; i++)
-        wr_f32(resp + 4 * i, t[i]);
+    if (step) { /* expanded from the packed step store, 16 values at a time */
+        float u[16];
+        for (uint16_t i0 = 0; i0 < count; i0 = (uint16_t)(i0 + 16u)) {
+            const uint16_t c = (uint16_t)(count - i0 < 16 ? count - i0 : 16);
+            mlp_step_read(&model, req[0], req[1], rd_u32(req + 4) + i0, c, u);
+            for (uint16_t i = 0; i < c; i++)
+                wr_f32(resp + 4 * (i0 + i), u[i]);
+        }
+    } else {
+        const float *t = mlp_param_tensor(&model, req[0], req[1], &size) + rd_u32(req + 4);
+        for (uint16_t i = 0; i < count; i++)
+            wr_f32(resp + 4 * i, t[i]);
+    }
     *rl = (uint16_t)(4 * count);
     return TR_OK;
 }

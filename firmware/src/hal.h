@@ -49,6 +49,9 @@ uint32_t hal_clock_hz(void);
 /* STATS message: stack high-water mark and size (bytes; 0 where unknown, e.g. native)
  * and static RAM (.data + .bss, without the stack). */
 void hal_stats(uint32_t *stack_used, uint32_t *stack_size, uint32_t *static_ram);
+/* RESET: repaint the unused stack so the next STATS reports this run's peak, not the
+ * deepest since boot (nothing where the stack is not measured). */
+void hal_stack_repaint(void);
 
 /* DEBUG message actions. Neither returns on a board. */
 void hal_debug_fault(void);

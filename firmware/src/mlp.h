@@ -34,11 +34,20 @@ typedef struct mlp {
     uint32_t w_off[TR_MAX_LAYERS];
     uint32_t b_off[TR_MAX_LAYERS];
     uint32_t n_params;
-    /* In the one training arena (mlp.c), laid out by MODEL_INIT and TRAIN_CONFIG: */
-    float *params; /* p                                  [n_params] */
-    float *mom;    /* momentum buffers v, same layout     [n_params]; NULL at momentum 0 */
-    float *step;   /* u applied by the last TRAIN_STEP    [n_params]
-                      (holds the gradient g between backward and update phases) */
+    /* In the one training arena (mlp.c), laid out by MODEL_INIT and TRAIN_CONFIG from the
+     * memory plan of the model and configuration (docs/training.md "Memory plan"): */
+    float *params;   /* p                                  [n_params] */
+    float *step;     /* gradient g, then the u applied, of the selected entries only, packed
+                        (layer ascending: selected weight rows, then selected biases)
+                        [step_cap]; UPDATE_READ expands it through used_row/used_bias */
+    float *mom;      /* momentum v: packed like step if the masks are fixed (mom_packed),
+                        else the layout of p; NULL at momentum 0 */
+    uint32_t step_cap;
+    uint8_t mom_packed;
+    uint8_t plan_lowest;  /* lowest layer the plan allows a selection in */
+    uint16_t in_rows;     /* rows of act[0]: max_batch, or a chunk when no selection can
+                             train layer 0's weights (inputs then pass through in chunks) */
+    uint16_t dchunk_w;    /* 0, or width of the lowest layer's chunked error (bias only) */
 
     /* Optimiser / strategy (configured == 0: no TRAIN_CONFIG yet). */
     uint8_t configured;
@@ -59,12 +68,20 @@ typedef struct mlp {
     uint8_t stepped; /* a TRAIN_STEP ran since the masks were last (re)set */
 
     /* Workspace of the last forward pass (arena, max_batch rows): act[l] = input of layer
-     * l, [batch][dims[l]]
-     * (ReLU outputs for l >= 1); act[n_layers] = logits. */
+     * l, [batch][dims[l]] (ReLU outputs for l >= 1; act[0] only in_rows rows);
+     * act[n_layers] = logits, overwritten by the output error in a TRAIN_STEP. delta[]:
+     * the propagated errors that need the whole batch, dchunk: a chunk of the lowest
+     * layer's error when only its biases train (NULL when the plan needs none). */
     uint16_t batch;
     float *act[TR_MAX_LAYERS + 1];
     float *delta[2];
-    /* Scratch for strategy hooks (valid during one hook call). */
+    float *dchunk;
+    /* Selection scratch of the strategy (the plan's sel_floats; NULL if none), and the end of
+     * the layout: what a strategy reserves later (mlp_arena_extra) starts there. */
+    float *sel;
+    float *arena_end;
+    /* Scratch for strategy hooks (valid during one hook call); between hooks the backward
+     * pass keeps its row lists in scratch_u16. */
     float scratch_f[TR_MAX_WIDTH];
     uint16_t scratch_u16[TR_MAX_WIDTH];
 } mlp_t;
@@ -80,8 +97,15 @@ typedef struct {
 /* Boot / RESET: forget model, training configuration and the arena high-water mark. */
 void mlp_reset(mlp_t *m);
 
-/* STATS: bytes of the training arena used at most since RESET, and its size. */
+/* STATS: bytes of the training arena used at most since RESET, and its size. The
+ * high-water mark includes what strategies reserve later (mlp_arena_extra). */
 void mlp_arena_stats(uint32_t *high_water, uint32_t *size);
+
+/* `floats` more behind the current layout (valid until the next MODEL_INIT / TRAIN_CONFIG /
+ * RESET, which also reset the strategy), or NULL with NO_SPACE (detail `detail`, text
+ * "arena: needs N B, has M B"). The same call returns the same place while the layout
+ * stands. */
+float *mlp_arena_extra(mlp_t *m, uint32_t floats, uint16_t detail, tr_err_t *err);
 
 /* MODEL_INIT: dims[0..n_layers]. Zeroes parameters, momentum, last step; resets the
  * strategy (if configured). NO_SPACE if the parameters exceed param_capacity or the
@@ -94,10 +118,13 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
 tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
                           const float *sparams, uint8_t n_sp, tr_err_t *err);
 
-/* Parameter tensor (or last-step tensor) of a layer; *size = element count.
+/* Parameter tensor of a layer; *size = element count.
  * Caller checked layer < n_layers and which <= 1. */
 float *mlp_param_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size);
-float *mlp_step_tensor(mlp_t *m, uint8_t layer, uint8_t which, uint32_t *size);
+/* UPDATE_READ: u of the last TRAIN_STEP for tensor entries [off, off+count) in the
+ * tensor's own layout (0 where it applied nothing). Caller checked the range. */
+void mlp_step_read(const mlp_t *m, uint8_t layer, uint8_t which, uint32_t off, uint32_t count,
+                   float *out);
 
 /* TRAIN_STEP on stored samples idx[0..batch). Validates everything first.
  * err->detail on BAD_ARG: 0 batch, 4+2i index i. */

@@ -28,6 +28,17 @@
 /* Strategy ids are TR_STRATEGY_* (wire_ids.h); HELLO advertises ids below this. */
 #define TR_STRATEGY_SLOTS 7u
 
+/* What any selection of a strategy can need, for the memory plan (mlp.c, docs/training.md
+ * "Memory plan"): computed from the model and the full sparams vector before TRAIN_CONFIG
+ * applies them. A step whose masks fall outside it is refused (it would be a plan bug). */
+typedef struct {
+    uint32_t max_trainable; /* trainable parameters of any selection: the gradient store */
+    uint8_t lowest;         /* lowest layer any selection touches (n_layers: none) */
+    uint8_t weights_from;   /* lowest layer whose weight rows any selection touches */
+    uint8_t fixed;          /* masks never change after reset: momentum packed too */
+    uint32_t sel_floats;    /* selection scratch and per-neuron state (mlp_t.sel) */
+} strat_plan_t;
+
 struct strategy_ops {
     uint8_t id;            /* protocol strategy id */
     const char *name;      /* training.md name */
@@ -40,6 +51,9 @@ struct strategy_ops {
     /* TRAIN_CONFIG: range-check the full vector (sp[0..n_sparams)). On error set
      * err->detail = index of the bad sparam. NULL: any finite value is accepted. */
     tr_status_t (*check)(const float *sp, tr_err_t *err);
+    /* Memory plan of dims[0..n_layers] with the checked sparams sp. NULL: every parameter
+     * may be trained, in any layer, with masks that change (momentum kept for all). */
+    void (*plan)(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p);
     /* Model or configuration changed: masks were zeroed and m->ss cleared (sparams
      * kept); set the initial masks and clear file-static state. Model exists. */
     void (*reset)(mlp_t *m);

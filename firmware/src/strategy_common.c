@@ -3,8 +3,13 @@
 #include <math.h>
 #include <string.h>
 
-float sc_work_f[3][TR_MAX_NEURONS];
-uint16_t sc_work_idx[TR_MAX_NEURONS];
+uint32_t sc_neurons_of(uint8_t n_layers, const uint16_t *dims)
+{
+    uint32_t n = 0;
+    for (uint8_t l = 0; l < n_layers; l++)
+        n += dims[l + 1];
+    return n;
+}
 
 int sc_is_count(float v) { return v >= 0.0f && v < 16777216.0f && floorf(v) == v; }
 
@@ -41,7 +46,7 @@ uint8_t sc_layer_of(const mlp_t *m, uint16_t id)
 typedef int (*before_fn)(const void *ctx, uint16_t a, uint16_t b);
 
 /* Heap whose root is the entry ranked last: no parent ranks before one of its children. */
-static void sift_down(uint16_t *h, uint16_t n, uint16_t i, before_fn before, const void *ctx)
+static void sift_down(sc_id_t *h, uint16_t n, uint16_t i, before_fn before, const void *ctx)
 {
     for (;;) {
         uint32_t c = 2u * i + 1u;
@@ -58,7 +63,7 @@ static void sift_down(uint16_t *h, uint16_t n, uint16_t i, before_fn before, con
     }
 }
 
-static void heapify(uint16_t *h, uint16_t n, before_fn before, const void *ctx)
+static void heapify(sc_id_t *h, uint16_t n, before_fn before, const void *ctx)
 {
     for (uint16_t i = (uint16_t)(n / 2u); i-- > 0;)
         sift_down(h, n, i, before, ctx);
@@ -118,7 +123,7 @@ static int key_before(const void *ctx, uint16_t a, uint16_t b)
     return la != lb ? la > lb : a < b;
 }
 
-void sc_sort_by_key(const mlp_t *m, const float *key, uint16_t *ids, uint16_t n)
+void sc_sort_by_key(const mlp_t *m, const float *key, sc_id_t *ids, uint16_t n)
 {
     const key_ctx_t ctx = {m, key};
     if (n < 2)
@@ -135,16 +140,34 @@ void sc_sort_by_key(const mlp_t *m, const float *key, uint16_t *ids, uint16_t n)
 
 /* ---- budget fill -------------------------------------------------------------------- */
 
-uint32_t sc_budget_params(const mlp_t *m, float budget)
+static uint32_t budget_of(uint8_t n_layers, const uint16_t *dims, float budget)
 {
     uint32_t total = 0;
-    for (uint8_t l = 0; l < m->n_layers; l++)
-        total += ((uint32_t)m->dims[l] + 1u) * m->dims[l + 1];
+    for (uint8_t l = 0; l < n_layers; l++)
+        total += ((uint32_t)dims[l] + 1u) * dims[l + 1];
     /* budget in [0, 1] (checked at TRAIN_CONFIG), so the result is in [0, total]. */
     return (uint32_t)floorf(budget * (float)total);
 }
 
-void sc_greedy_fill(mlp_t *m, const uint16_t *order, uint16_t n, uint32_t budget)
+uint32_t sc_budget_params(const mlp_t *m, float budget)
+{
+    return budget_of(m->n_layers, m->dims, budget);
+}
+
+void sc_budget_plan(uint8_t n_layers, const uint16_t *dims, float budget, uint32_t sel_before,
+                    strat_plan_t *p)
+{
+    p->sel_floats = sel_before + SC_IDS_FLOATS(sc_neurons_of(n_layers, dims));
+    p->max_trainable = budget_of(n_layers, dims, budget);
+    p->lowest = n_layers;
+    for (uint8_t l = n_layers; l-- > 0;)
+        if ((uint32_t)dims[l] + 1u <= p->max_trainable)
+            p->lowest = l;
+    p->weights_from = p->lowest;
+    p->fixed = 0;
+}
+
+void sc_greedy_fill(mlp_t *m, const sc_id_t *order, uint16_t n, uint32_t budget)
 {
     mlp_set_all_masks(m, 0);
     uint32_t used = 0;

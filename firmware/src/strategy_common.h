@@ -20,12 +20,13 @@
 #define TR_MAX_NEURONS SC_MIN_((uint32_t)TR_MAX_LAYERS * TR_MAX_WIDTH, TR_PARAM_CAPACITY / 2u)
 _Static_assert(TR_MAX_NEURONS <= 0xFFFFu, "neuron ids are u16");
 
-/* Transient per-neuron work areas, valid during one hook call only (one strategy runs at a
- * time). Velocity uses sc_work_f[0..2] as accumulators, velocity-budget sc_work_f[0] as sort
- * keys, the budget strategies sc_work_idx as the neuron order. Two objects, so a build
- * without the velocity strategies drops the float area (--gc-sections). */
-extern float sc_work_f[3][TR_MAX_NEURONS];
-extern uint16_t sc_work_idx[TR_MAX_NEURONS];
+/* Neuron ids kept in the strategy's selection scratch (mlp_t.sel, a float area of the
+ * training arena): may_alias, so u16 access to that storage is defined. */
+typedef uint16_t __attribute__((may_alias)) sc_id_t;
+/* Floats that n neuron ids take in the selection scratch. */
+#define SC_IDS_FLOATS(n) (((uint32_t)(n) + 1u) / 2u)
+/* Neurons of dims[0..n_layers] (sum of dims[1..L]), for plan hooks. */
+uint32_t sc_neurons_of(uint8_t n_layers, const uint16_t *dims);
 
 /* 1 if v is an exact integer in [0, 2^24) (integer-valued sparams travel as f32). */
 int sc_is_count(float v);
@@ -43,11 +44,16 @@ void sc_topk_mask(const float *score, uint16_t n, uint16_t k, uint8_t *mask, uin
 /* Budget strategies: P = (int)floorf(budget * (float)total_params). Walk order[0..n) of flat
  * ids, select a neuron (row and bias) if used + (in_l + 1) <= P. Overwrites all masks. */
 uint32_t sc_budget_params(const mlp_t *m, float budget);
-void sc_greedy_fill(mlp_t *m, const uint16_t *order, uint16_t n, uint32_t budget);
+/* Memory plan of a budget strategy: at most P parameters, in any layer where one neuron
+ * (in_l + 1 parameters) fits P, masks changing at every SELECT; the neuron order in
+ * the selection scratch (SC_IDS_FLOATS) behind `sel_before` floats of other state. */
+void sc_budget_plan(uint8_t n_layers, const uint16_t *dims, float budget, uint32_t sel_before,
+                    strat_plan_t *p);
+void sc_greedy_fill(mlp_t *m, const sc_id_t *order, uint16_t n, uint32_t budget);
 
 /* Sort ids[0..n) by key[id] descending, ties by layer descending, then index ascending;
  * NaN keys last. Heapsort: no recursion, no extra memory. */
-void sc_sort_by_key(const mlp_t *m, const float *key, uint16_t *ids, uint16_t n);
+void sc_sort_by_key(const mlp_t *m, const float *key, sc_id_t *ids, uint16_t n);
 
 /* xorshift32 (13, 17, 5): the new state, which is also the output. */
 static inline uint32_t sc_xorshift32(uint32_t x)

@@ -11,9 +11,21 @@
 
 static const float neq_defaults[2] = {0.001f, 0.5f}; /* eps, mu */
 
+/* Any neuron may train, masks change at SELECT; the velocity state is the scratch. */
+static void neq_plan(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p)
+{
+    (void)sp;
+    p->max_trainable = 0;
+    for (uint8_t l = 0; l < n_layers; l++)
+        p->max_trainable += ((uint32_t)dims[l] + 1u) * dims[l + 1];
+    p->lowest = p->weights_from = 0;
+    p->fixed = 0;
+    p->sel_floats = VEL_SEL_FLOATS(sc_neurons_of(n_layers, dims));
+}
+
 static void neq_reset(mlp_t *m)
 {
-    vel_reset();
+    vel_reset(m);
     mlp_set_all_masks(m, 1); /* the masks of SELECT t = 0 */
 }
 
@@ -27,7 +39,7 @@ static tr_status_t neq_select(mlp_t *m, const dataset_t *ds, uint32_t start, uin
         mlp_set_all_masks(m, 1);
     } else {
         const float eps = m->ss.sparams[NEQ_EPS];
-        const float *v = vel_velocity();
+        const float *v = vel_velocity(m);
         mlp_set_all_masks(m, 0);
         uint16_t c = 0;
         for (uint8_t l = 0; l < m->n_layers; l++)
@@ -48,6 +60,7 @@ const strategy_ops_t strategy_neq = {
     .defaults = neq_defaults,
     .masks_on_delta = 0,
     .check = 0, /* any finite eps, mu (the golden model checks nothing either) */
+    .plan = neq_plan,
     .reset = neq_reset,
     .select = neq_select,
     .skip = 0,

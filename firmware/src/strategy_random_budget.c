@@ -19,10 +19,16 @@ static tr_status_t random_budget_check(const float *sp, tr_err_t *err)
     return TR_OK;
 }
 
+/* Any selection holds at most the budget's parameters (the greedy fill). */
+static void random_budget_plan(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p)
+{
+    sc_budget_plan(n_layers, dims, sp[RB_BUDGET], 0, p);
+}
+
 static void random_budget_draw(mlp_t *m, uint32_t t)
 {
     const uint16_t n = sc_n_neurons(m);
-    uint16_t *ids = sc_work_idx;
+    sc_id_t *ids = (sc_id_t *)m->sel; /* the plan's neuron order */
     for (uint16_t c = 0; c < n; c++)
         ids[c] = c;
     uint32_t x = (uint32_t)m->ss.sparams[RB_SEED] ^ (0x9E3779B9u * (t + 1u));
@@ -56,6 +62,7 @@ const strategy_ops_t strategy_random_budget = {
     .defaults = random_budget_defaults,
     .masks_on_delta = 0,
     .check = random_budget_check,
+    .plan = random_budget_plan,
     .reset = random_budget_reset,
     .select = random_budget_select,
     .skip = 0,

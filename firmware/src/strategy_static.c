@@ -27,26 +27,47 @@ static tr_status_t static_check(const float *sp, tr_err_t *err)
     return TR_OK;
 }
 
+/* Weight rows of layer l (0 if it trains none) and whether it trains its biases. */
+static uint16_t static_rows(uint8_t n_layers, uint8_t l, uint16_t n, const float *sp,
+                            int *biases)
+{
+    const uint32_t depth = (uint32_t)(n_layers - 1u - l); /* 0: last layer */
+    *biases = depth < (uint32_t)sp[ST_BIAS_LAYERS];
+    if (depth >= (uint32_t)sp[ST_WEIGHT_LAYERS])
+        return 0;
+    /* ratio in [0, 1]: the rounded value is in [0, n + 1) */
+    const uint32_t rows = (uint32_t)floorf(sp[ST_RATIO] * (float)n + 0.5f);
+    return (uint16_t)(rows > n ? n : rows);
+}
+
 static void static_reset(mlp_t *m)
 {
-    const uint32_t bias_layers = (uint32_t)m->ss.sparams[ST_BIAS_LAYERS];
-    const uint32_t weight_layers = (uint32_t)m->ss.sparams[ST_WEIGHT_LAYERS];
-    const float ratio = m->ss.sparams[ST_RATIO];
     mlp_set_all_masks(m, 0);
     for (uint8_t l = 0; l < m->n_layers; l++) {
-        const uint32_t depth = (uint32_t)(m->n_layers - 1u - l); /* 0: last layer */
         const uint16_t n = m->dims[l + 1];
-        if (depth < bias_layers)
-            for (uint16_t j = 0; j < n; j++)
-                m->bias_mask[l][j] = 1;
-        if (depth < weight_layers) {
-            /* ratio in [0, 1]: the rounded value is in [0, n + 1) */
-            uint32_t rows = (uint32_t)floorf(ratio * (float)n + 0.5f);
-            if (rows > n)
-                rows = n;
-            for (uint16_t j = 0; j < rows; j++)
-                m->row_mask[l][j] = 1;
+        int biases;
+        const uint16_t rows = static_rows(m->n_layers, l, n, m->ss.sparams, &biases);
+        for (uint16_t j = 0; j < n; j++) {
+            m->bias_mask[l][j] = (uint8_t)biases;
+            m->row_mask[l][j] = j < rows;
         }
+    }
+}
+
+/* Exactly the masks of reset: the gradient store holds just them, momentum too. */
+static void static_plan(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p)
+{
+    p->max_trainable = 0;
+    p->lowest = p->weights_from = n_layers;
+    p->fixed = 1;
+    for (uint8_t l = n_layers; l-- > 0;) {
+        int biases;
+        const uint16_t rows = static_rows(n_layers, l, dims[l + 1], sp, &biases);
+        p->max_trainable += (uint32_t)rows * dims[l] + (biases ? dims[l + 1] : 0u);
+        if (rows)
+            p->lowest = p->weights_from = l;
+        else if (biases)
+            p->lowest = l;
     }
 }
 
@@ -57,6 +78,7 @@ const strategy_ops_t strategy_static = {
     .defaults = static_defaults,
     .masks_on_delta = 0,
     .check = static_check,
+    .plan = static_plan,
     .reset = static_reset,
     .select = 0,
     .skip = 0,

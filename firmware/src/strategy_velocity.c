@@ -12,22 +12,26 @@
 #include <math.h>
 #include <string.h>
 
-/* y^{t-1}, neuron-major: prev[c * V + n]. One strategy runs at a time, so neq and
- * velocity-budget share it. */
-static float vel_prev[TR_VEL_CAPACITY];
-static float vel_phi[TR_MAX_NEURONS];
-static float vel_v[TR_MAX_NEURONS];
 static uint16_t vel_count; /* V of SELECT t = 0: the subset is fixed for the run */
 
-void vel_reset(void)
+/* Scratch layout: phi [nn] | v [nn] | dot, syy, spp [nn each]. */
+static float *vel_phi(const mlp_t *m) { return m->sel; }
+static float *vel_v(const mlp_t *m) { return m->sel + sc_n_neurons(m); }
+
+float *vel_work(mlp_t *m, unsigned k) { return m->sel + (2u + k) * sc_n_neurons(m); }
+
+void vel_reset(mlp_t *m)
 {
-    for (uint16_t c = 0; c < TR_MAX_NEURONS; c++)
-        vel_phi[c] = 1.0f; /* the previous similarity starts at 1 */
-    memset(vel_v, 0, sizeof vel_v);
+    const uint16_t nn = sc_n_neurons(m);
+    float *phi = vel_phi(m), *v = vel_v(m);
+    for (uint16_t c = 0; c < nn; c++) {
+        phi[c] = 1.0f; /* the previous similarity starts at 1 */
+        v[c] = 0.0f;
+    }
     vel_count = 0;
 }
 
-const float *vel_velocity(void) { return vel_v; }
+const float *vel_velocity(const mlp_t *m) { return vel_v(m); }
 
 tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count, float mu,
                        tr_err_t *err)
@@ -42,9 +46,14 @@ tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
         return tr_fail(err, TR_E_NO_SPACE, 4, "val_count x neurons > velocity capacity");
     if (!first && count != vel_count)
         return tr_fail(err, TR_E_BAD_ARG, 4, "val_count differs from the first SELECT");
+    /* y^{t-1}, neuron-major: prev[c * V + n], behind the layout (same place every SELECT) */
+    float *const vel_prev = mlp_arena_extra(m, (uint32_t)count * nn, 4, err);
+    if (!vel_prev)
+        return TR_E_NO_SPACE;
 
     /* Three V-long sums per neuron, accumulated across batch chunks in sample order. */
-    float *dot = sc_work_f[0], *syy = sc_work_f[1], *spp = sc_work_f[2];
+    float *dot = vel_work(m, 0), *syy = vel_work(m, 1), *spp = vel_work(m, 2);
+    float *const phi_prev = vel_phi(m), *const vel = vel_v(m);
     if (!first) {
         memset(dot, 0, nn * sizeof(float));
         memset(syy, 0, nn * sizeof(float));
@@ -75,8 +84,8 @@ tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
     }
     if (first) /* t = 0 starts the recursion, whatever an earlier run left here */
         for (uint16_t c = 0; c < nn; c++) {
-            vel_phi[c] = 1.0f;
-            vel_v[c] = 0.0f;
+            phi_prev[c] = 1.0f;
+            vel[c] = 0.0f;
         }
     else
         for (uint16_t c = 0; c < nn; c++) {
@@ -84,8 +93,8 @@ tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
             float phi = den > 0.0f ? dot[c] / den : 0.0f;
             if (syy[c] == 0.0f && spp[c] == 0.0f)
                 phi = 1.0f; /* cos(0, 0): silent before and now */
-            vel_v[c] = (phi - vel_phi[c]) - mu * vel_v[c];
-            vel_phi[c] = phi;
+            vel[c] = (phi - phi_prev[c]) - mu * vel[c];
+            phi_prev[c] = phi;
         }
     vel_count = count;
     return TR_OK;

@@ -19,11 +19,18 @@ static tr_status_t velocity_budget_check(const float *sp, tr_err_t *err)
     return TR_OK;
 }
 
+/* Any selection holds at most the budget's parameters (the greedy fill). */
+static void velocity_budget_plan(uint8_t n_layers, const uint16_t *dims, const float *sp, strat_plan_t *p)
+{
+    sc_budget_plan(n_layers, dims, sp[VB_BUDGET], VEL_SEL_FLOATS(sc_neurons_of(n_layers, dims)), p);
+}
+
 static void velocity_budget_choose(mlp_t *m)
 {
-    const float *v = vel_velocity();
-    float *key = sc_work_f[0];
-    uint16_t *ids = sc_work_idx;
+    const uint16_t nn = sc_n_neurons(m);
+    const float *v = vel_velocity(m);
+    float *key = vel_work(m, 0);                               /* free between SELECTs */
+    sc_id_t *ids = (sc_id_t *)(m->sel + VEL_SEL_FLOATS(nn)); /* behind the velocity state */
     uint16_t c = 0;
     for (uint8_t l = 0; l < m->n_layers; l++) {
         const float cost = (float)((uint32_t)m->dims[l] + 1u);
@@ -38,7 +45,7 @@ static void velocity_budget_choose(mlp_t *m)
 
 static void velocity_budget_reset(mlp_t *m)
 {
-    vel_reset();
+    vel_reset(m);
     velocity_budget_choose(m); /* the masks of SELECT t = 0 */
 }
 
@@ -60,6 +67,7 @@ const strategy_ops_t strategy_velocity_budget = {
     .defaults = velocity_budget_defaults,
     .masks_on_delta = 0,
     .check = velocity_budget_check,
+    .plan = velocity_budget_plan,
     .reset = velocity_budget_reset,
     .select = velocity_budget_select,
     .skip = 0,

@@ -4,11 +4,12 @@
 #include "tr_train.h"
 #include "tr_train_asm.h"
 
-/* Row j: the reference loop (pointer walks and 32-bit counters: cheapest on Cortex-M0). */
+/* Row j into gr[in]: the reference loop (pointer walks and 32-bit counters: cheapest on
+ * Cortex-M0). */
 static void weight_grad_plain(const float *d, const float *x, uint16_t batch, uint16_t out,
-                              uint16_t in, uint16_t j, float *gW)
+                              uint16_t in, uint16_t j, float *gr)
 {
-    float *const gr = gW + (size_t)j * in, *const gend = gr + in;
+    float *const gend = gr + in;
     for (float *g = gr; g != gend; g++)
         *g = 0.0f;
     const float *dp = d + j, *a = x;
@@ -65,10 +66,10 @@ tr_train_status tr_fc_weight_grad_f32(const float *d, const float *x, uint16_t b
             const uint16_t j0 = rows[r], j1 = rows[r + 1];
             for (uint16_t i = 0; i < in; i += 8)
                 weight_grad_2x8(d + j0, d + j1, 4u * out, x + i, 4u * in, batch,
-                                gW + (size_t)j0 * in + i, gW + (size_t)j1 * in + i);
+                                gW + (size_t)r * in + i, gW + (size_t)(r + 1u) * in + i);
         }
 #endif
     for (; r < n_rows; r++)
-        weight_grad_plain(d, x, batch, out, in, rows[r], gW);
+        weight_grad_plain(d, x, batch, out, in, rows[r], gW + (size_t)r * in);
     return TR_TRAIN_SUCCESS;
 }

@@ -50,7 +50,7 @@ tr_train_status tr_fc_forward_f32(const float *x, uint16_t batch, uint16_t in, c
                                   const float *b, uint16_t out, int relu, float *y);
 
 /**
- * @brief Weight gradient of the kept rows: gW[j][i] = sum_n d[n][j]*x[n][i] for j in rows.
+ * @brief Weight gradient of the kept rows: gW[r][i] = sum_n d[n][rows[r]]*x[n][i].
  * @param[in]  d       output error [batch][out]
  * @param[in]  x       layer inputs [batch][in]
  * @param[in]  batch   samples. Range: [1, 65535]
@@ -58,7 +58,8 @@ tr_train_status tr_fc_forward_f32(const float *x, uint16_t batch, uint16_t in, c
  * @param[in]  in      inputs per sample. Range: [1, 65535]
  * @param[in]  rows    kept output rows, any order, each < out
  * @param[in]  n_rows  number of kept rows. Range: [0, out]
- * @param[out] gW      gradient [out][in]; only rows in `rows` are written (all of each);
+ * @param[out] gW      gradient [n_rows][in], packed: row r holds the gradient of rows[r]
+ *                     (the training arena keeps gradients of selected rows only);
  *                     must not overlap d, x
  * @return TR_TRAIN_SUCCESS, or TR_TRAIN_ARG_ERROR for a zero size or a NULL pointer.
  * The sum runs over n = 0, 1, ... from +0.0f.

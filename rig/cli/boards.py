@@ -37,8 +37,9 @@ def add_parsers(sub: Any) -> None:
 
     sz = sub.add_parser("sizes", help="flash / RAM / stack of every prebuilt image")
     sz.add_argument("--measure", action="store_true",
-                    help="also train every strategy on each QEMU target and read the peak "
-                         "stack (STATS)")
+                    help="also train every strategy on the reference head (the lab's "
+                         "training: dims), the whole default job, on one QEMU target per "
+                         "board, and read the arena high-water mark and peak stack (STATS)")
     sz.set_defaults(func=cmd_sizes)
 
 
@@ -195,7 +196,7 @@ def cmd_sizes(args: argparse.Namespace) -> int:
     manifest = load_manifest()
     measured: dict[str, int] = {}
     if args.measure:
-        measured = _measure_stacks(load_config(args.config))
+        measured = _measure_strategies(load_config(args.config))
     t = Table(title=f"prebuilt images ({manifest.path})")
     for col in ("board", "flash B", "static RAM B", "stack B", "main RAM", "peak stack B"):
         t.add_column(col, justify="right" if col != "board" else "left")
@@ -223,29 +224,53 @@ def _memory_of(img: Any) -> dict[str, Any]:
             "static_ram": size.get("data", 0) + size.get("bss", 0)}
 
 
-def _measure_stacks(lab: LabConfig) -> dict[str, int]:
-    """Peak stack (STATS high-water mark) per board after training every strategy the
-    firmware has for 2 short epochs on each enabled QEMU target."""
+def _measure_strategies(lab: LabConfig) -> dict[str, int]:
+    """Per QEMU board (one target each): every strategy the firmware has trains the
+    reference head (the lab's `training: dims`) on the whole default job with the board's
+    other `training:` overrides (rig.training_memory); prints arena high-water and peak stack
+    per strategy, or the memory plan's bytes where it does not fit. Returns the peak stack
+    per board (the largest over its strategies)."""
+    from rich.table import Table
+
+    from rig import strategies
     from rig.connection import connect
-    from rig.fit import fit_spec
-    from rig.session import Inspect, RunSpec, TrainingSession
+    from rig.session import RunSpec
     from rig.targets import build_target
+    from rig.training_memory import measure
 
     out: dict[str, int] = {}
-    for tc in lab.enabled_targets("qemu") + lab.enabled_targets("twin"):
+    t = Table(title=f"training memory per strategy, reference head "
+                    f"{'-'.join(map(str, lab.training.dims))}, whole default job "
+                    "(STATS, emulated boards)")
+    for col in ("board", "strategy", "fits", "steps", "arena high-water B", "of arena B",
+                "peak stack B", "training B (no weights)"):
+        t.add_column(col, justify="left" if col in ("board", "strategy", "fits") else "right")
+    seen: set[str] = set()
+    for tc in lab.enabled_targets("qemu"):
         target = build_target(lab, tc)
+        board = target.board.name if target.board is not None else tc.name
+        if board in seen:
+            continue
+        seen.add(board)
         board_training = target.board.training if target.board is not None else None
         with connect(target, timeout=lab.defaults.timeout_s,
                      retries=lab.defaults.retries) as conn:
-            for strategy in conn.hello.strategy_names:
-                spec, _ = fit_spec(RunSpec.from_training(lab.training), conn.hello, board_training,
-                                   {"strategy": strategy, "epochs": 2, "train_samples": 64,
-                                    "test_samples": 32})
-                TrainingSession(conn.device, spec,
-                                inspect=Inspect(masks=True, updates=True)).run()
-            used = conn.device.stats().stack_used
-        out[conn.hello.board] = max(out.get(conn.hello.board, 0), used)
-        console.print(f"{tc.name}: peak stack {used} B after every strategy")
+            console.print(f"{tc.name}: training every strategy of {conn.hello.board} ...")
+            rows = measure(conn, RunSpec.from_training(lab.training), board_training,
+                           overrides={"dims": tuple(lab.training.dims)})
+        for r in rows:
+            if r.fits:
+                out[r.board] = max(out.get(r.board, 0), r.stack_used)
+                t.add_row(r.board, r.strategy, "yes (measured)", str(r.steps),
+                          f"{r.arena_used:,}", f"{r.arena_size:,}", f"{r.stack_used:,}",
+                          f"{r.training_bytes:,}")
+            else:
+                need = r.reason.split("arena: ", 1)[-1].split(" (memory plan")[0]
+                t.add_row(r.board, r.strategy, "no (plan)", "-", need, "", "", "")
+        missing = [s for s in strategies.NAMES if s not in {r.strategy for r in rows}]
+        for name in missing:
+            t.add_row(board, name, "not in firmware", "-", "", "", "", "")
+    console.print(t)
     return out
 
 

@@ -36,6 +36,9 @@ def add_parser(sub: Any) -> None:
     add_strategy(run, "sparse-update strategy (default: the lab's training: strategy)")
     run.add_argument("--sparams", type=float, nargs="*",
                      help="strategy parameters, in order; missing ones take the defaults")
+    run.add_argument("--dims", type=int, nargs="+", metavar="D",
+                     help="layer widths of the head, input first (default: the lab's or the "
+                          "board's training: dims), e.g. 64 32 10")
     run.add_argument("--epochs", type=int, help=">= 1")
     run.add_argument("--batch", type=int, help="1 .. 65535 (clamped to the device's max_batch)")
     run.add_argument("--lr", type=float, help="> 0")
@@ -82,6 +85,12 @@ def check_run(args: argparse.Namespace) -> None:
     if args.target is not None and not args.target.strip():
         raise UsageError("--target: expected auto, board, a target kind or a target name, "
                          "got ''")
+    if args.dims is not None:
+        if len(args.dims) < 2:
+            raise UsageError(f"--dims: expected at least 2 widths (input ... classes), got "
+                             f"{len(args.dims)}")
+        for d in args.dims:
+            check_int("--dims", d, 1, 65535)
     check_int("--epochs", args.epochs, 1)
     check_int("--batch", args.batch, 1, 65535)
     check_float("--lr", args.lr, 0.0, positive=True)
@@ -117,6 +126,8 @@ def cli_overrides(args: argparse.Namespace) -> dict[str, Any]:
             overrides[name] = value
     if getattr(args, "sparams", None) is not None:
         overrides["sparams"] = tuple(args.sparams)
+    if getattr(args, "dims", None) is not None:
+        overrides["dims"] = tuple(args.dims)
     return overrides
 
 
@@ -139,6 +150,10 @@ def check_sizes(lab: LabConfig, board_training: Any, overrides: dict[str, Any]) 
         split = digits_split(seed=values["seed"], n_val=values["val_samples"])
     except ValueError as exc:
         raise UsageError(f"{lab.path} training: val_samples: {exc}") from None
+    dims = tuple(values["dims"])
+    if "dims" in overrides and not values.get("backbone") and dims[0] != split.train.n_features:
+        raise UsageError(f"--dims: the first width is the input: {split.train.n_features} "
+                         f"features per digits sample, got {dims[0]}")
     for key, part in (("train_samples", split.train), ("test_samples", split.test)):
         n = values[key]
         if n > len(part):

@@ -1,19 +1,24 @@
 /* microbit (nRF51822, Cortex-M0, soft float, QEMU): the extreme-memory target, 16 KB RAM.
  *
- * The default job's head (64-32-10 = 2410 parameters) needs 3 x 2410 x 4 = 29 KB for
- * parameters, momentum and last step alone, so the microbit trains a smaller head on the
- * same digits task: 64-8-10 (610 parameters; lab_config.yaml boards.microbit.training).
- * Budget (bytes; `make sizes` and the STATS message measure it):
- *   params + momentum + last step: 3 x 650 x 4                         7800
- *   activations (2+1) x 2 x 64 x 4, errors 2 x 2 x 64 x 4               2560
+ * Sized for the reference head 64-32-10 (2410 parameters = 9640 B) under a sparse
+ * strategy: the training arena's memory plan (docs/training.md "Memory plan") keeps only
+ * what the configuration needs. `static` at its defaults (last layer: 5 of 10 weight rows
+ * and the biases; layer 0: biases) needs 2888 floats = 11,552 B: parameters 2410,
+ * gradients of the 202 trainable entries, act[0] 2 x 64, act[1] 2 x 32, logits/output error
+ * 2 x 10, layer 0's error chunk 2 x 32. `full` on 64-32-10 needs 20,384 B and is refused
+ * (NO_SPACE "arena: needs N B, has M B"); the board's default job is the 64-8-10 head
+ * (lab_config.yaml boards.microbit.training), which every strategy but the velocity ones
+ * trains. Budget (bytes; `make sizes` and STATS measure it):
+ *   training arena TR_ARENA_FLOATS x 4                                11,560
  *   model masks and scratch (mlp_t)                                    ~1050
  *   samples: a window of 8 records of 65 B (the host streams each batch)  520
  *   protocol: RX ring 64 + RX / response / TX-COBS buffers of 332 B    ~1070
  *   UART RX ring (interrupt-fed, hal_board.c): 32 slots x 2 B              64
- *   strategies: tinypropv2 scores 256, budget order 256                  512
- *   stack 1536 (peak measured with every strategy: 656; the fault report adds ~350)
+ *   tinypropv2 scores 256
+ *   stack 1408 (peak of one step of the 64-8-10 job: 640 B; the whole default job on
+ *   64-32-10 under static: 840 B (rig sizes --measure); the fault report adds ~350)
  * Batch at most 2; the velocity strategies are left out (board.mk). A payload of 320 B
- * (not less) keeps lockstep reads of W[0] (512 floats) at 7 requests. */
+ * (not less) keeps lockstep reads of W[0] (2048 floats) at 26 requests. */
 #ifndef TR_BOARD_CONFIG_H
 #define TR_BOARD_CONFIG_H
 
@@ -29,7 +34,8 @@
 
 #define TR_MAX_PAYLOAD 320u
 #define TR_RX_RING 64u
-#define TR_PARAM_CAPACITY 650u
+#define TR_PARAM_CAPACITY 2410u /* 64-32-10 */
+#define TR_ARENA_FLOATS 2890u  /* static's 2888 on 64-32-10; the linker checks the RAM */
 #define TR_DATA_CAPACITY 520u
 #define TR_MAX_SAMPLES 8u
 #define TR_MAX_LAYERS 2u
