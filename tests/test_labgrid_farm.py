@@ -340,9 +340,28 @@ def test_farm_processes_end_with_the_farm(tmp_path: Path) -> None:
                                  capture_output=True, text=True).stdout.split()
         assert ser2net, "no ser2net for an acquired place"
         target.close()
-    for pid in pids + [int(p) for p in ser2net]:
-        assert not Path(f"/proc/{pid}").exists() or \
-            "zombie" in Path(f"/proc/{pid}/status").read_text().lower(), pid
+    # ser2net is the exporter's child and is reparented when the exporter exits: give the
+    # processes a bounded moment to finish exiting, then every one must be gone (or a zombie).
+    left = [*pids, *(int(p) for p in ser2net)]
+    deadline = time.monotonic() + 10.0
+    while left and time.monotonic() < deadline:
+        left = [pid for pid in left if _alive(pid)]
+        time.sleep(0.1)
+    assert not left, f"processes outlived the farm: {[_cmdline(pid) for pid in left]}"
+
+
+def _alive(pid: int) -> bool:
+    try:
+        return "zombie" not in Path(f"/proc/{pid}/status").read_text().lower()
+    except OSError:  # gone, or going between the two reads
+        return False
+
+
+def _cmdline(pid: int) -> str:
+    try:
+        return f"{pid}: " + Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode()
+    except OSError:
+        return f"{pid}: (gone)"
 
 
 def test_a_place_with_only_a_probe_needs_labgrids_driver(farm: LoopbackFarm,
