@@ -240,7 +240,12 @@ class LoopbackFarm:
         log_path = self.workdir / f"{name}.log"
         log = open(log_path, "wb")  # noqa: SIM115 - closed by _Service.stop
         pdeath = _parent_death_signal()
-        env = {**os.environ, "PYTHONUNBUFFERED": "1"}
+        # The exporters run `python -m rig.labgrid_exporter` from their own work folder:
+        # put this rig package first on their path (the same code as the client, also when
+        # it runs from a checkout that was not installed).
+        here = str(Path(__file__).resolve().parents[1])
+        path = os.pathsep.join(p for p in (here, os.environ.get("PYTHONPATH")) if p)
+        env = {**os.environ, "PYTHONUNBUFFERED": "1", "PYTHONPATH": path}
         proc = subprocess.Popen(cmd, cwd=cwd, stdin=subprocess.DEVNULL, stdout=log,
                                 stderr=subprocess.STDOUT, start_new_session=True,
                                 preexec_fn=pdeath, env=env, close_fds=True)
