@@ -1,0 +1,179 @@
+"""The device-fidelity subset of `rig experiment`: every strategy at its default parameters,
+one seed, on one target, against the exact (firmware-order) golden model.
+
+Each run is a `TrainingSession` (golden re-synced to the device at each epoch end,
+free-running within an epoch), so the table states how device and golden agreed (per-step
+loss, k and skipped flags, final parameters, test accuracy). On a QEMU target the counters
+are exact instruction counts from the project's TCG plugin (`rig.profile.icount`), summed
+per phase over the run: `instructions (QEMU)`, deterministic — the same firmware, data and
+requests execute the same instructions, whatever the host load (SysTick in QEMU follows
+host time and is not used here). On other targets the device's own counters are reported
+with their label.
+"""
+
+from __future__ import annotations
+
+import json
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from rig import strategies
+from rig.experiment import Point, pretrain
+from rig.experiment_tasks import TASKS
+from rig.session import Inspect, RunSpec, StepRecord, TrainingSession
+
+#: the subset: every strategy at its documented defaults, this seed
+DEVICE_SEED = 0
+
+
+@dataclass
+class DeviceRun:
+    strategy: str
+    seed: int
+    steps: int
+    ok: bool
+    max_loss_rel: float
+    k_mismatch_steps: int
+    skipped_mismatch_steps: int
+    max_param_abs: float
+    device_accuracy: float
+    golden_accuracy: float  # the session's exact golden model
+    counter_label: str
+    counters: list[int]  # forward, backward, selection, update, summed over the run
+    failures: str = ""
+
+
+@dataclass
+class DeviceResult:
+    task: str
+    target: str
+    runs: list[DeviceRun] = field(default_factory=list)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), indent=1)
+
+    @classmethod
+    def from_json(cls, text: str) -> DeviceResult:
+        d = json.loads(text)
+        return cls(d["task"], d["target"], [DeviceRun(**r) for r in d["runs"]])
+
+
+def run_device_subset(task_name: str, config: str | None, target_name: str | None,
+                      strategy_names: tuple[str, ...] | None = None,
+                      log: Callable[[str], None] = print, seed: int = DEVICE_SEED,
+                      log_dir: Path | None = None) -> DeviceResult:
+    from rig.config import load_config
+    from rig.connection import connect
+    from rig.profile.icount import LABEL, InstructionCounter
+    from rig.targets import resolve_target
+
+    task = TASKS[task_name]
+    strategy_names = strategy_names or strategies.NAMES
+    split = task.transfer(seed)
+    params, _, _ = pretrain(task, split, seed, exact=True)
+    lab = load_config(config)
+    target = resolve_target(lab, target_name or "qemu")
+    counter = None
+    tmp = None
+    if hasattr(target, "set_plugin"):
+        if log_dir is None:
+            tmp = tempfile.TemporaryDirectory(prefix="rig-exp-icount-")
+            log_dir = Path(tmp.name)
+        counter = InstructionCounter(target.firmware_path(), log_dir / "icount.jsonl")  # type: ignore[attr-defined]
+        counter.attach(target)
+    result = DeviceResult(task_name, "")
+    try:
+        with connect(target, timeout=lab.defaults.timeout_s,
+                     retries=lab.defaults.retries) as conn:
+            result.target = f"{target.name} ({conn.hello.board}, emulated)" \
+                if hasattr(target, "set_plugin") else f"{target.name} ({conn.hello.board})"
+            for name in strategy_names:
+                t0 = time.perf_counter()
+                run = _one(conn, counter, task_name, split, params, name, seed)
+                if counter is not None:
+                    run.counter_label = LABEL
+                result.runs.append(run)
+                log(f"device {name:16} acc {run.device_accuracy:.4f} (golden "
+                    f"{run.golden_accuracy:.4f}), {'agrees' if run.ok else 'DISAGREES'}, "
+                    f"{run.counter_label}: {'/'.join(map(str, run.counters))}, "
+                    f"{time.perf_counter() - t0:.1f} s")
+    finally:
+        if tmp is not None:
+            tmp.cleanup()
+    return result
+
+
+def _one(conn: Any, counter: Any, task_name: str, split: Any, params: Any, name: str,
+         seed: int) -> DeviceRun:
+    task = TASKS[task_name]
+    ph = task.finetune
+    point = Point(name, name)
+    spec = RunSpec(dims=task.dims, lr=ph.lr, momentum=ph.momentum, batch=ph.batch,
+                   epochs=ph.epochs, train_samples=0, test_samples=0,
+                   val_samples=len(split.finetune.val), seed=seed, strategy=name,
+                   sparams=point.sparams_for(seed))
+    sums = [0, 0, 0, 0]
+    phases = ("forward", "backward", "selection", "update")
+
+    def take() -> None:
+        if counter is None:
+            return
+        for rec in counter.new_records():
+            if rec.kind == "select_msg":
+                sums[2] += rec.total.insns
+            else:
+                for i, p in enumerate(phases):
+                    sums[i] += rec.phase(p).insns
+
+    dev_counters = [0, 0, 0, 0]
+
+    def on_step(rec: StepRecord) -> None:
+        for i, v in enumerate(rec.device.counters):
+            dev_counters[i] += int(v)
+        take()
+
+    session = TrainingSession(conn.device, spec, split=split.finetune, initial_params=params,
+                              inspect=Inspect(resync=True), on_step=on_step)
+    session.prepare()
+    if counter is not None:
+        counter.new_records()  # what ran before this strategy's first step
+    report = session.run()
+    take()
+    steps = report.steps
+    last = report.epochs[-1]
+    return DeviceRun(
+        strategy=name, seed=seed, steps=len(steps), ok=report.ok,
+        max_loss_rel=report.max_loss_rel,
+        k_mismatch_steps=sum(1 for s in steps if tuple(s.device.k) != tuple(s.golden.k)),
+        skipped_mismatch_steps=sum(1 for s in steps
+                                   if bool(s.device.skipped) != bool(s.golden.skipped)),
+        max_param_abs=max(e.max_param_abs for e in report.epochs),
+        device_accuracy=last.device_acc, golden_accuracy=last.golden_acc,
+        counter_label=report.counter_label,
+        counters=sums if counter is not None else dev_counters, failures=report.failures)
+
+
+def markdown(d: DeviceResult) -> str:
+    lines = [
+        f"## Device vs golden model ({d.target})",
+        "",
+        "Every strategy at its defaults, seed "
+        f"{d.runs[0].seed if d.runs else DEVICE_SEED}, against the exact (firmware-order) "
+        "golden model; golden re-synced to the device at each epoch end, free-running "
+        "within an epoch. Counters summed over the run, forward/backward/selection/update.",
+        "",
+        "| strategy | steps | agrees | max loss rel err | steps k ≠ | skipped ≠ | max abs "
+        "param err | test acc device / golden | counters |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for r in d.runs:
+        lines.append(
+            f"| `{r.strategy}` | {r.steps} | {'yes' if r.ok else '**no**'} | "
+            f"{r.max_loss_rel:.1e} | {r.k_mismatch_steps} | {r.skipped_mismatch_steps} | "
+            f"{r.max_param_abs:.1e} | {r.device_accuracy:.4f} / {r.golden_accuracy:.4f} | "
+            f"{'/'.join(map(str, r.counters))} ({r.counter_label}) |")
+    return "\n".join(lines) + "\n"
