@@ -24,6 +24,7 @@ from rig.golden.model import GoldenMLP
 RESULTS = Path(__file__).resolve().parents[1] / "docs" / "results"
 
 
+@pytest.mark.slow
 def test_quick_run_reproduces_the_committed_json(tmp_path: Path) -> None:
     """Same seeds → same numbers: the CI smoke run against the committed quick result."""
     assert cli.main(["experiment", "--task", "digits", "--quick", "--out", str(tmp_path)]) == 0

@@ -23,6 +23,7 @@ def _short(seed: int) -> TransferSplit:
     return replace(full, finetune=Split(ft.train.subset(range(48)), ft.val, ft.test, seed))
 
 
+@pytest.mark.slow
 def test_device_counters_identical_across_reruns(monkeypatch: pytest.MonkeyPatch) -> None:
     need_qemu()
     need_plugin()

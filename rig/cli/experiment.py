@@ -36,7 +36,8 @@ def add_parser(sub: Any) -> None:
                          "--target, instruction-counted (QEMU TCG plugin)")
     ex.add_argument("--target", help="target for --device (default: the lab's qemu)")
     ex.add_argument("--replot", action="store_true",
-                    help="no training: rewrite the table and plot from the existing JSON")
+                    help="no golden training: rewrite the table and plot from the existing "
+                         "JSON (with --device: run only the device subset)")
     ex.add_argument("--out", default="docs/results", help="output directory")
     ex.set_defaults(func=cmd_experiment, check=check_experiment)
 
@@ -53,6 +54,8 @@ def check_experiment(args: argparse.Namespace) -> None:
         raise UsageError(f"--out {args.out}: not a directory")
     if args.replot and not (out / f"{_stem(args)}.json").is_file():
         raise UsageError(f"--replot: {out / (_stem(args) + '.json')} does not exist")
+    if args.device and args.quick:
+        raise UsageError("--device: the device subset belongs to the full run, not --quick")
     if args.target is not None and not args.device:
         raise UsageError("--target: only used with --device")
 
@@ -79,15 +82,18 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     stem = _stem(args)
     device_md = ""
     device_path = out / f"{args.task}-device.json"
-    if args.replot:
+    if args.replot:  # no golden training (with --device: the device subset only)
         result = exp.ExperimentResult.from_json((out / f"{stem}.json").read_text())
+        ok = True
+        if args.device:
+            ok = _device(args, device_path)
         if device_path.is_file() and not args.quick:
             from rig import experiment_device as dev
 
             device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()))
         paths = exp.write(result, out, command, None, device_md)
         console.print(f"written: {', '.join(str(p) for p in paths.values())}")
-        return 0
+        return 0 if ok else 1
     n_seeds = args.seeds or (QUICK_SEEDS if args.quick else DEFAULT_SEEDS)
     jobs = args.jobs or max(1, min(2, os.cpu_count() or 1))
     points = [p for p in exp.sweep(args.quick)
@@ -99,18 +105,8 @@ def cmd_experiment(args: argparse.Namespace) -> int:
                                 points=points, jobs=jobs,
                                 log=lambda s: console.print(s, markup=False))
     wall = time.perf_counter() - t0
-    ok = True
-    if args.device:
-        from rig import experiment_device as dev
-
-        names = tuple(args.strategy) or None
-        d = dev.run_device_subset(args.task, args.config, args.target, names,
-                                  log=lambda s: console.print(s, markup=False))
-        device_path.parent.mkdir(parents=True, exist_ok=True)
-        device_path.write_text(d.to_json() + "\n", encoding="utf-8")
-        device_md = dev.markdown(d)
-        ok = all(r.ok for r in d.runs)
-    elif device_path.is_file() and not args.quick:
+    ok = _device(args, device_path) if args.device else True
+    if device_path.is_file() and not args.quick:
         from rig import experiment_device as dev
 
         device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()))
@@ -121,3 +117,22 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     console.print(f"golden runs: {len(result.runs)} in {wall:.1f} s wall on {jobs} "
                   f"process(es)", markup=False)
     return 0 if ok else 1
+
+
+def _device(args: argparse.Namespace, path: Path) -> bool:
+    """Run the device subset, write <task>-device.json; True if every run agreed."""
+    from rig import experiment_device as dev
+
+    t0 = time.perf_counter()
+    path.parent.mkdir(parents=True, exist_ok=True)
+
+    def save(d: dev.DeviceResult) -> None:
+        path.write_text(d.to_json() + "\n", encoding="utf-8")
+
+    d = dev.run_device_subset(args.task, args.config, args.target,
+                              tuple(args.strategy) or None,
+                              log=lambda s: console.print(s, markup=False), on_run=save)
+    save(d)
+    console.print(f"device subset: {len(d.runs)} runs in {time.perf_counter() - t0:.1f} s "
+                  f"wall, written {path}", markup=False)
+    return all(r.ok for r in d.runs)
