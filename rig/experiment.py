@@ -472,7 +472,10 @@ def markdown(result: ExperimentResult, command: str, wall_s: float | None = None
         lines.append(f"| `{r.point.key}` | {r.accuracy.fmt(1, 4)} | {r.drop_pp.fmt()} | "
                      f"{r.x.fmt(1, 3)} | {r.total.fmt(1, 3)} | {r.trained_fraction:.3f} | "
                      f"{r.skipped_fraction:.3f} |")
-    lines += ["", f"![frontier]({result.task}.png)", "", "## The papers' claims", ""]
+    lines += ["", f"![frontier]({result.task}.png)", "",
+              "Bands: 95 % CI of each point's mean accuracy over the seeds (unpaired); the "
+              "drops above and the comparisons below are paired by seed, hence narrower. "
+              "Dotted: full − 1 pp and x = 10 %.", "", "## The papers' claims", ""]
     for c in claims(result):
         lines += [f"### {c.title}", "", f"**Verdict: {c.verdict}.**", ""]
         lines += [f"- {ln}" for ln in c.lines] + [""]
@@ -490,6 +493,8 @@ _COLORS = {"full": "black", "tinyprop": "tab:blue", "tinypropv2": "tab:orange",
 
 
 def plot(result: ExperimentResult, path: Path) -> None:
+    """Two panels, same axes: the whole frontier, and a zoom on the band around `full`
+    (−8 … +2 pp) where the −1 pp line decides."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -498,7 +503,7 @@ def plot(result: ExperimentResult, path: Path) -> None:
     rows = summarize(result)
     floor = forward_floor(result)
     full = next(r for r in rows if r.point.key == "full")
-    fig, ax = plt.subplots(figsize=(8.5, 5.5))
+    fig, (ax, az) = plt.subplots(2, 1, figsize=(8.5, 10), height_ratios=(1.1, 1))
     groups: dict[str, list[Row]] = {}
     for r in rows:
         name = ("full, fewer steps (compute-matched)" if r.point.strategy == "full"
@@ -507,27 +512,34 @@ def plot(result: ExperimentResult, path: Path) -> None:
         groups.setdefault(name, []).append(r)
         if r.point.key == "full":  # the compute-matched line ends at full itself
             groups.setdefault("full, fewer steps (compute-matched)", []).append(r)
-    for name, rs in groups.items():
-        rs = sorted(rs, key=lambda r: r.x.mean)
-        xs = np.array([r.x.mean for r in rs])
-        ys = np.array([r.accuracy.mean for r in rs])
-        lo = np.array([r.accuracy.lo for r in rs])
-        hi = np.array([r.accuracy.hi for r in rs])
-        color = _COLORS.get(rs[0].point.strategy, "gray")
-        style = "--" if name.startswith("full,") else "-"
-        marker = "s" if "ζ" in name else "o"
-        ax.plot(xs, ys, style, marker=marker, color=color, label=name, ms=4)
-        ax.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
-        if len(rs) == 1:
-            ax.errorbar(xs, ys, yerr=[ys - lo, hi - ys], color=color, capsize=3, fmt="none")
-    ax.axhline(full.accuracy.mean - 0.01, color="gray", lw=0.8, ls=":")
-    ax.text(0.01, full.accuracy.mean - 0.01, "full − 1 pp", ha="left", va="bottom",
-            fontsize=8, color="gray")
-    ax.axvline(0.10, color="gray", lw=0.8, ls=":")
-    ax.text(0.10, ax.get_ylim()[0], " 10 %", ha="left", va="bottom", fontsize=8, color="gray")
-    ax.set_xlim(0, 1.05)
-    ax.set_xlabel("x = (backward + update + selection) MACs / full's backward + update MACs")
-    ax.set_ylabel("target test accuracy")
+    for panel in (ax, az):
+        for name, rs in groups.items():
+            rs = sorted(rs, key=lambda r: r.x.mean)
+            xs = np.array([r.x.mean for r in rs])
+            ys = np.array([r.accuracy.mean for r in rs])
+            lo = np.array([r.accuracy.lo for r in rs])
+            hi = np.array([r.accuracy.hi for r in rs])
+            color = _COLORS.get(rs[0].point.strategy, "gray")
+            style = "--" if name.startswith("full,") else "-"
+            marker = "s" if "ζ" in name else "o"
+            panel.plot(xs, ys, style, marker=marker, color=color, label=name, ms=4)
+            panel.fill_between(xs, lo, hi, color=color, alpha=0.15, lw=0)
+            if len(rs) == 1:
+                panel.errorbar(xs, ys, yerr=[ys - lo, hi - ys], color=color, capsize=3,
+                               fmt="none")
+        panel.set_xlim(0, 1.05)
+        if panel is az:
+            panel.set_ylim(full.accuracy.mean - 0.08, full.accuracy.mean + 0.02)
+        panel.axhline(full.accuracy.mean - 0.01, color="gray", lw=0.8, ls=":")
+        panel.text(0.01, full.accuracy.mean - 0.01, "full − 1 pp", ha="left", va="bottom",
+                   fontsize=8, color="gray")
+        panel.axvline(0.10, color="gray", lw=0.8, ls=":")
+        panel.text(0.10, panel.get_ylim()[0], " 10 %", ha="left", va="bottom", fontsize=8,
+                   color="gray")
+        panel.set_ylabel("target test accuracy")
+        panel.grid(alpha=0.3)
+    az.set_xlabel("x = (backward + update + selection) MACs / full's backward + update MACs")
+    az.set_title("zoom: full − 8 pp … full + 2 pp", fontsize=9)
 
     def to_total(x: Any) -> Any:
         return floor + (1 - floor) * np.asarray(x)
@@ -540,10 +552,9 @@ def plot(result: ExperimentResult, path: Path) -> None:
                    f"(forward floor {floor:.0%} at x = 0)", fontsize=8)
     ax.set_title(f"{result.task}: mean and 95 % CI band over {len(result.seeds)} seeds "
                  "(golden model)", fontsize=10)
-    ax.grid(alpha=0.3)
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
-    fig.savefig(path, dpi=110, metadata={"Software": None})
+    fig.savefig(path, dpi=100, metadata={"Software": None})
     plt.close(fig)
 
 

@@ -118,6 +118,10 @@ def test_device_subset_agrees_on_native(monkeypatch: pytest.MonkeyPatch) -> None
      "rig experiment: --seeds: expected an integer >= 2 and <= 1000 (paired statistics need "
      "two), got 1"),
     (["experiment", "--target", "qemu"], "rig experiment: --target: only used with --device"),
+    (["experiment", "--quick", "--device"],
+     "rig experiment: --device: the device subset belongs to the full run, not --quick"),
+    (["experiment", "--replot", "--out", "/nonexistent"],
+     "rig experiment: --replot: /nonexistent/digits.json does not exist"),
 ])
 def test_bad_values_exit_2_before_any_work(argv: list[str], line: str,
                                            capsys: pytest.CaptureFixture[str]) -> None:
