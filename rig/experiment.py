@@ -24,7 +24,6 @@ Seeds run in parallel processes (`jobs`); results do not depend on `jobs`.
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import asdict, dataclass, field
@@ -55,7 +54,7 @@ class Point:
     sparams: tuple[float, ...] | None = None
     step_fraction: float = 1.0
     param: str = ""
-    value: float = math.nan
+    value: float | None = None  # the swept parameter's value (None: not a sweep point)
 
     def sparams_for(self, seed: int) -> tuple[float, ...] | None:
         if self.strategy == "random-budget":
@@ -131,7 +130,7 @@ class ExperimentResult:
         return {r.seed: r for r in self.runs if r.point == key}
 
     def to_json(self) -> str:
-        return json.dumps(asdict(self), indent=1, allow_nan=True)
+        return json.dumps(asdict(self), indent=1, allow_nan=False)
 
     @classmethod
     def from_json(cls, text: str) -> ExperimentResult:
