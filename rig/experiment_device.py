@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from rig import strategies
-from rig.experiment import Point, pretrain
+from rig.experiment import ExperimentResult, Point, pretrain
 from rig.experiment_tasks import TASKS
 from rig.session import Inspect, RunSpec, StepRecord, TrainingSession
 
@@ -83,7 +83,13 @@ def run_device_subset(task_name: str, config: str | None, target_name: str | Non
     task = TASKS[task_name]
     strategy_names = strategy_names or strategies.NAMES
     split = task.transfer(seed)
-    params, _, _ = pretrain(task, split, seed, exact=True)
+    # The statistics run's pre-trained model of this seed (BLAS, one thread, as its workers
+    # compute it): fine-tuning from it, exact and BLAS golden models give the same accuracy
+    # here, so the device is checked against that run's own seed too.
+    from threadpoolctl import threadpool_limits
+
+    with threadpool_limits(1):
+        params, _, _ = pretrain(task, split, seed, exact=False)
     lab = load_config(config)
     target = resolve_target(lab, target_name or "qemu")
     counter = None
@@ -168,7 +174,21 @@ def _one(conn: Any, counter: Any, task_name: str, split: Any, params: Any, name:
         counters=sums if counter is not None else dev_counters, failures=report.failures)
 
 
-def markdown(d: DeviceResult) -> str:
+def statistics_accuracy(d: DeviceRun, result: ExperimentResult) -> float | None:
+    """The same strategy, defaults and seed in the statistics run (BLAS golden model)."""
+    spec = strategies.get(d.strategy)
+    want = spec.resolve(Point(d.strategy, d.strategy).sparams_for(d.seed))
+    for p in result.points:
+        if p.strategy == d.strategy and p.step_fraction == 1.0 \
+                and spec.resolve(p.sparams_for(d.seed)) == want:
+            run = result.by_point(p.key).get(d.seed)
+            return None if run is None else run.accuracy
+    return None
+
+
+def markdown(d: DeviceResult, result: ExperimentResult | None = None) -> str:
+    """The device table; with `result`, also the statistics run's accuracy for the same
+    strategy, defaults and seed (BLAS golden model: other summation order, free running)."""
     lines = [
         f"## Device vs golden model ({d.target})",
         "",
@@ -178,14 +198,21 @@ def markdown(d: DeviceResult) -> str:
         "model re-synced to them: each step compared from the same state, loss ≤ 1e-5 "
         "relative). Counters summed over the run, forward/backward/selection/update.",
         "",
+        "Fine-tuning starts from the statistics run's pre-trained model of this seed. The "
+        "last column but one is that run's accuracy for the same strategy, defaults and "
+        "seed (BLAS golden model, free running: it may differ where a rounding difference "
+        "took a ReLU edge or a ranking tie the other way).",
+        "",
         "| strategy | steps | agrees | max loss rel err | steps k ≠ | skipped ≠ | max abs "
-        "param err | test acc device / golden | counters |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "param err | test acc device / golden | statistics run | counters |",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
     for r in d.runs:
+        stat = statistics_accuracy(r, result) if result is not None else None
         lines.append(
             f"| `{r.strategy}` | {r.steps} | {'yes' if r.ok else '**no**'} | "
             f"{r.max_loss_rel:.1e} | {r.k_mismatch_steps} | {r.skipped_mismatch_steps} | "
             f"{r.max_param_abs:.1e} | {r.device_accuracy:.4f} / {r.golden_accuracy:.4f} | "
+            f"{'—' if stat is None else f'{stat:.4f}'} | "
             f"{'/'.join(map(str, r.counters))} ({r.counter_label}) |")
     return "\n".join(lines) + "\n"

@@ -90,7 +90,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
         if device_path.is_file() and not args.quick:
             from rig import experiment_device as dev
 
-            device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()))
+            device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()), result)
         paths = exp.write(result, out, command, None, device_md)
         console.print(f"written: {', '.join(str(p) for p in paths.values())}")
         return 0 if ok else 1
@@ -109,7 +109,7 @@ def cmd_experiment(args: argparse.Namespace) -> int:
     if device_path.is_file() and not args.quick:
         from rig import experiment_device as dev
 
-        device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()))
+        device_md = dev.markdown(dev.DeviceResult.from_json(device_path.read_text()), result)
     paths = exp.write(result, out, command, wall, device_md)
     for c in exp.claims(result):
         console.print(f"- {c.title}: {c.verdict}", markup=False)
