@@ -200,8 +200,11 @@ def markdown(d: DeviceResult, result: ExperimentResult | None = None) -> str:
         "",
         "Fine-tuning starts from the statistics run's pre-trained model of this seed. The "
         "last column but one is that run's accuracy for the same strategy, defaults and "
-        "seed (BLAS golden model, free running: it may differ where a rounding difference "
-        "took a ReLU edge or a ranking tie the other way).",
+        "seed (BLAS golden model, free running). Where the two differ it is the trajectory, "
+        "not a step: every step agreed from the same state (lockstep), but a free-running "
+        "training amplifies a rounding difference (a ReLU edge, a ranking tie, a "
+        "momentum-driven spike) into another end point — by several pp for the less stable "
+        "strategies (see their CIs). The claims use the distributions over the seeds.",
         "",
         "| strategy | steps | agrees | max loss rel err | steps k ≠ | skipped ≠ | max abs "
         "param err | test acc device / golden | statistics run | counters |",
