@@ -6,7 +6,7 @@
     rig flash          flash a target's prebuilt image (pyocd probe, or QEMU's gdbstub), verify
     rig sizes          flash / static RAM / stack of every prebuilt image (--measure: peak stack)
     rig profile        cost per phase and strategy: MACs, instructions (QEMU), cycles and energy
-    rig experiment     every strategy on a transfer task, ≥5 seeds: table + plot in docs/results
+    rig experiment     accuracy-vs-compute frontiers, 30 seeds, claims: docs/results
 
 `--config PATH` (the lab file; pytest's option is `--rig-config`) goes before or after the
 command: `rig --config lab.yaml run` = `rig run --config lab.yaml`. Without it:

@@ -73,17 +73,27 @@ def init_params(dims: Sequence[int], seed: int) -> list[LayerParams]:
     return layers
 
 
+def blas_matmul(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`seq_matmul`'s product (out[m][p] = Σ_k a[m][k]·b[p][k]) by float32 BLAS: same
+    terms, summed in BLAS's order."""
+    return np.matmul(np.asarray(a, dtype=F32), np.asarray(b, dtype=F32).T)
+
+
 class GoldenMLP:
     """Host twin of the firmware's MLP trainer (one instance per device model)."""
 
     def __init__(self, dims: Sequence[int], seed: int | None = 0,
                  params: Sequence[LayerParams] | None = None, *, lr: float = 0.01,
                  momentum: float = 0.0, strategy: str | int = "full",
-                 sparams: Sequence[float] | None = None) -> None:
+                 sparams: Sequence[float] | None = None, exact: bool = True) -> None:
         if len(dims) < 2 or any(int(d) < 1 for d in dims):
             raise ValueError(f"dims must list ≥ 2 positive sizes, got {list(dims)}")
         self.dims = [int(d) for d in dims]
         self.n_layers = len(self.dims) - 1
+        #: False: the three matrix products use float32 BLAS (another summation order, not
+        #: the firmware's) — for statistics over many seeds, never for device comparison
+        self.exact = exact
+        self._matmul = seq_matmul if exact else blas_matmul
         self.weights = [torch.zeros(o, i) for i, o in zip(self.dims[:-1], self.dims[1:],
                                                             strict=True)]
         self.biases = [torch.zeros(o) for o in self.dims[1:]]
@@ -140,7 +150,7 @@ class GoldenMLP:
         """Activations a_0..a_{L-1} (inputs of each layer) and pre-activations z_0..z_{L-1}."""
         acts, zs = [x], []
         for layer in range(self.n_layers):
-            z = seq_matmul(acts[-1], self.weights[layer].numpy()) + self.biases[layer].numpy()
+            z = self._matmul(acts[-1], self.weights[layer].numpy()) + self.biases[layer].numpy()
             zs.append(z)
             if layer < self.n_layers - 1:
                 acts.append(np.maximum(z, F32(0.0)))
@@ -210,9 +220,9 @@ class GoldenMLP:
             dec = strat.decide(layer, delta)
             rows[layer], bias[layer], scores[layer] = dec.rows, dec.bias, dec.scores
             # gW[j][i] = Σ_n δ[n][j]·a[n][i]; rows outside the mask are never used.
-            grads[layer] = (seq_matmul(dec.delta_prop.T, acts[layer].T), seq_sum(delta, axis=0))
+            grads[layer] = (self._matmul(dec.delta_prop.T, acts[layer].T), seq_sum(delta, axis=0))
             if layer > floor:
-                back = seq_matmul(dec.delta_prop, self.weights[layer].numpy().T)
+                back = self._matmul(dec.delta_prop, self.weights[layer].numpy().T)
                 delta = np.where(zs[layer - 1] > 0, back, F32(0.0)).astype(F32)
                 sparse = strat.sparse_propagation
                 propagated[layer] = int(dec.rows.sum()) if sparse else widths[layer]
