@@ -300,6 +300,15 @@ def compare(result: ExperimentResult, a: str, b: str) -> Paired:
     return paired([ra[s].accuracy for s in seeds], [rb[s].accuracy for s in seeds])
 
 
+def _matched_full_line(result: ExperimentResult, r: Row) -> list[str]:
+    """The claim point against `full` trained for the same share of the steps, if any."""
+    m = _matched_full(result, r.x.mean)
+    if not m:
+        return []
+    return [f"Accuracy minus that of `{m}` (the compute-matched baseline: full trained for "
+            f"that share of the steps): {_pt(compare(result, r.point.key, m))}."]
+
+
 def _matched_full(result: ExperimentResult, x: float) -> str | None:
     """The compute-matched `full` point whose step fraction is nearest to x."""
     short = [p for p in result.points if p.strategy == "full" and p.step_fraction < 1]
@@ -362,11 +371,7 @@ def claims(result: ExperimentResult) -> list[Claim]:
             "its error); the claim is tested on the backward + update axis.",
             "Our `tinypropv2` is our rule in the paper's spirit, not the published one "
             "(docs/training.md)."]
-        m = _matched_full(result, r.x.mean)
-        if m:
-            lines.append(f"Accuracy minus that of `{m}` (the compute-matched baseline: "
-                         f"full trained for that share of the steps): "
-                         f"{_pt(compare(result, r.point.key, m))}.")
+        lines += _matched_full_line(result, r)
         out.append(Claim("TinyPropv2 (Rüb et al. 2024): ≈ 1 % accuracy drop at ≈ 10 % of "
                          "full-training compute", lines, _drop_verdict(r.drop_pp)))
     r, k = _best_within(rows, "tinyprop", 0.20)
@@ -378,11 +383,7 @@ def claims(result: ExperimentResult) -> list[Claim]:
             f"{k} sweep point(s) at ≤ 20 %) uses "
             f"{r.x.fmt(100, 1)} % of it ({1 / max(r.total.mean, 1e-9):.2f}x fewer MACs in "
             f"total) and drops {r.drop_pp.fmt()} pp (95 % CI, n = {r.drop_pp.n})."]
-        m = _matched_full(result, r.x.mean)
-        if m:
-            lines.append(f"Accuracy minus that of `{m}` (the compute-matched baseline: "
-                         f"full trained for that share of the steps): "
-                         f"{_pt(compare(result, r.point.key, m))}.")
+        lines += _matched_full_line(result, r)
         out.append(Claim("TinyProp (Rüb et al. 2023): ≈ 1 % accuracy loss at ≈ 5x faster "
                          "training", lines, _drop_verdict(r.drop_pp)))
     pairs = []
