@@ -156,8 +156,10 @@ class PPK2Sim(PtyServer):
             current, logic = np.zeros(n), np.zeros(n, dtype=np.uint8)
         words = encode(current, logic, self._sent, self.vdd_mv / 1000.0)
         if self.fault == "drop":
-            for b in self.DROP_AT:  # three samples lost in transit at each of these
-                if self._sent <= b < self._sent + n - 3:
-                    words = np.delete(words, [b - self._sent + k for k in range(3)])
+            # three samples lost in transit at each of these, also where a point straddles
+            # two ticks' chunks (how a tick cuts the stream depends on host timing)
+            lost = [i - self._sent for b in self.DROP_AT for i in range(b, b + 3)
+                    if self._sent <= i < self._sent + n]
+            words = np.delete(words, lost)
         self._sent += n
         self.send(words.tobytes())
