@@ -65,3 +65,18 @@ def dev(native_fw: Path) -> Iterator[Device]:
     if proc.poll() is None:
         proc.kill()
     proc.wait(timeout=5)
+
+
+# pytest-xdist tells a worker who it is through these variables; an inner pytest that a
+# test starts with `pytester` inherits them and would believe it is that worker (the rig
+# plugin's per-worker logs and lock holder names, pytest-benchmark's "xdist is active"
+# warning). The inner run is a session of its own.
+_XDIST_WORKER_ENV = ("PYTEST_XDIST_WORKER", "PYTEST_XDIST_WORKER_COUNT", "PYTEST_XDIST_TESTRUNUID")
+
+
+@pytest.fixture(autouse=True)
+def _inner_pytest_is_no_xdist_worker(request: pytest.FixtureRequest,
+                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    if "pytester" in request.fixturenames:
+        for name in _XDIST_WORKER_ENV:
+            monkeypatch.delenv(name, raising=False)
