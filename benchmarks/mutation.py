@@ -7,7 +7,7 @@ no QEMU) in a private copy of the repository, stopping at the first failing test
 - Python: a small AST mutator over rig/compare.py, rig/golden/strategies.py and
   rig/link/*.py (comparison operators, arithmetic operators, and/or, `not`, integer
   constants +1, True/False). Mutants are sampled round-robin over the files (seeded).
-- C: a fixed list of source patches over firmware/src/strategy_*.c, proto.c and mlp.c,
+- C: a fixed list of source patches over firmware/src/strategy_*.c, proto.c, mlp.c and mlp_train.c,
   each a plausible bug (off-by-one, a dropped check, a rule changed); the tests build the
   native firmware from the mutated copy.
 
@@ -109,7 +109,7 @@ C_PATCHES: list[Patch] = [
           "if (momentum < 0.0f)", "NaN momentum accepted"),
     Patch("mlp.c", "    if (n_sp > s->n_sparams)", "    if (n_sp > s->n_sparams + 1)",
           "one sparam too many accepted"),
-    Patch("mlp.c", "m->dims[l + 1], l + 1 < L,", "m->dims[l + 1], l + 1 <= L,",
+    Patch("mlp_train.c", "m->dims[l + 1], l + 1 < L,", "m->dims[l + 1], l + 1 <= L,",
           "ReLU on the output layer"),
     Patch("proto.c", "seq == last_seq && type == last_type && crc == last_crc",
           "seq == last_seq && type == last_type", "duplicate detection ignores the CRC"),

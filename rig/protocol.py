@@ -363,7 +363,8 @@ def digest_blocks(count: int) -> int:
 class ParamDigest:
     """PARAM_DIGEST request: values [offset, offset+count) of the flat parameter vector
     (W0 b0 W1 b1 …), answered with one CRC-32 per DIGEST_BLOCK values and the low `bits`
-    (4, 8 or 16) of each value (4: two a byte, the even-indexed value in the low nibble)."""
+    (0, 4, 8 or 16) of each value (4: two a byte, the even-indexed value in the low nibble;
+    0: CRCs only)."""
 
     offset: int
     count: int
@@ -402,11 +403,13 @@ class DigestResult:
     (uint8 or uint16)."""
 
     crcs: np.ndarray  # uint32 [blocks]
-    low: np.ndarray
+    low: np.ndarray  # bits 0: zeros
 
     def pack(self, bits: int = 8) -> bytes:
         low = np.asarray(self.low)
-        if bits == 4:
+        if bits == 0:
+            body = b""
+        elif bits == 4:
             pairs = np.zeros(2 * -(-low.size // 2), np.uint8)
             pairs[:low.size] = low & 0x0F
             body = (pairs[0::2] | (pairs[1::2] << 4)).astype(np.uint8).tobytes()
@@ -419,6 +422,8 @@ class DigestResult:
         _need(payload, ParamDigest.response_size(count, bits), "PARAM_DIGEST response")
         nb = digest_blocks(count)
         crcs = np.frombuffer(payload, "<u4", count=nb).astype(np.uint32)
+        if bits == 0:
+            return cls(crcs, np.zeros(count, np.uint8))
         if bits == 4:
             packed = np.frombuffer(payload, np.uint8, offset=4 * nb)
             low = np.empty(2 * packed.size, np.uint8)

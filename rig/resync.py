@@ -1,12 +1,15 @@
 """Lockstep read-back that costs what changed (docs/protocol.md PARAM_DIGEST).
 
-After a lockstep step the golden model's parameters equal the device's up to a few units
-in the last place (both started the step from the same values). So the device sends only
-the low 8 (or 4) bits of each float plus a CRC-32 of the exact values per block of 256; the host
-takes, for each value, the bit pattern nearest the golden one that has those low bits, and
-checks the CRCs. A matching CRC means the rebuilt block is the device's, bit for bit; a block
-whose CRC does not match (a value more than 127 ulp away, a sign change) is read in full
-with PARAM_READ. Values the step did not change (sparse updates) come out exact for free.
+After a lockstep step the golden model's parameters equal the device's bit for bit: both
+started the step from the same values and do the same float32 operations in the same order
+(docs/training.md). So the device sends a CRC-32 of the exact values per block of 256 and
+nothing else (`bits` 0: 40 bytes for the 2,410 parameters of the reference head); a matching
+CRC means the golden block is the device's. Where they may differ by a few ulp (a firmware
+built with another libm, an arithmetic the golden model does not mirror) the device also
+sends the low 8 (or 4) bits of each value and the host takes, for each value, the bit
+pattern nearest the golden one with those low bits before checking the CRCs. A block whose
+CRC still does not match is read in full with PARAM_READ. `DigestReader` starts with CRCs
+only and adds the low bits for the read after one that needed PARAM_READ.
 """
 
 from __future__ import annotations
@@ -18,22 +21,34 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from rig.device import Device, chunks
-from rig.errors import LinkError
-from rig.protocol import DIGEST_BLOCK, ParamDigest, Which, digest_blocks
+from rig.errors import DeviceNak, LinkError
+from rig.protocol import DIGEST_BLOCK, NakReason, ParamDigest, Which, digest_blocks
 
 
 @dataclass
 class ResyncStats:
     reads: int = 0  # digest read-backs
+    crc_only: int = 0  # of which with CRCs only (bits 0)
     chunks: int = 0  # PARAM_DIGEST requests
     fallbacks: int = 0  # CRC blocks re-read with PARAM_READ because the CRC did not match
     bytes_saved: int = 0  # response payload bytes saved against a full PARAM_READ
-    history: list[int] = field(default_factory=list, repr=False)
+
+    def as_dict(self) -> dict[str, int]:
+        return {"digest_reads": self.reads, "crc_only_reads": self.crc_only,
+                "digest_requests": self.chunks, "blocks_reread": self.fallbacks,
+                "bytes_saved": self.bytes_saved}
+
+    def summary(self) -> str:
+        return (f"{self.reads} digest read-back(s), {self.crc_only} with CRCs only; "
+                f"{self.fallbacks} CRC block(s) re-read with PARAM_READ; "
+                f"{self.bytes_saved:,} B saved against full reads")
 
 
 def rebuild(golden: np.ndarray, low: np.ndarray, bits: int) -> np.ndarray:
     """float32 values whose low `bits` are `low`, each nearest (in bit-pattern distance,
-    i.e. ulp for same-sign values) to the corresponding `golden` value."""
+    i.e. ulp for same-sign values) to the corresponding `golden` value (bits 0: `golden`)."""
+    if bits == 0:
+        return np.array(golden, dtype="<f4")
     g = np.ascontiguousarray(golden, dtype="<f4").view("<u4").astype(np.int64)
     m = 1 << bits
     r = (g & ~(m - 1)) | low.astype(np.int64)
@@ -57,7 +72,7 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
                        ) -> list[tuple[np.ndarray, np.ndarray]]:
     """The device's parameters, rebuilt from PARAM_DIGEST and `golden` (same shapes)
     and verified block by block by CRC-32; a block that fails is read with PARAM_READ.
-    `bits`: low bits a value (None: `digest_bits`)."""
+    `bits`: low bits a value (0: CRCs only; None: `digest_bits`)."""
     flat_gold = np.concatenate([np.asarray(t, np.float32).reshape(-1)
                                 for layer in golden for t in layer])
     out = np.empty_like(flat_gold)
@@ -81,6 +96,7 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
         out[off:off + n] = values
     if stats is not None:
         stats.reads += 1
+        stats.crc_only += bits == 0
         stats.chunks += n_chunks
         stats.fallbacks += n_fallback
         stats.bytes_saved += (flat_gold.size * (32 - bits) // 8
@@ -94,6 +110,35 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
                        out[pos + nw:pos + nw + nb].reshape(bs).copy()))
         pos += nw + nb
     return params
+
+
+@dataclass
+class DigestReader:
+    """The lockstep read-back of one session: PARAM_DIGEST with CRCs only while they match,
+    the low bits (`digest_bits`) for the read after one that fell back to PARAM_READ, and
+    low bits from then on for a firmware that refuses CRCs only (BAD_ARG on `bits`: built
+    before `bits` 0 existed)."""
+
+    stats: ResyncStats = field(default_factory=ResyncStats)
+    crc_only: bool = True  # the firmware accepts bits 0
+    last_clean: bool = True  # the last read needed no PARAM_READ
+
+    def read(self, device: Device, golden: Sequence[tuple[np.ndarray, np.ndarray]]
+             ) -> list[tuple[np.ndarray, np.ndarray]]:
+        bits = 0 if self.crc_only and self.last_clean else None
+        before = self.stats.fallbacks
+        try:
+            params = read_params_digest(device, golden, bits=bits, stats=self.stats)
+        except DeviceNak as exc:
+            if bits != 0 or exc.reason != NakReason.BAD_ARG or exc.detail != _BITS_OFFSET:
+                raise
+            self.crc_only = False
+            params = read_params_digest(device, golden, stats=self.stats)
+        self.last_clean = self.stats.fallbacks == before
+        return params
+
+
+_BITS_OFFSET = 6  # byte offset of `bits` in the request: a NAK's detail names it
 
 
 def _read_flat(device: Device, golden: Sequence[tuple[np.ndarray, np.ndarray]], off: int,

@@ -63,7 +63,7 @@ from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.link.link import Preload
 from rig.protocol import DType, EvalResult, HelloInfo, NakReason, SelectResult, StepResult
 from rig.resume import ResumeEvent, Resumer
-from rig.resync import ResyncStats, read_params_digest
+from rig.resync import DigestReader
 from rig.strategies import StrategyId
 from rig.wallclock import TimeSplit
 
@@ -164,6 +164,8 @@ class RunReport:
     #: the whole command's split with `other` and `total` (filled by `rig run`)
     time_split: dict[str, float] = field(default_factory=dict)
     resumes: list[ResumeEvent] = field(default_factory=list)  # device resets survived
+    #: lockstep parameter read-backs by PARAM_DIGEST (rig.resync.ResyncStats.as_dict)
+    readback: dict[str, int] = field(default_factory=dict)
     complete: bool = True  # False: the run stopped early (`cause`); what is here was measured
     cause: str = ""
 
@@ -277,7 +279,7 @@ class TrainingSession:
         _import_golden_in_background()
         self._prepared = False
         self._digest_ok = True
-        self.resync_stats = ResyncStats()
+        self.digest_reader = DigestReader()  # lockstep read-backs (their counts: report)
         self.uploaded = False  # prepare() sent the data set (False: the device had it)
         self._step_index = 0
         # The golden model's own parameters after its last step, when the re-sync replaced
@@ -567,7 +569,7 @@ class TrainingSession:
         full = self.inspect.full_every and self._step_index % self.inspect.full_every == 0
         if self.lockstep and self.inspect.digest and not full and self._digest_ok:
             try:
-                return read_params_digest(self.device, golden_params, stats=self.resync_stats)
+                return self.digest_reader.read(self.device, golden_params)
             except DeviceNak as exc:
                 if exc.reason != NakReason.UNKNOWN_TYPE:
                     raise
@@ -669,4 +671,6 @@ class TrainingSession:
         finally:
             self.report.wall_s += time.perf_counter() - t0
             self.report.link_stats = self.device.link.stats.as_dict()  # NAK Counter
+            if self.digest_reader.stats.reads:
+                self.report.readback = self.digest_reader.stats.as_dict()
         return self.report

@@ -157,6 +157,13 @@ def test_param_digest_rebuilds_device_params_exactly(fw: NativeFw) -> None:
     assert all(np.array_equal(a.view("<u4"), b.view("<u4"))
                for layer, layer4 in zip(model, back4, strict=True)
                for a, b in zip(layer, layer4, strict=True))
+    crc_only = fw.dev.param_digest(0, flat.size, 0)  # CRCs only: 8 bytes for 319 values
+    assert crc_only.crcs.tolist() == res.crcs.tolist()
+    assert len(P.DigestResult(crc_only.crcs, crc_only.low).pack(0)) == 8
+    exact = read_params_digest(fw.dev, model, bits=0)
+    assert all(np.array_equal(a.view("<u4"), b.view("<u4"))
+               for layer, layer0 in zip(model, exact, strict=True)
+               for a, b in zip(layer, layer0, strict=True))
     # rebuild alone: within ±127 ulp exact, sign and all
     vals = np.array([1.0, -2.5, 3e-5, -7e9], np.float32)
     off = (vals.view("<u4").astype(np.int64) + np.array([100, -100, 3, -127])).astype("<u4")
@@ -172,10 +179,71 @@ def test_param_digest_validates(fw: NativeFw) -> None:
     for req, reason in ((P.ParamDigest(0, n + 1), P.NakReason.BAD_ARG),
                         (P.ParamDigest(1, n), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, n, 12), P.NakReason.BAD_ARG),
-                        (P.ParamDigest(0, n, 0), P.NakReason.BAD_ARG),
+                        (P.ParamDigest(0, n, 2), P.NakReason.BAD_ARG),
                         (P.ParamDigest(0, fw.dev.max_payload, 8), P.NakReason.BAD_ARG)):
         # (the last: count*1 + 4*blocks > max_payload, whatever the model size)
         with pytest.raises(DeviceNak) as exc:
             fw.link.request(M.PARAM_DIGEST, req.pack())
         assert exc.value.reason == reason, req
     assert fw.dev.param_digest(0, n).low.size == n
+
+
+def test_digest_reader_crc_only_until_a_block_differs(fw: NativeFw) -> None:
+    """CRCs only while the golden model is bit-exact; a block that differs is read with
+    PARAM_READ and the next read carries low bits, which rebuild a few-ulp difference
+    without PARAM_READ; after a clean read it is CRCs only again."""
+    from rig.resync import DigestReader
+
+    rng = np.random.default_rng(5)
+    dims = [40, 12, 5]  # 557 parameters: three CRC blocks
+    model = [(rng.standard_normal((dims[i + 1], dims[i])).astype(np.float32),
+              rng.standard_normal(dims[i + 1]).astype(np.float32)) for i in range(2)]
+    fw.dev.load_model(model)
+    reader = DigestReader()
+    tx = fw.link.stats.payload_tx_by_type
+    rx_before = fw.link.stats.payload_rx
+
+    def same(back: list[tuple[np.ndarray, np.ndarray]]) -> bool:
+        return all(np.array_equal(a.view("<u4"), b.view("<u4"))
+                   for layer, got in zip(model, back, strict=True)
+                   for a, b in zip(layer, got, strict=True))
+
+    assert same(reader.read(fw.dev, model))
+    assert fw.link.stats.payload_rx - rx_before == 12  # three CRCs, no low bits
+    assert (reader.stats.fallbacks, reader.last_clean) == (0, True)
+    off = [(np.nextafter(w, np.float32(np.inf)), b.copy()) for w, b in model]
+    reads = tx["PARAM_READ"]
+    assert same(reader.read(fw.dev, off))  # CRCs only: every block re-read
+    assert (reader.stats.fallbacks, reader.last_clean) == (3, False)
+    assert tx["PARAM_READ"] > reads
+    reads = tx["PARAM_READ"]
+    assert same(reader.read(fw.dev, off))  # low bits: rebuilt, no PARAM_READ
+    assert (tx["PARAM_READ"], reader.stats.fallbacks, reader.last_clean) == (reads, 3, True)
+    rx_before = fw.link.stats.payload_rx
+    assert same(reader.read(fw.dev, model))
+    assert fw.link.stats.payload_rx - rx_before == 12
+
+
+def test_digest_reader_uses_low_bits_on_firmware_without_crc_only(fw: NativeFw) -> None:
+    """A firmware built before `bits` 0 NAKs it BAD_ARG (detail 6): the reader retries with
+    low bits and keeps them."""
+    from rig.resync import DigestReader
+
+    fw.dev.model_init([6, 3])
+    model = fw.dev.read_model()
+    real = fw.dev.param_digest
+    asked: list[int] = []
+
+    def old_firmware(offset: int, count: int, bits: int = 8,
+                     timeout: float | None = None) -> P.DigestResult:
+        asked.append(bits)
+        if bits == 0:  # what a firmware of the earlier protocol answers
+            raise DeviceNak(P.NakReason.BAD_ARG, "BAD_ARG", int(M.PARAM_DIGEST), 6,
+                            "bits: 4, 8 or 16")
+        return real(offset, count, bits, timeout)
+
+    fw.dev.param_digest = old_firmware  # type: ignore[method-assign]
+    reader = DigestReader()
+    reader.read(fw.dev, model)
+    reader.read(fw.dev, model)
+    assert asked == [0, 8, 8] and not reader.crc_only

@@ -68,6 +68,49 @@ def test_full_matches_torch_autograd_sgd(digits, momentum: float) -> None:
             np.testing.assert_allclose(vb, opt.state[pb]["momentum_buffer"].numpy(), atol=1e-6)
 
 
+def _hexf(h: str) -> np.float32:
+    return F32(float.fromhex(h))
+
+
+def _ref_expf(x: np.float32) -> np.float32:
+    """docs/training.md's tr_expf, one float32 scalar at a time (x in softmax's range)."""
+    f = F32
+    kf = f(f(f(x * _hexf("0x1.715476p+0")) + f(12582912.0)) - f(12582912.0))
+    r = f(f(x - f(kf * _hexf("0x1.62ep-1"))) - f(kf * _hexf("0x1.0bfbe8p-15")))
+    p = _hexf("0x1.a01a02p-13")
+    for c in ("0x1.6c16c2p-10", "0x1.111112p-7", "0x1.555556p-5", "0x1.555556p-3", "0x1p-1",
+              "0x1p+0", "0x1p+0"):
+        p = f(f(p * r) + _hexf(c))
+    k = int(kf)
+    if x < _hexf("-0x1.9fe368p+6"):
+        return F32(0.0)
+    if k < -126:
+        return f(f(p * f(2.0 ** (k + 64))) * f(2.0 ** -64))
+    return f(p * f(2.0 ** k))
+
+
+def _ref_logf(x: np.float32) -> np.float32:
+    """docs/training.md's tr_logf for a normal x > 0, one float32 scalar at a time."""
+    f = F32
+    bits = int(np.array([x], F32).view(np.uint32)[0])
+    e = (bits >> 23) - 127
+    mbits = (bits & 0x7FFFFF) | 0x3F800000
+    if mbits > 0x3FB504F3:
+        mbits -= 0x800000
+        e += 1
+    m = np.array([mbits], np.uint32).view(F32)[0]
+    fm = f(m - f(1.0))
+    sv = f(fm / f(f(2.0) + fm))
+    z = f(sv * sv)
+    p = _hexf("0x1.745d18p-4")
+    for c in ("0x1.c71c72p-4", "0x1.24924ap-3", "0x1.99999ap-3", "0x1.555556p-2"):
+        p = f(f(p * z) + _hexf(c))
+    s2 = f(sv + sv)
+    lm = f(s2 + f(s2 * f(z * p)))
+    ef = f(e)
+    return f(f(ef * _hexf("0x1.62ep-1")) + f(lm + f(ef * _hexf("0x1.0bfbe8p-15"))))
+
+
 def _reference_step(params, x, y, lr, mu, vel):
     """docs/training.md transcribed with scalar float32 loops (full strategy)."""
     f = F32
@@ -91,11 +134,11 @@ def _reference_step(params, x, y, lr, mu, vel):
     total = f(0.0)
     for n in range(batch):
         m = logits[n].max()
-        e = [f(np.exp(np.float64(f(zj - m)))) for zj in logits[n]]
+        e = [_ref_expf(f(zj - m)) for zj in logits[n]]
         s = f(0.0)
         for ej in e:
             s = f(s + ej)
-        total = f(total + f(f(m + f(np.log(np.float64(s)))) - logits[n, y[n]]))
+        total = f(total + f(f(m + _ref_logf(s)) - logits[n, y[n]]))
         for j in range(len(e)):
             delta[n, j] = f(f(f(e[j] / s) - f(j == y[n])) / f(batch))
     loss = f(total / f(batch))

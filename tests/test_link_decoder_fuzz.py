@@ -42,7 +42,7 @@ def test_every_payload_type_is_covered() -> None:
 def test_unpack_raises_only_payload_errors(cls: Any, data: bytes) -> None:
     with contextlib.suppress(LinkError):  # PayloadError is one; anything else fails
         if cls is P.DigestResult:  # its layout depends on the request: every request shape
-            for count, bits in ((0, 4), (1, 4), (7, 8), (300, 16), (513, 4)):
+            for count, bits in ((0, 4), (1, 4), (7, 8), (300, 16), (513, 4), (300, 0)):
                 with contextlib.suppress(LinkError):
                     cls.unpack(data, count, bits)
             return

@@ -238,9 +238,10 @@ static tr_status_t h_update_read(const uint8_t *req, uint16_t len, uint8_t *resp
 /* PARAM_DIGEST: for parameters [offset, offset+count) of the flat vector (W0 b0 W1 b1 ...,
  * each tensor as PARAM_READ lays it out) one CRC-32 per block of DIGEST_BLOCK values, then
  * the low 4, 8 or 16 bits of each value (4: two values a byte, the even one in the low
- * nibble). The host rebuilds the values from its golden model's
+ * nibble; 0: none, CRCs only). The host rebuilds the values from its golden model's
  * nearly equal ones and checks each block's CRC (re-reading only a block that fails): a
- * lockstep read-back for about a quarter of PARAM_READ's bytes. */
+ * lockstep read-back for a quarter of PARAM_READ's bytes, or 1/256 of them where the
+ * golden model is bit-exact (CRCs only). */
 #define DIGEST_BLOCK 256u
 
 static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *resp,
@@ -253,10 +254,12 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
     const uint8_t bits = req[6];
     if (!model.n_layers)
         return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
-    if (bits != 4 && bits != 8 && bits != 16)
-        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 4, 8 or 16");
-    const uint32_t width = bits / 8u; /* bytes per value; 0: nibbles */
-    const uint32_t low_bytes = width ? (uint32_t)count * width : ((uint32_t)count + 1u) / 2u;
+    if (bits != 0 && bits != 4 && bits != 8 && bits != 16)
+        return tr_fail(err, TR_E_BAD_ARG, 6, "bits: 0, 4, 8 or 16");
+    const uint32_t width = bits / 8u; /* bytes per value; 0: nibbles (bits 4) or none */
+    const uint32_t low_bytes = width  ? (uint32_t)count * width
+                               : bits ? ((uint32_t)count + 1u) / 2u
+                                      : 0u;
     const uint32_t n_blocks = (count + DIGEST_BLOCK - 1u) / DIGEST_BLOCK;
     if (4u * n_blocks + low_bytes > TR_MAX_PAYLOAD)
         return tr_fail(err, TR_E_BAD_ARG, 4, "4*blocks + count*bits/8 > max_payload");
@@ -277,6 +280,8 @@ static tr_status_t h_param_digest(const uint8_t *req, uint16_t len, uint8_t *res
                 if (width) {
                     for (uint32_t b = 0; b < width; b++)
                         *low++ = le[b];
+                } else if (!bits) {
+                    /* CRCs only */
                 } else if (done % 2u == 0u) {
                     *low = le[0] & 0x0Fu;
                 } else {

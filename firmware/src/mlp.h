@@ -12,6 +12,10 @@
 
 /* `which` of a tensor: TR_WHICH_WEIGHT / TR_WHICH_BIAS; step phases: TR_PHASE_* (wire_ids.h). */
 #define MLP_N_PHASES 4u
+/* Samples per chunk where the memory plan keeps only a chunk (inputs of a layer whose
+ * weights never train; the error of a bias-only lowest layer): the forward kernel's sample
+ * block. */
+#define MLP_CHUNK_ROWS (TR_MAX_BATCH < 4u ? TR_MAX_BATCH : 4u)
 
 #define TR_MAX_SPARAMS 8u
 

@@ -100,6 +100,21 @@ tr_train_status tr_fc_backprop_f32(const float *d, uint16_t batch, uint16_t out,
  */
 tr_train_status tr_sgd_f32(float *p, float *v, float *s, uint32_t n, float lr, float mu);
 
+/**
+ * @brief exp(x) by a fixed sequence of float32 operations (docs/training.md, "exp and
+ *        log"), so the golden model reproduces it bit for bit; within 1.2 ulp of exp.
+ * @param[in] x  any float; above ln(FLT_MAX): +inf; below -150 ln 2: +0; NaN: NaN
+ * @return exp(x) in float32.
+ */
+float tr_expf(float x);
+
+/**
+ * @brief log(x) by a fixed sequence of float32 operations (see tr_expf); within 2 ulp.
+ * @param[in] x  any float; +0 or -0: -inf; negative: NaN; +inf: +inf; NaN: NaN
+ * @return log(x) in float32.
+ */
+float tr_logf(float x);
+
 #ifdef __cplusplus
 }
 #endif

@@ -280,6 +280,8 @@ def cmd_run(args: argparse.Namespace) -> int:
     if session.lockstep:
         console.print("lockstep re-syncs parameters only: momentum, Y_max and velocities are "
                       "the golden model's own, checked through u (--inspect), k and masks")
+        if session.digest_reader.stats.reads:
+            console.print(f"lockstep read-back: {session.digest_reader.stats.summary()}")
     stats = conn.device.link.stats
     console.print(f"link: {stats.summary()}")
     if isinstance(conn.device.link.transport, FaultyTransport):
@@ -380,6 +382,7 @@ def report_json(report: RunReport) -> dict[str, Any]:
         "complete": report.complete,
         "cause": report.cause,
         "resumes": [e.as_dict() for e in report.resumes],
+        "readback": report.readback,
     }
 
 
