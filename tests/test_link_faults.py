@@ -10,7 +10,7 @@ import pytest
 
 from rig import protocol as P
 from rig.device import Device
-from rig.errors import ConfigError, LinkError
+from rig.errors import ConfigError, DeviceNak, LinkError
 from rig.link.errors import DeviceRebooted
 from rig.link.faults import FaultSpec, FaultyTransport
 from rig.link.frame import Packet, encode_frame
@@ -298,6 +298,22 @@ def test_boot_banner_after_hello_is_a_device_reboot() -> None:
         link.request(M.ECHO, b"x")
     assert info.value.banner == "tinyrig 0.1.0 mps2-an386 proto 1"
     assert "rebooted" in str(info.value) and b"proto 1" in info.value.last_bytes
+
+
+def test_boot_banner_with_a_nak_in_the_same_bytes_is_a_reboot_not_the_nak() -> None:
+    """A device reset between requests boots, prints its banner and NAKs the next request
+    (its model is gone: BAD_STATE on the firmware, BAD_ARG on this fake); when banner and
+    NAK arrive in one read, the request raises DeviceRebooted, once: the next request gets
+    its own NAK, not the same reboot again."""
+    fake = FakeDevice()
+    link = Link(FakeTransport(fake, chunk=4096), timeout=0.3, first_seq=1)  # one read
+    link.request(M.HELLO)
+    fake.noise = b"tinyrig 0.1.0 mps2-an386 proto 1\r\n\x00"
+    with pytest.raises(DeviceRebooted):
+        link.request(M.PARAM_READ, P.TensorRead(0, 0, 4, 0).pack())  # no model: a NAK
+    with pytest.raises(DeviceNak):
+        link.request(M.PARAM_READ, P.TensorRead(0, 0, 4, 0).pack())
+    assert link.request(M.ECHO, b"x") is not None
 
 
 def test_error_quotes_only_text_since_the_last_good_response() -> None:

@@ -461,8 +461,7 @@ class Link:
             if chunk:
                 last_rx = now
                 probe_at = None  # the device is talking: its frames will tell
-                result, seen = self._scan(self._ingest(chunk), type, seq)
-                self._check_reboot(during)
+                result, seen = self._scan_checked(chunk, type, seq, during)
                 if result is not None:
                     return result
                 damage = damage or seen
@@ -471,8 +470,7 @@ class Link:
                 # A frame stopped half-way: its 0x00 was lost (or it is cut short). Decode
                 # what is there; a damaged remainder means a resend.
                 self.stats.flushes += 1
-                result, seen = self._scan(self._ingest(b"", flush=True), type, seq)
-                self._check_reboot(during)
+                result, seen = self._scan_checked(b"", type, seq, during, flush=True)
                 if result is not None:
                     return result
                 damage = damage or seen
@@ -485,6 +483,19 @@ class Link:
                 self.stats.probes += 1
                 self.stats.bytes_tx += 1
                 probe_at = now + 2 * (now - sent)
+
+    def _scan_checked(self, chunk: bytes, type: int, seq: int, during: str,
+                      flush: bool = False) -> tuple[Packet | None, str]:
+        """`_scan` of what `chunk` (or a flush) decodes, then DeviceRebooted if those bytes
+        held a boot banner — also ahead of a DeviceNak among them: a rebooted device NAKs
+        the request BAD_STATE, and the reboot, not the NAK, is the news."""
+        try:
+            found = self._scan(self._ingest(chunk, flush=flush), type, seq)
+        except DeviceNak:
+            self._check_reboot(during)
+            raise
+        self._check_reboot(during)
+        return found
 
     def _scan(self, items: list[Packet | FrameError], type: int, seq: int
               ) -> tuple[Packet | None, str]:
