@@ -387,9 +387,10 @@ class ParamDigest:
 
     @staticmethod
     def max_count(max_payload: int, bits: int) -> int:
-        """The most values one response can carry."""
-        n = (max_payload * DIGEST_BLOCK * 8) // (32 + DIGEST_BLOCK * bits)
-        while ParamDigest.response_size(n + 1, bits) <= max_payload:
+        """The most values one request can ask for: what one response can carry, at most
+        the u16 `count` (CRCs only: 64 values a payload byte)."""
+        n = min((max_payload * DIGEST_BLOCK * 8) // (32 + DIGEST_BLOCK * bits), 0xFFFF)
+        while n < 0xFFFF and ParamDigest.response_size(n + 1, bits) <= max_payload:
             n += 1
         while n and ParamDigest.response_size(n, bits) > max_payload:
             n -= 1

@@ -190,3 +190,14 @@ def test_names_and_ids() -> None:
     assert P.DType.coerce(np.float32) == P.DType.F32
     assert list(chunks(10, 4)) == [(0, 4), (4, 4), (8, 2)]
     assert math.isnan(P.EvalResult(0.0, 0, 0, np.zeros(0, np.uint8)).accuracy)
+
+
+@pytest.mark.parametrize("bits", [0, 4, 8, 16])
+@pytest.mark.parametrize("max_payload", [64, 256, 2048, 4096])
+def test_param_digest_max_count_fits_the_response_and_the_u16_count(bits: int,
+                                                                     max_payload: int) -> None:
+    n = P.ParamDigest.max_count(max_payload, bits)
+    assert 0 < n <= 0xFFFF
+    assert P.ParamDigest.response_size(n, bits) <= max_payload
+    assert n == 0xFFFF or P.ParamDigest.response_size(n + 1, bits) > max_payload
+    assert P.ParamDigest.unpack(P.ParamDigest(0, n, bits).pack()).count == n
