@@ -70,3 +70,33 @@ def test_logf_bit_exact_with_golden_and_within_2_ulp(lib: ctypes.CDLL) -> None:
     assert _ulp(g[pos], np.log(x[pos].astype(np.float64))).max() <= 2.0
     assert logf(np.float32(0.0)) == -np.inf and np.isnan(logf(np.float32(-1.0)))
     assert logf(np.float32(1.0)) == 0.0 and np.isposinf(logf(np.float32(np.inf)))
+
+
+FIRMWARE = Path(__file__).resolve().parent.parent / "firmware" / "train_kernels"
+_HEX = r"(-?0x[0-9a-fA-F.]+p[-+]?\d+)f"
+
+
+def _c_hex_floats(text: str) -> list[float]:
+    """Every C hex-float literal in `text`, in source order."""
+    import re
+
+    return [float.fromhex(h) for h in re.findall(_HEX, text)]
+
+
+def test_constants_are_the_firmware_ones() -> None:
+    """The numpy copies hold the C files' hex-float constants, in the same order (defines
+    first, then the Horner coefficients), so a constant changed on one side fails here
+    before any training run can drift."""
+    from rig.golden import f32
+
+    exp_c = _c_hex_floats((FIRMWARE / "tr_expf_f32.c").read_text())
+    exp_py = [f32._LOG2E, f32._LN2_HI, f32._LN2_LO, f32._ROUND_MAGIC, f32._EXP_OVERFLOW,
+              f32._EXP_UNDERFLOW, *f32._EXP_TAYLOR[:5]]
+    # C also writes 0x1p-64f for the subnormal scaling; 0.5f, 1.0f are plain decimals
+    assert exp_c[:len(exp_py)] == [float(v) for v in exp_py]
+    log_c = _c_hex_floats((FIRMWARE / "tr_logf_f32.c").read_text())
+    log_py = [f32._LN2_HI, f32._LN2_LO, *f32._LOG_ODD]
+    # 2^25: the subnormal scaling
+    assert [v for v in log_c if v != 2.0**25] == [float(v) for v in log_py]
+    assert "0x3fb504f3u" in (FIRMWARE / "tr_logf_f32.c").read_text()
+    assert f32._SQRT2_BITS == 0x3FB504F3
