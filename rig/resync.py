@@ -115,21 +115,27 @@ def read_params_digest(device: Device, golden: Sequence[tuple[np.ndarray, np.nda
 @dataclass
 class DigestReader:
     """The lockstep read-back of one session: PARAM_DIGEST with CRCs only while they match,
-    the low bits (`digest_bits`) for the read after one that fell back to PARAM_READ, and
-    low bits from then on for a firmware that refuses CRCs only (BAD_ARG on `bits`: built
-    before `bits` 0 existed)."""
+    the low bits (`digest_bits`) for the read after one that fell back to PARAM_READ; for
+    an older firmware, low bits from then on where it refuses CRCs only (BAD_ARG on `bits`:
+    built before `bits` 0 existed), full PARAM_READs where it has no PARAM_DIGEST."""
 
     stats: ResyncStats = field(default_factory=ResyncStats)
+    digest: bool = True  # the firmware has PARAM_DIGEST
     crc_only: bool = True  # the firmware accepts bits 0
     last_clean: bool = True  # the last read needed no PARAM_READ
 
     def read(self, device: Device, golden: Sequence[tuple[np.ndarray, np.ndarray]]
              ) -> list[tuple[np.ndarray, np.ndarray]]:
+        if not self.digest:
+            return device.read_model()
         bits = 0 if self.crc_only and self.last_clean else None
         before = self.stats.fallbacks
         try:
             params = read_params_digest(device, golden, bits=bits, stats=self.stats)
         except DeviceNak as exc:
+            if exc.reason == NakReason.UNKNOWN_TYPE:
+                self.digest = False
+                return device.read_model()
             if bits != 0 or exc.reason != NakReason.BAD_ARG or exc.detail != _BITS_OFFSET:
                 raise
             self.crc_only = False

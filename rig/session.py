@@ -56,12 +56,12 @@ from rig.compare import (
 )
 from rig.config import Training
 from rig.device import Device
-from rig.errors import DeviceNak, RigError
+from rig.errors import RigError
 from rig.fit import check_fits, check_memory
 from rig.golden.data import EncodedSet, Split, digits_split, epoch_batches
 from rig.golden.int8 import QBackbone, samples_to_int8
 from rig.link.link import Preload
-from rig.protocol import DType, EvalResult, HelloInfo, NakReason, SelectResult, StepResult
+from rig.protocol import DType, EvalResult, HelloInfo, SelectResult, StepResult
 from rig.resume import ResumeEvent, Resumer
 from rig.resync import DigestReader
 from rig.strategies import StrategyId
@@ -278,7 +278,6 @@ class TrainingSession:
         self._golden: GoldenMLP | None = None
         _import_golden_in_background()
         self._prepared = False
-        self._digest_ok = True
         self.digest_reader = DigestReader()  # lockstep read-backs (their counts: report)
         self.uploaded = False  # prepare() sent the data set (False: the device had it)
         self._step_index = 0
@@ -564,16 +563,11 @@ class TrainingSession:
     def _read_params(self, golden_params: Sequence[tuple[np.ndarray, np.ndarray]]
                      ) -> list[tuple[np.ndarray, np.ndarray]]:
         """The device's parameters after a step. In lockstep the golden model started this
-        step from the device's values, so they differ by rounding only: PARAM_DIGEST
-        carries a quarter of the bytes and its CRC proves the rebuilt values exact."""
+        step from the device's values and computes as the device does, so PARAM_DIGEST's
+        CRCs alone prove its values the device's (rig.resync.DigestReader)."""
         full = self.inspect.full_every and self._step_index % self.inspect.full_every == 0
-        if self.lockstep and self.inspect.digest and not full and self._digest_ok:
-            try:
-                return self.digest_reader.read(self.device, golden_params)
-            except DeviceNak as exc:
-                if exc.reason != NakReason.UNKNOWN_TYPE:
-                    raise
-                self._digest_ok = False  # firmware without PARAM_DIGEST: full reads
+        if self.lockstep and self.inspect.digest and not full:
+            return self.digest_reader.read(self.device, golden_params)
         return self.device.read_model()
 
     def evaluate(self) -> tuple[EvalResult, Verdict]:

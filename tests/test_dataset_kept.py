@@ -247,3 +247,27 @@ def test_digest_reader_uses_low_bits_on_firmware_without_crc_only(fw: NativeFw) 
     reader.read(fw.dev, model)
     reader.read(fw.dev, model)
     assert asked == [0, 8, 8] and not reader.crc_only
+
+
+def test_digest_reader_reads_in_full_from_firmware_without_param_digest(fw: NativeFw) -> None:
+    """A firmware that predates PARAM_DIGEST NAKs it UNKNOWN_TYPE: the reader reads the
+    parameters with PARAM_READ, and asks no more digests."""
+    from rig.resync import DigestReader
+
+    fw.dev.model_init([6, 3])
+    model = fw.dev.read_model()
+    asked: list[int] = []
+
+    def no_digest(offset: int, count: int, bits: int = 8,
+                  timeout: float | None = None) -> P.DigestResult:
+        asked.append(bits)
+        raise DeviceNak(P.NakReason.UNKNOWN_TYPE, "UNKNOWN_TYPE", int(M.PARAM_DIGEST), 0,
+                        "unknown type")
+
+    fw.dev.param_digest = no_digest  # type: ignore[method-assign]
+    reader = DigestReader()
+    for _ in range(2):
+        back = reader.read(fw.dev, model)
+        assert all(np.array_equal(a, b) for layer, got in zip(model, back, strict=True)
+                   for a, b in zip(layer, got, strict=True))
+    assert asked == [0] and not reader.digest and reader.stats.reads == 0
