@@ -43,8 +43,8 @@ class MemoryPlan:
     params: int
     step: int  # gradient g, then the applied u, of the selected entries only
     momentum: int
-    act: int  # act[0] (whole batch or a chunk) + act[1..L] at max_batch rows
-    delta: int  # batch-wide error buffers
+    act: int  # act[0] (`rows` or a chunk) + act[1..L] at `rows` rows
+    delta: int  # error buffers of `rows` rows
     chunk: int  # the chunked error of a bias-only lowest layer
     selection: int = 0  # the strategy's selection scratch (per-neuron state)
     history: int = 0  # velocity strategies: y^{t-1} of the V validation samples per neuron,
@@ -79,6 +79,20 @@ def n_params(dims: Sequence[int]) -> int:
 def chunk_rows(max_batch: int) -> int:
     """Samples per chunk where the plan keeps only a chunk (the forward kernel's block)."""
     return min(4, max_batch)
+
+
+def stream_rows(max_batch: int) -> int:
+    """Samples per block of a streamed step (firmware MLP_STREAM_ROWS)."""
+    return min(16, max_batch)
+
+
+def block_rows(strategy: str | None, max_batch: int) -> int:
+    """Rows of the activations and errors: the whole batch for a strategy that decides
+    masks inside the step from the batch's errors, else a streamed block (also for forward
+    passes before TRAIN_CONFIG)."""
+    if strategy is not None and strategies.get(strategy).per_step:
+        return max_batch
+    return stream_rows(max_batch)
 
 
 def _static_rows(n_layers: int, layer: int, n: int, sp: Sequence[float]) -> tuple[int, bool]:
@@ -135,7 +149,8 @@ def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (
     if strategy is not None and momentum > 0:
         mom = trainable if b.fixed else total
     ch = chunk_rows(max_batch)
-    act = (max_batch if b.weights_from == 0 else ch) * dims[0] + max_batch * sum(dims[1:])
+    rows = block_rows(strategy, max_batch)
+    act = (rows if b.weights_from == 0 else ch) * dims[0] + rows * sum(dims[1:])
     targets: list[int] = []  # widths of the errors propagated into layers lowest..L-2
     chunk = 0
     for layer in range(L - 1, b.lowest, -1):
@@ -143,7 +158,7 @@ def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (
             chunk = ch * dims[layer]
         else:
             targets.append(dims[layer])
-    delta = min(2, len(targets)) * max_batch * (max(targets) if targets else 0)
+    delta = min(2, len(targets)) * rows * (max(targets) if targets else 0)
     history = 0
     if strategy is not None and uses_history(strategy):
         history = val_samples * sum(dims[1:])

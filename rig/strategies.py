@@ -49,6 +49,10 @@ class StrategySpec:
     uses_select: bool = False
     #: SELECT ranks neurons by output velocity over the validation subset (a forward pass)
     velocity: bool = False
+    #: masks are decided inside each step from the batch's errors (firmware: masks_on_delta,
+    #: skip or layer_select), so the step needs the whole batch at once; the others stream
+    #: it in blocks (docs/training.md "Memory plan")
+    per_step: bool = False
     #: the parameters' ranges: returns what is wrong, or None
     check: Check = lambda p: None
 
@@ -112,9 +116,9 @@ def _check_static(p: Sequence[float]) -> str | None:
 STRATEGIES: tuple[StrategySpec, ...] = (
     StrategySpec(StrategyId.FULL, "full", (), ()),
     StrategySpec(StrategyId.TINYPROP, "tinyprop", ("S_min", "S_max", "zeta"), (0.1, 0.9, 0.5),
-                 check=_check_tinyprop),
+                 per_step=True, check=_check_tinyprop),
     StrategySpec(StrategyId.TINYPROPV2, "tinypropv2", ("S_min", "S_max", "zeta", "tau", "gamma"),
-                 (0.1, 0.9, 0.5, 0.5, 0.995), check=_check_tinyprop),
+                 (0.1, 0.9, 0.5, 0.5, 0.995), per_step=True, check=_check_tinyprop),
     StrategySpec(StrategyId.NEQ, "neq", ("eps", "mu"), (0.001, 0.5), uses_select=True,
                  velocity=True),
     StrategySpec(StrategyId.VELOCITY_BUDGET, "velocity-budget", ("budget", "mu"), (0.25, 0.5),

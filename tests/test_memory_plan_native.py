@@ -23,8 +23,8 @@ from rig.errors import DeviceNak
 from rig.protocol import NakReason
 
 DIMS = (64, 32, 10)
-# floats: 64-32-10 `full` fits at momentum 0 (13,652 at max_batch 64), not with it (16,062)
-SMALL_ARENA = 16000
+# floats: 64-32-10 `full` fits at momentum 0 (7,028 at max_batch 64), not with it (9,438)
+SMALL_ARENA = 8000
 
 
 def layout_bytes(dims: tuple[int, ...], max_batch: int, momentum: bool,
@@ -82,15 +82,21 @@ def test_every_strategy_lays_out_its_own_plan(fw: NativeFw, dims: tuple[int, ...
 
 
 def test_sparse_plans_are_smaller_than_full() -> None:
-    """The reference head at max_batch 64: static at its defaults keeps neither layer 0's
-    inputs nor its error for the whole batch; the budgets keep a quarter of the gradients."""
+    """The reference head at max_batch 64: strategies with masks known before the step keep
+    a streamed block of 16 samples, the TinyProp family the whole batch; static at its
+    defaults keeps neither layer 0's inputs nor its error beyond a chunk of 4; the budgets
+    keep a quarter of the gradients."""
     full = memplan.plan(DIMS, "full", max_batch=64)
     static = memplan.plan(DIMS, "static", max_batch=64)
     budget = memplan.plan(DIMS, "velocity-budget", max_batch=64)
+    tinyprop = memplan.plan(DIMS, "tinyprop", max_batch=64)
+    assert full.act == 16 * (64 + 32 + 10) and full.delta == 16 * 32
+    assert tinyprop.act == 64 * (64 + 32 + 10) and tinyprop.delta == 64 * 32
     assert static.step == 5 * 32 + 10 + 32 and static.delta == 0 and static.chunk == 4 * 32
-    assert static.act == 4 * 64 + 64 * (32 + 10)
+    assert static.act == 4 * 64 + 16 * (32 + 10)
     assert budget.step == int(0.25 * full.params) and budget.act == full.act
     assert static.training_bytes < 0.35 * full.training_bytes
+    assert memplan.plan(DIMS, "full", max_batch=2).act == 2 * (64 + 32 + 10)
 
 
 def test_what_does_not_fit_is_refused_with_the_bytes_it_needs(small_arena_fw: Path,

@@ -49,3 +49,24 @@ def test_golden_classes_follow_the_catalogue() -> None:
         assert strat.spec is spec and strat.name == spec.name
         assert strat.uses_select == spec.uses_select
         assert strat.params.tolist() == list(spec.resolve())
+
+
+def test_per_step_strategies_are_the_firmwares() -> None:
+    """`per_step` (the step needs the whole batch: memory plan rows) is what the firmware's
+    ops table says: masks_on_delta, a skip hook or a layer_select hook."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "firmware" / "src"
+    seen = {}
+    for path in sorted(src.glob("strategy_*.c")):
+        table = re.search(r"const strategy_ops_t strategy_\w+ = \{(.*?)\};", path.read_text(),
+                          re.S)
+        if table is None:
+            continue
+        fields = dict(re.findall(r"\.(\w+)\s*=\s*([^,\n]+),", table.group(1)))
+        name = fields["name"].strip('"')
+        seen[name] = (fields.get("masks_on_delta", "0") != "0"
+                      or fields.get("skip", "0") not in ("0", "NULL")
+                      or fields.get("layer_select", "0") not in ("0", "NULL"))
+    assert seen == {s.name: s.per_step for s in STRATEGIES}

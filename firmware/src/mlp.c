@@ -25,6 +25,7 @@ static uint32_t arena_high; /* bytes, high-water mark of the layouts since RESET
 typedef struct {
     uint32_t params, step, mom;
     uint8_t mom_packed, lowest;
+    uint16_t rows;     /* act[1..L] and error rows */
     uint16_t in_rows;  /* act[0] rows */
     uint16_t dwidth;   /* width of each batch-wide error buffer */
     uint8_t n_delta;   /* 0..2 batch-wide error buffers */
@@ -36,16 +37,17 @@ static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
 {
     size_t n = (size_t)y->params + y->step + y->mom + (size_t)y->in_rows * dims[0];
     for (uint8_t l = 1; l <= L; l++)
-        n += (size_t)TR_MAX_BATCH * dims[l];
-    return n + (size_t)y->n_delta * TR_MAX_BATCH * y->dwidth + (size_t)MLP_CHUNK_ROWS * y->chunk_w +
+        n += (size_t)y->rows * dims[l];
+    return n + (size_t)y->n_delta * y->rows * y->dwidth + (size_t)MLP_CHUNK_ROWS * y->chunk_w +
            y->sel;
 }
 
 /* The memory plan of dims under strategy s (NULL: no TRAIN_CONFIG yet, forward only) with
- * sparams sp and momentum mu; returns its floats. Activations: act[1..L] for the whole
- * batch (the next layer's input, the ReLU derivative, weight gradients); act[0] for the
- * whole batch only if layer 0's weights can train. The output error replaces the logits in
- * act[L]; error buffers only for the layers the error can reach. */
+ * sparams sp and momentum mu; returns its floats. Activations: act[1..L] for `rows` samples
+ * (the next layer's input, the ReLU derivative, weight gradients): the whole batch for a
+ * strategy that decides masks during the step from the batch's errors, else a streamed
+ * block; act[0] likewise only if layer 0's weights can train. The output error replaces
+ * the logits in act[L]; error buffers only for the layers the error can reach. */
 static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
                           const strategy_ops_t *s, const float *sp, float mu, layout_t *y)
 {
@@ -65,7 +67,10 @@ static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
         y->mom_packed = p.fixed;
         y->mom = p.fixed ? p.max_trainable : n_params; /* changing masks keep every v */
     }
-    y->in_rows = (uint16_t)(p.weights_from == 0 ? TR_MAX_BATCH : MLP_CHUNK_ROWS);
+    /* Masks decided in the step from the batch's errors need the batch at once. */
+    const int per_step = s && (s->masks_on_delta || s->skip || s->layer_select);
+    y->rows = (uint16_t)(per_step ? TR_MAX_BATCH : MLP_STREAM_ROWS);
+    y->in_rows = (uint16_t)(p.weights_from == 0 ? y->rows : MLP_CHUNK_ROWS);
     /* delta_{l-1} (width dims[l]) for l = L-1 .. lowest+1 */
     uint8_t targets = 0;
     for (int l = (int)L - 1; l > (int)p.lowest; l--) {
@@ -92,13 +97,14 @@ static void mlp_layout(mlp_t *m, const layout_t *y)
     m->mom = y->mom ? p : NULL, p += y->mom;
     m->mom_packed = y->mom_packed;
     m->plan_lowest = y->lowest;
+    m->rows = y->rows;
     m->in_rows = y->in_rows;
     m->act[0] = p, p += (size_t)y->in_rows * m->dims[0];
     for (uint8_t l = 1; l <= m->n_layers; l++)
-        m->act[l] = p, p += (size_t)TR_MAX_BATCH * m->dims[l];
+        m->act[l] = p, p += (size_t)y->rows * m->dims[l];
     for (uint8_t i = 0; i < 2; i++) {
         m->delta[i] = i < y->n_delta ? p : NULL;
-        p += i < y->n_delta ? (size_t)TR_MAX_BATCH * y->dwidth : 0u;
+        p += i < y->n_delta ? (size_t)y->rows * y->dwidth : 0u;
     }
     m->dchunk = y->chunk_w ? p : NULL;
     m->dchunk_w = y->chunk_w;

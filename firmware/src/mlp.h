@@ -16,6 +16,12 @@
  * weights never train; the error of a bias-only lowest layer): the forward kernel's sample
  * block. */
 #define MLP_CHUNK_ROWS (TR_MAX_BATCH < 4u ? TR_MAX_BATCH : 4u)
+/* Samples per pass of a streamed step (docs/training.md "Memory plan"): strategies whose
+ * masks are known before the step run forward, loss and backward over the batch in blocks
+ * of this many samples, accumulating gradients in sample order, so activations and errors
+ * need these rows, not max_batch. 16: the reference batch runs as one block, and the
+ * weight-gradient kernel's per-call cost stays small against 16 samples of MACs. */
+#define MLP_STREAM_ROWS (TR_MAX_BATCH < 16u ? TR_MAX_BATCH : 16u)
 
 #define TR_MAX_SPARAMS 8u
 
@@ -49,7 +55,10 @@ typedef struct mlp {
     uint32_t step_cap;
     uint8_t mom_packed;
     uint8_t plan_lowest;  /* lowest layer the plan allows a selection in */
-    uint16_t in_rows;     /* rows of act[0]: max_batch, or a chunk when no selection can
+    uint16_t rows;        /* rows of act[1..L] and delta[]: max_batch when the strategy
+                             decides masks during the step (the batch at once), else
+                             MLP_STREAM_ROWS (the step streams the batch in blocks) */
+    uint16_t in_rows;     /* rows of act[0]: `rows`, or a chunk when no selection can
                              train layer 0's weights (inputs then pass through in chunks) */
     uint16_t dchunk_w;    /* 0, or width of the lowest layer's chunked error (bias only) */
 
@@ -71,12 +80,11 @@ typedef struct mlp {
     uint8_t used_bias[TR_MAX_LAYERS][TR_MAX_WIDTH];
     uint8_t stepped; /* a TRAIN_STEP ran since the masks were last (re)set */
 
-    /* Workspace of the last forward pass (arena, max_batch rows): act[l] = input of layer
+    /* Workspace of the last forward pass (arena, `rows` rows): act[l] = input of layer
      * l, [batch][dims[l]] (ReLU outputs for l >= 1; act[0] only in_rows rows);
      * act[n_layers] = logits, overwritten by the output error in a TRAIN_STEP. delta[]:
-     * the propagated errors that need the whole batch, dchunk: a chunk of the lowest
+     * the propagated errors (`rows` rows), dchunk: a chunk of the lowest
      * layer's error when only its biases train (NULL when the plan needs none). */
-    uint16_t batch;
     float *act[TR_MAX_LAYERS + 1];
     float *delta[2];
     float *dchunk;
@@ -154,7 +162,9 @@ void mlp_masks(const mlp_t *m, uint8_t layer, const uint8_t **row, const uint8_t
 /* ---- helpers for strategies ------------------------------------------------------- */
 /* Set row and bias masks of every layer to v (0/1) and prop_masked to 0. */
 void mlp_set_all_masks(mlp_t *m, uint8_t v);
-/* Forward samples [start, start+count) (count <= TR_MAX_BATCH, caller validated);
+/* Samples one forward pass holds (m->rows): callers of mlp_forward_range go in blocks. */
+uint16_t mlp_rows(const mlp_t *m);
+/* Forward samples [start, start+count) (count <= mlp_rows(m), caller validated);
  * then mlp_output(m, l) = [count][dims[l+1]] outputs of layer l (post-ReLU, logits). */
 void mlp_forward_range(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count);
 const float *mlp_output(const mlp_t *m, uint8_t layer);

@@ -12,9 +12,9 @@
 
 /* ---- forward / loss ---------------------------------------------------------------- */
 
-/* Forward samples idx[0..B) (idx NULL: start, start+1, ...). Layer 0 runs over chunks of
- * in_rows inputs (one chunk when act[0] holds the batch): each output is still one sum, so
- * chunking changes no value. */
+/* Forward samples idx[0..B) (idx NULL: start, start+1, ...), B <= m->rows. Layer 0 runs
+ * over chunks of in_rows inputs (one chunk when act[0] holds all rows): each output is
+ * still one sum, so chunking changes no value. */
 static void forward(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint32_t start,
                     uint16_t B)
 {
@@ -32,7 +32,6 @@ static void forward(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint32_t
         (void)tr_fc_forward_f32(m->act[l], B, m->dims[l], m->params + m->w_off[l],
                                 m->params + m->b_off[l], m->dims[l + 1], l + 1 < L,
                                 m->act[l + 1]);
-    m->batch = B;
 }
 
 static uint16_t argmax_first(const float *z, uint16_t N)
@@ -89,6 +88,8 @@ void mlp_forward_range(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
 
 const float *mlp_output(const mlp_t *m, uint8_t layer) { return m->act[layer + 1]; }
 
+uint16_t mlp_rows(const mlp_t *m) { return m->rows; }
+
 tr_status_t mlp_eval(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
                      float *loss_sum, uint16_t *correct, uint8_t *pred, tr_err_t *err)
 {
@@ -98,8 +99,9 @@ tr_status_t mlp_eval(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t cou
     const uint16_t N = m->dims[m->n_layers];
     float sum = 0.0f;
     uint16_t ok = 0;
-    for (uint32_t c0 = 0; c0 < count; c0 += TR_MAX_BATCH) {
-        uint16_t B = (uint16_t)((count - c0) < TR_MAX_BATCH ? (count - c0) : TR_MAX_BATCH);
+    const uint16_t R = m->rows;
+    for (uint32_t c0 = 0; c0 < count; c0 += R) {
+        uint16_t B = (uint16_t)((count - c0) < R ? (count - c0) : R);
         mlp_forward_range(m, ds, start + c0, B);
         for (uint16_t n = 0; n < B; n++) {
             const float *z = m->act[m->n_layers] + (size_t)n * N;
@@ -174,17 +176,22 @@ static void clear_last_step(mlp_t *m)
     }
 }
 
-/* Loss and correct count of the batch in act[L], and the output error delta_{L-1} =
- * (softmax(z) - onehot(y)) / B in its place (docs/training.md §2). Same arithmetic as
+/* Running loss sum and correct count of a step's blocks (samples in batch order). */
+typedef struct {
+    float loss_sum;
+    uint16_t correct;
+} loss_acc_t;
+
+/* Loss and correct count of the c samples idx[0..c) in act[L], added to acc, and their output
+ * error delta_{L-1} = (softmax(z) - onehot(y)) / batch in its place (docs/training.md §2;
+ * batch: the whole step's, of which these samples are a block). Same arithmetic as
  * sample_loss, but each exp(z_j - m) is computed once and kept in d[] for the error. */
 static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t *idx,
-                                  uint16_t batch, mlp_step_result_t *res)
+                                  uint16_t c, uint16_t batch, loss_acc_t *acc)
 {
     const uint16_t NO = m->dims[m->n_layers];
     const float fb = (float)batch;
-    float loss_sum = 0.0f;
-    uint16_t correct = 0;
-    for (uint16_t n = 0; n < batch; n++) {
+    for (uint16_t n = 0; n < c; n++) {
         float *const z = m->act[m->n_layers] + (size_t)n * NO, *const d = z; /* in place */
         const uint8_t y = dataset_label(ds, idx[n]);
         const float zy = z[y];
@@ -200,8 +207,8 @@ static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t 
             d[j] = tr_expf(z[j] - mx);
             s += d[j];
         }
-        loss_sum += (mx + tr_logf(s)) - zy;
-        correct = (uint16_t)(correct + (best == y));
+        acc->loss_sum += (mx + tr_logf(s)) - zy;
+        acc->correct = (uint16_t)(acc->correct + (best == y));
         for (uint16_t j = 0; j < NO; j++) {
             float q = d[j] / s;
             if (j == y)
@@ -209,8 +216,6 @@ static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t 
             d[j] = q / fb;
         }
     }
-    res->loss = loss_sum / fb;
-    res->correct = correct;
 }
 
 /* Lowest layer backward must reach: 0 if masks are decided on delta (every layer is
@@ -246,19 +251,20 @@ static void place_layer(const mlp_t *m, uint8_t l, slots_t *sl, uint32_t *next)
     *next = sl->b[l] + kb;
 }
 
-/* Layer l with its error delta_l in cur ([B][N]): bias gradients (bias_mask rows, full
- * delta) and weight gradients (row_mask rows) into the step store at the layer's slots;
- * if propagate, delta_{l-1} into nxt ([B][in]) from W before any update, through the
- * row_mask rows if prop_masked[l] (TinyProp), else through all rows. */
+/* Layer l with the error delta_l of a block of `batch` samples in cur ([B][N]): bias
+ * gradients (bias_mask rows, full delta) and weight gradients (row_mask rows) into the step
+ * store at the layer's slots, from +0.0f for the first block, else continuing the sums of
+ * the blocks before (`accumulate`); if propagate, delta_{l-1} into nxt ([B][in]) from W
+ * before any update, through the row_mask rows if prop_masked[l] (TinyProp), else all. */
 static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, uint16_t batch,
-                           int propagate, const slots_t *sl)
+                           int propagate, int accumulate, const slots_t *sl)
 {
     const uint16_t in = m->dims[l], N = m->dims[l + 1];
     float *gb = m->step + sl->b[l], *gw = m->step + sl->w[l];
     uint16_t *const rows = m->scratch_u16, k = 0; /* free between hooks: no stack for it */
     for (uint16_t j = 0; j < N; j++) {
         if (m->bias_mask[l][j]) {
-            float g = 0.0f;
+            float g = accumulate ? *gb : 0.0f;
             for (uint16_t n = 0; n < batch; n++)
                 g += cur[(size_t)n * N + j];
             *gb++ = g;
@@ -268,7 +274,7 @@ static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, ui
     for (uint16_t j = 0; j < N; j++)
         if (m->row_mask[l][j])
             rows[k++] = j;
-    (void)tr_fc_weight_grad_f32(cur, m->act[l], batch, N, in, rows, k, gw);
+    (void)tr_fc_weight_grad_f32(cur, m->act[l], batch, N, in, rows, k, accumulate, gw);
     if (!propagate)
         return;
     if (!m->prop_masked[l])
@@ -280,9 +286,10 @@ static void backward_layer(mlp_t *m, uint8_t l, const float *cur, float *nxt, ui
 
 /* The error of layer lo = l-1 when only its biases train: delta_lo is needed only for their
  * gradients, so it is made MLP_CHUNK_ROWS samples at a time in dchunk and each gradient
- * accumulates over the samples in order from +0.0f - the same sums as the whole batch. */
+ * accumulates over the samples in order from +0.0f (first block; later blocks of a
+ * streamed step continue the sums) - the same sums as the whole batch. */
 static void backward_biases_chunked(mlp_t *m, uint8_t l, const float *cur, uint16_t batch,
-                                    const slots_t *sl)
+                                    int accumulate, const slots_t *sl)
 {
     const uint8_t lo = (uint8_t)(l - 1u);
     const uint16_t in = m->dims[l], N = m->dims[l + 1];
@@ -295,9 +302,10 @@ static void backward_biases_chunked(mlp_t *m, uint8_t l, const float *cur, uint1
                 rows[k++] = j;
     float *const gb = m->step + sl->b[lo];
     uint32_t kb = 0;
-    for (uint16_t i = 0; i < in; i++)
-        if (m->bias_mask[lo][i])
-            gb[kb++] = 0.0f;
+    if (!accumulate)
+        for (uint16_t i = 0; i < in; i++)
+            if (m->bias_mask[lo][i])
+                gb[kb++] = 0.0f;
     for (uint16_t n0 = 0; n0 < batch; n0 = (uint16_t)(n0 + MLP_CHUNK_ROWS)) {
         const uint16_t c = (uint16_t)((uint32_t)(batch - n0) < MLP_CHUNK_ROWS ? (uint32_t)(batch - n0) : MLP_CHUNK_ROWS);
         (void)tr_fc_backprop_f32(cur + (size_t)n0 * N, c, N, m->params + m->w_off[l], in, rows,
@@ -375,7 +383,53 @@ static tr_status_t check_step(const mlp_t *m, const dataset_t *ds, const uint16_
     return TR_OK;
 }
 
-/* The step in the order of strategy.h; every phase mark and counter read is here. */
+/* Backward of one block of c samples (output error in act[L]) from the top down to
+ * `lowest`; the first block decides per-step masks (layer_select) and places each layer in
+ * the packed store (sl, *next_slot), later blocks add to the sums. The errors below the
+ * output alternate between delta[0] and delta[1], except a bias-only lowest layer's, which
+ * is made in chunks (memory plan). */
+static void backward_block(mlp_t *m, uint8_t lowest, int chunked, uint16_t c, int first,
+                           slots_t *sl, uint32_t *next_slot, mlp_step_result_t *res)
+{
+    const strategy_ops_t *S = m->strat;
+    const float *cur = m->act[m->n_layers];
+    uint8_t bi = 0;
+    uint32_t t0, t;
+    for (int li = (int)m->n_layers - 1; li >= (int)lowest; li--) {
+        const uint8_t l = (uint8_t)li;
+        if (S->layer_select) { /* per-step masks: the whole batch is one block */
+            t0 = tr_phase_begin(TR_PHASE_SELECTION);
+            S->layer_select(m, l, cur, c);
+            t = tr_phase_end(TR_PHASE_SELECTION);
+            res->counters[TR_PHASE_SELECTION] += t - t0;
+        }
+        t0 = tr_phase_begin(TR_PHASE_BACKWARD);
+        if (first)
+            place_layer(m, l, sl, next_slot);
+        if (chunked && l == lowest + 1u) {
+            if (first)
+                place_layer(m, lowest, sl, next_slot);
+            backward_layer(m, l, cur, NULL, c, 0, !first, sl);
+            backward_biases_chunked(m, l, cur, c, !first, sl);
+            t = tr_phase_end(TR_PHASE_BACKWARD);
+            res->counters[TR_PHASE_BACKWARD] += t - t0;
+            return;
+        }
+        backward_layer(m, l, cur, m->delta[bi], c, l > lowest, !first, sl);
+        if (l > lowest) {
+            cur = m->delta[bi];
+            bi ^= 1u;
+        }
+        t = tr_phase_end(TR_PHASE_BACKWARD);
+        res->counters[TR_PHASE_BACKWARD] += t - t0;
+    }
+}
+
+/* The step in the order of strategy.h; every phase mark and counter read is here. A batch
+ * larger than m->rows (a strategy whose masks are known before the step) streams through
+ * forward, loss and backward in blocks of m->rows samples; gradients, the loss sum and the
+ * bias sums continue from block to block in sample order, so the arithmetic is that of the
+ * whole batch at once (docs/training.md "Memory plan"). */
 tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint16_t batch,
                            mlp_step_result_t *res, tr_err_t *err)
 {
@@ -384,72 +438,48 @@ tr_status_t mlp_train_step(mlp_t *m, const dataset_t *ds, const uint16_t *idx, u
         return st;
 
     const uint8_t L = m->n_layers;
-    tr_mark_step_begin();
-    uint32_t t0 = tr_phase_begin(TR_PHASE_FORWARD), t;
-    memset(res, 0, sizeof *res);
-    forward(m, ds, idx, 0, batch);
-    tr_mark_begin(TR_MARK_LOSS);
-    loss_and_output_error(m, ds, idx, batch, res);
-    tr_mark_end(TR_MARK_LOSS);
-    t = tr_phase_end(TR_PHASE_FORWARD);
-    res->counters[TR_PHASE_FORWARD] = t - t0;
-
     const strategy_ops_t *S = m->strat;
-    if (S->skip) {
-        t0 = t;
-        tr_mark_begin(TR_PHASE_SELECTION);
-        int skip = S->skip(m, m->act[L], batch);
-        t = tr_phase_end(TR_PHASE_SELECTION);
-        res->counters[TR_PHASE_SELECTION] += t - t0;
-        if (skip) {
-            t0 = t;
-            tr_mark_begin(TR_PHASE_UPDATE);
-            clear_last_step(m); /* nothing applied: the record shows zeros */
-            m->stepped = 1;
-            t = tr_phase_end(TR_PHASE_UPDATE);
-            res->counters[TR_PHASE_UPDATE] += t - t0;
-            res->skipped = 1;
-            tr_mark_step_end();
-            return TR_OK;
-        }
-    }
-
-    /* Backward from the top down to the lowest layer that can have a selection. The output
-     * error is in act[L]; the errors below alternate between delta[0] and delta[1], except
-     * a bias-only lowest layer's, which is made in chunks (memory plan). */
+    tr_mark_step_begin();
+    memset(res, 0, sizeof *res);
+    /* Backward reaches down to the lowest layer that can have a selection. */
     const uint8_t lowest = lowest_layer(m);
     int chunked = 0;
     if (m->dchunk && lowest == m->plan_lowest && lowest + 1u < L)
         chunked = mlp_layer_k(m, lowest) == 0;
     slots_t sl;
-    uint32_t next_slot = 0;
-    const float *cur = m->act[L];
-    uint8_t bi = 0;
-    for (int li = (int)L - 1; li >= (int)lowest; li--) {
-        const uint8_t l = (uint8_t)li;
-        if (S->layer_select) {
-            t0 = tr_phase_begin(TR_PHASE_SELECTION);
-            S->layer_select(m, l, cur, batch);
+    uint32_t next_slot = 0, t0, t;
+    loss_acc_t acc = {0.0f, 0};
+    for (uint16_t n0 = 0; n0 < batch; n0 = (uint16_t)(n0 + m->rows)) {
+        const uint16_t c = (uint16_t)(batch - n0 < m->rows ? batch - n0 : m->rows);
+        t0 = tr_phase_begin(TR_PHASE_FORWARD);
+        forward(m, ds, idx + n0, 0, c);
+        tr_mark_begin(TR_MARK_LOSS);
+        loss_and_output_error(m, ds, idx + n0, c, batch, &acc);
+        tr_mark_end(TR_MARK_LOSS);
+        t = tr_phase_end(TR_PHASE_FORWARD);
+        res->counters[TR_PHASE_FORWARD] += t - t0;
+        res->loss = acc.loss_sum / (float)batch; /* final after the last block */
+        res->correct = acc.correct;
+
+        if (S->skip) { /* decided on the batch's output error: the batch is one block */
+            t0 = t;
+            tr_mark_begin(TR_PHASE_SELECTION);
+            int skip = S->skip(m, m->act[L], c);
             t = tr_phase_end(TR_PHASE_SELECTION);
             res->counters[TR_PHASE_SELECTION] += t - t0;
+            if (skip) {
+                t0 = t;
+                tr_mark_begin(TR_PHASE_UPDATE);
+                clear_last_step(m); /* nothing applied: the record shows zeros */
+                m->stepped = 1;
+                t = tr_phase_end(TR_PHASE_UPDATE);
+                res->counters[TR_PHASE_UPDATE] += t - t0;
+                res->skipped = 1;
+                tr_mark_step_end();
+                return TR_OK;
+            }
         }
-        t0 = tr_phase_begin(TR_PHASE_BACKWARD);
-        place_layer(m, l, &sl, &next_slot);
-        if (chunked && l == lowest + 1u) {
-            place_layer(m, lowest, &sl, &next_slot);
-            backward_layer(m, l, cur, NULL, batch, 0, &sl);
-            backward_biases_chunked(m, l, cur, batch, &sl);
-            t = tr_phase_end(TR_PHASE_BACKWARD);
-            res->counters[TR_PHASE_BACKWARD] += t - t0;
-            break;
-        }
-        backward_layer(m, l, cur, m->delta[bi], batch, l > lowest, &sl);
-        if (l > lowest) {
-            cur = m->delta[bi];
-            bi ^= 1u;
-        }
-        t = tr_phase_end(TR_PHASE_BACKWARD);
-        res->counters[TR_PHASE_BACKWARD] += t - t0;
+        backward_block(m, lowest, chunked, c, n0 == 0, &sl, &next_slot, res);
     }
 
     t0 = tr_phase_begin(TR_PHASE_UPDATE);

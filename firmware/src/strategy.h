@@ -58,7 +58,7 @@ struct strategy_ops {
      * kept); set the initial masks and clear file-static state. Model exists. */
     void (*reset)(mlp_t *m);
     /* SELECT with validated validation samples [start, start+count): recompute masks.
-     * Use mlp_forward_range/mlp_output in chunks of TR_MAX_BATCH. Must leave state
+     * Use mlp_forward_range/mlp_output in blocks of mlp_rows(m). Must leave state
      * unchanged when returning an error. NULL: SELECT changes nothing. */
     tr_status_t (*select)(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t count,
                           tr_err_t *err);

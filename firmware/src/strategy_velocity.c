@@ -59,8 +59,9 @@ tr_status_t vel_update(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t c
         memset(syy, 0, nn * sizeof(float));
         memset(spp, 0, nn * sizeof(float));
     }
-    for (uint32_t c0 = 0; c0 < count; c0 += TR_MAX_BATCH) {
-        const uint16_t B = (uint16_t)((count - c0) < TR_MAX_BATCH ? (count - c0) : TR_MAX_BATCH);
+    const uint16_t R = mlp_rows(m);
+    for (uint32_t c0 = 0; c0 < count; c0 += R) {
+        const uint16_t B = (uint16_t)((count - c0) < R ? (count - c0) : R);
         mlp_forward_range(m, ds, start + c0, B);
         uint16_t base = 0;
         for (uint8_t l = 0; l < m->n_layers; l++) {

@@ -50,7 +50,8 @@ tr_train_status tr_fc_forward_f32(const float *x, uint16_t batch, uint16_t in, c
                                   const float *b, uint16_t out, int relu, float *y);
 
 /**
- * @brief Weight gradient of the kept rows: gW[r][i] = sum_n d[n][rows[r]]*x[n][i].
+ * @brief Weight gradient of the kept rows: gW[r][i] = sum_n d[n][rows[r]]*x[n][i], or
+ *        gW[r][i] += that sum, continued sample by sample from the stored value.
  * @param[in]  d       output error [batch][out]
  * @param[in]  x       layer inputs [batch][in]
  * @param[in]  batch   samples. Range: [1, 65535]
@@ -58,15 +59,18 @@ tr_train_status tr_fc_forward_f32(const float *x, uint16_t batch, uint16_t in, c
  * @param[in]  in      inputs per sample. Range: [1, 65535]
  * @param[in]  rows    kept output rows, any order, each < out
  * @param[in]  n_rows  number of kept rows. Range: [0, out]
- * @param[out] gW      gradient [n_rows][in], packed: row r holds the gradient of rows[r]
+ * @param[in]  accumulate  0: the sum starts from +0.0f; 1: from gW's values (a batch
+ *                     streamed in blocks: block after block gives the whole batch's sum,
+ *                     bit for bit)
+ * @param[in,out] gW   gradient [n_rows][in], packed: row r holds the gradient of rows[r]
  *                     (the training arena keeps gradients of selected rows only);
  *                     must not overlap d, x
  * @return TR_TRAIN_SUCCESS, or TR_TRAIN_ARG_ERROR for a zero size or a NULL pointer.
- * The sum runs over n = 0, 1, ... from +0.0f.
+ * The sum runs over n = 0, 1, ... (one float32 add per sample, in order).
  */
 tr_train_status tr_fc_weight_grad_f32(const float *d, const float *x, uint16_t batch,
                                       uint16_t out, uint16_t in, const uint16_t *rows,
-                                      uint16_t n_rows, float *gW);
+                                      uint16_t n_rows, int accumulate, float *gW);
 
 /**
  * @brief Error propagated into the layer below through the kept rows, with the ReLU
