@@ -14,6 +14,9 @@ independent computation of the arena bytes.
                                          [--momentum M]
 
 Issue target: `static` and `velocity-budget` at their defaults <= 0.35x of `full`.
+`velocity-budget` misses it by construction (its velocity state alone outweighs the gradients
+its budget saves): docs/training.md "Why `velocity-budget` cannot reach a small fraction of
+`full`".
 Exit status: 0 measured (whether or not the target is met; the table says), 2 rig error.
 """
 
@@ -77,6 +80,10 @@ def main() -> int:
         ratio = f"{r.training_bytes / full:.3f}" if full else "-"
         print(f"{r.strategy:>16} {r.steps:>6} {r.arena_used - r.weights:>14,} "
               f"{r.plan - r.weights:>8,} {r.stack_used:>11,} {r.training_bytes:>8,} {ratio:>7}")
+    print("\nwhere the arena goes (plan):")
+    for r in rows:
+        if r.fits:
+            print(f"{r.strategy:>16}  {r.plan_regions}")
     if full:
         for name in TARGET_STRATEGIES:
             got = next((r.training_bytes / full for r in rows if r.strategy == name and r.fits),

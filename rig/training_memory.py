@@ -37,6 +37,7 @@ class StrategyMemory:
     steps: int = 0
     plan: int = 0  # arena bytes of the host's memory plan for the same run (rig.memplan)
     reason: str = ""
+    plan_regions: str = ""  # the plan's regions in bytes (`params 9,640 + gradients ...`)
 
     @property
     def training_bytes(self) -> int:
@@ -66,5 +67,6 @@ def measure(conn: Connection, base: RunSpec, board_training: Mapping[str, Any] |
         stats = conn.device.stats()
         out.append(StrategyMemory(hello.board, name, dims, True, stats.arena_used,
                                   stats.arena_size, memplan.F32 * memplan.n_params(dims),
-                                  stats.stack_used, len(report.steps), plan.bytes))
+                                  stats.stack_used, len(report.steps), plan.bytes,
+                                  plan_regions=plan.describe()))
     return out

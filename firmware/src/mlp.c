@@ -27,8 +27,8 @@ typedef struct {
     uint8_t mom_packed, lowest;
     uint16_t rows;     /* act[1..L] and error rows */
     uint16_t in_rows;  /* act[0] rows */
-    uint16_t dwidth;   /* width of each batch-wide error buffer */
-    uint8_t n_delta;   /* 0..2 batch-wide error buffers */
+    uint16_t dwidth;   /* width of each error buffer (`rows` rows) */
+    uint8_t n_delta;   /* 0..2 error buffers */
     uint16_t chunk_w;  /* width of the chunked lowest-layer error (0: none) */
     uint32_t sel;      /* selection scratch */
 } layout_t;

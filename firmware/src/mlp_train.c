@@ -34,28 +34,28 @@ static void forward(mlp_t *m, const dataset_t *ds, const uint16_t *idx, uint32_t
                                 m->act[l + 1]);
 }
 
-static uint16_t argmax_first(const float *z, uint16_t N)
+/* The softmax denominator s = sum exp(z_j - m), m = max z (the first maximum, at *best);
+ * each term tr_expf(z_j - m) also goes to e[j] if e is not NULL (e may be z: each z_j is
+ * read before its e_j is written). The loss is (m + log s) - z_y (docs/training.md §2). */
+static float softmax_sum(const float *z, uint16_t N, float *e, float *mx_out, uint16_t *best)
 {
-    uint16_t best = 0;
-    for (uint16_t j = 1; j < N; j++)
-        if (z[j] > z[best])
-            best = j;
-    return best;
-}
-
-/* loss_n = (m + log(s)) - z_y with m = max z, s = sum exp(z - m) (tr_expf/tr_logf). */
-static float sample_loss(const float *z, uint16_t N, uint8_t y, float *mx_out, float *s_out)
-{
+    uint16_t at = 0;
     float mx = z[0];
     for (uint16_t j = 1; j < N; j++)
-        if (z[j] > mx)
+        if (z[j] > mx) {
             mx = z[j];
+            at = j;
+        }
     float s = 0.0f;
-    for (uint16_t j = 0; j < N; j++)
-        s += tr_expf(z[j] - mx);
+    for (uint16_t j = 0; j < N; j++) {
+        const float t = tr_expf(z[j] - mx);
+        if (e)
+            e[j] = t;
+        s += t;
+    }
     *mx_out = mx;
-    *s_out = s;
-    return (mx + tr_logf(s)) - z[y];
+    *best = at;
+    return s;
 }
 
 tr_status_t mlp_check_range(const mlp_t *m, const dataset_t *ds, uint32_t start, uint32_t count,
@@ -106,9 +106,10 @@ tr_status_t mlp_eval(mlp_t *m, const dataset_t *ds, uint32_t start, uint16_t cou
         for (uint16_t n = 0; n < B; n++) {
             const float *z = m->act[m->n_layers] + (size_t)n * N;
             uint8_t y = dataset_label(ds, start + c0 + n);
-            float mx, s;
-            sum += sample_loss(z, N, y, &mx, &s);
-            uint16_t p = argmax_first(z, N);
+            float mx;
+            uint16_t p;
+            const float s = softmax_sum(z, N, NULL, &mx, &p);
+            sum += (mx + tr_logf(s)) - z[y];
             pred[c0 + n] = (uint8_t)p;
             ok = (uint16_t)(ok + (p == y));
         }
@@ -184,8 +185,8 @@ typedef struct {
 
 /* Loss and correct count of the c samples idx[0..c) in act[L], added to acc, and their output
  * error delta_{L-1} = (softmax(z) - onehot(y)) / batch in its place (docs/training.md §2;
- * batch: the whole step's, of which these samples are a block). Same arithmetic as
- * sample_loss, but each exp(z_j - m) is computed once and kept in d[] for the error. */
+ * batch: the whole step's, of which these samples are a block). Each exp(z_j - m) is
+ * computed once and kept in d[] for the error. */
 static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t *idx,
                                   uint16_t c, uint16_t batch, loss_acc_t *acc)
 {
@@ -195,18 +196,9 @@ static void loss_and_output_error(mlp_t *m, const dataset_t *ds, const uint16_t 
         float *const z = m->act[m->n_layers] + (size_t)n * NO, *const d = z; /* in place */
         const uint8_t y = dataset_label(ds, idx[n]);
         const float zy = z[y];
-        uint16_t best = 0; /* argmax_first: the first maximum is the max */
-        float mx = z[0];
-        for (uint16_t j = 1; j < NO; j++)
-            if (z[j] > mx) {
-                mx = z[j];
-                best = j;
-            }
-        float s = 0.0f;
-        for (uint16_t j = 0; j < NO; j++) {
-            d[j] = tr_expf(z[j] - mx);
-            s += d[j];
-        }
+        float mx;
+        uint16_t best;
+        const float s = softmax_sum(z, NO, d, &mx, &best);
         acc->loss_sum += (mx + tr_logf(s)) - zy;
         acc->correct = (uint16_t)(acc->correct + (best == y));
         for (uint16_t j = 0; j < NO; j++) {
