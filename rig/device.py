@@ -198,9 +198,12 @@ class Device:
                 for i in range(len(dims) - 1)]
 
     def train_config(self, lr: float, momentum: float = 0.0, strategy: str | int = "full",
-                     sparams: Sequence[float] = (), timeout: float | None = None) -> None:
+                     sparams: Sequence[float] = (), timeout: float | None = None,
+                     batch: int = 0) -> None:
+        """`batch`: the largest TRAIN_STEP batch to come (the memory plan is sized for it;
+        a larger step is refused); 0: the board's max_batch."""
         req = TrainConfig(float(lr), float(momentum), strategy_id(strategy),
-                          tuple(float(s) for s in sparams))
+                          tuple(float(s) for s in sparams), int(batch))
         self._call(MsgType.TRAIN_CONFIG, req.pack(), timeout)
 
     # -- data ------------------------------------------------------------------------------------

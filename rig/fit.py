@@ -51,7 +51,7 @@ def check_memory(spec: RunSpec, hello: HelloInfo, arena_size: int) -> None:
     if arena_size <= 0:
         return
     p = memplan.plan(spec.dims, spec.strategy, spec.sparams or (), spec.momentum,
-                     max_batch=hello.max_batch,
+                     max_batch=hello.max_batch, batch=spec.batch,
                      val_samples=spec.val_samples if memplan.uses_history(spec.strategy) else 0)
     if p.bytes > arena_size:
         raise DoesNotFit(

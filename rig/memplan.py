@@ -86,13 +86,17 @@ def stream_rows(max_batch: int) -> int:
     return min(16, max_batch)
 
 
-def block_rows(strategy: str | None, max_batch: int) -> int:
-    """Rows of the activations and errors: the whole batch for a strategy that decides
-    masks inside the step from the batch's errors, else a streamed block (also for forward
-    passes before TRAIN_CONFIG)."""
-    if strategy is not None and strategies.get(strategy).per_step:
-        return max_batch
-    return stream_rows(max_batch)
+def block_rows(strategy: str | None, max_batch: int, batch: int = 0) -> int:
+    """Rows of the activations and errors for steps of at most `batch` samples (TRAIN_CONFIG's
+    batch; 0: max_batch): the whole batch for a strategy that decides masks inside the step
+    from the batch's errors, else a streamed block; forward passes alone (no TRAIN_CONFIG
+    yet, strategy None) a chunk."""
+    if strategy is None:
+        return chunk_rows(max_batch)
+    b = min(batch, max_batch) if batch > 0 else max_batch
+    if strategies.get(strategy).per_step:
+        return b
+    return min(stream_rows(max_batch), b)
 
 
 def _static_rows(n_layers: int, layer: int, n: int, sp: Sequence[float]) -> tuple[int, bool]:
@@ -138,9 +142,12 @@ def selection_bound(dims: Sequence[int], strategy: str | None,
 
 
 def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (),
-         momentum: float = 0.0, *, max_batch: int, val_samples: int = 0) -> MemoryPlan:
-    """The arena layout the firmware makes for this model and configuration; with
-    `val_samples` (V of SELECT) the velocity strategies' history is included."""
+         momentum: float = 0.0, *, max_batch: int, batch: int = 0,
+         val_samples: int = 0) -> MemoryPlan:
+    """The arena layout the firmware makes for this model and configuration, for steps of
+    at most `batch` samples (TRAIN_CONFIG's batch; 0: max_batch; ignored without a
+    strategy); with `val_samples` (V of SELECT) the velocity strategies' history is
+    included."""
     L = len(dims) - 1
     total = n_params(dims)
     b = selection_bound(dims, strategy, sparams)
@@ -149,7 +156,7 @@ def plan(dims: Sequence[int], strategy: str | None, sparams: Sequence[float] = (
     if strategy is not None and momentum > 0:
         mom = trainable if b.fixed else total
     ch = chunk_rows(max_batch)
-    rows = block_rows(strategy, max_batch)
+    rows = block_rows(strategy, max_batch, batch)
     act = (rows if b.weights_from == 0 else ch) * dims[0] + rows * sum(dims[1:])
     targets: list[int] = []  # widths of the errors propagated into layers lowest..L-2
     chunk = 0

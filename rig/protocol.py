@@ -195,6 +195,12 @@ def _u8(value: int, what: str) -> int:
     return value
 
 
+def _u16(value: int, what: str) -> int:
+    if not 0 <= value <= 0xFFFF:
+        raise ValueError(f"{what}={value} does not fit in u16")
+    return value
+
+
 # --- payloads --------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -440,20 +446,25 @@ class TrainConfig:
     momentum: float
     strategy: int
     sparams: tuple[float, ...] = ()
+    #: the largest TRAIN_STEP batch of this configuration (sizes the memory plan); 0: the
+    #: board's max_batch (what a host sent before the field existed: it was reserved, 0)
+    batch: int = 0
 
     _HEAD: ClassVar[struct.Struct] = struct.Struct("<ffBBH")
 
     def pack(self) -> bytes:
         n = _u8(len(self.sparams), "n_sparams")
-        return (self._HEAD.pack(self.lr, self.momentum, _u8(self.strategy, "strategy"), n, 0)
+        return (self._HEAD.pack(self.lr, self.momentum, _u8(self.strategy, "strategy"), n,
+                                _u16(self.batch, "batch"))
                 + struct.pack(f"<{n}f", *self.sparams))
 
     @classmethod
     def unpack(cls, payload: bytes) -> TrainConfig:
         _need(payload, cls._HEAD.size, "TRAIN_CONFIG", exact=False)
-        lr, momentum, strategy, n, _ = cls._HEAD.unpack_from(payload)
+        lr, momentum, strategy, n, batch = cls._HEAD.unpack_from(payload)
         _need(payload, cls._HEAD.size + 4 * n, "TRAIN_CONFIG")
-        return cls(lr, momentum, strategy, struct.unpack_from(f"<{n}f", payload, cls._HEAD.size))
+        return cls(lr, momentum, strategy, struct.unpack_from(f"<{n}f", payload, cls._HEAD.size),
+                   batch)
 
 
 @dataclass(frozen=True)

@@ -400,7 +400,8 @@ class TrainingSession:
         if start is None:
             start = self._start_params = self.golden.get_params()
         self.device.load_model(start)
-        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams)
+        self.device.train_config(spec.lr, spec.momentum, spec.strategy, self.sparams,
+                                 batch=spec.batch)
 
     def _check_masks(self, v: Verdict, golden: tuple[list[np.ndarray], list[np.ndarray]],
                      scores: list[np.ndarray] | None, threshold: float | None

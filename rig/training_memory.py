@@ -55,7 +55,7 @@ def measure(conn: Connection, base: RunSpec, board_training: Mapping[str, Any] |
         spec, _ = fit_spec(base, hello, board_training, {**(overrides or {}), "strategy": name})
         dims = tuple(spec.dims)
         plan = memplan.plan(dims, name, spec.sparams or (), spec.momentum,
-                            max_batch=hello.max_batch,
+                            max_batch=hello.max_batch, batch=spec.batch,
                             val_samples=spec.val_samples if memplan.uses_history(name) else 0)
         session = TrainingSession(conn.device, spec, inspect=Inspect())
         try:

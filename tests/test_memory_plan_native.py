@@ -142,3 +142,34 @@ def test_velocity_history_is_reserved_at_the_first_select(fw: NativeFw,  # noqa:
     after = memplan.plan(DIMS, name, max_batch=hello.max_batch, val_samples=48)
     assert after.history == 48 * 42
     assert fw.dev.stats().arena_used == after.bytes
+
+
+def test_train_config_batch_sizes_the_plan_and_caps_the_step(fw: NativeFw) -> None:  # noqa: F811
+    """TRAIN_CONFIG's batch sizes the plan (TinyProp keeps that many rows, not max_batch);
+    a TRAIN_STEP above it, or a batch above max_batch, is refused and changes nothing."""
+    from rig.golden.data import digits_split
+
+    data = digits_split(seed=0, n_val=64).train.subset(np.arange(64))
+    hello = fw.dev.hello()
+    fw.dev.data_config(data.n_features, data.dtype, data.scale, data.zero_point, len(data))
+    fw.dev.write_samples(0, data.labels, data.q)
+    fw.dev.model_init(DIMS)
+    fw.dev.train_config(0.1, 0.0, "tinyprop", batch=8)
+    plan8 = memplan.plan(DIMS, "tinyprop", max_batch=hello.max_batch, batch=8)
+    assert plan8.act == 8 * (64 + 32 + 10)
+    assert plan8.bytes < memplan.plan(DIMS, "tinyprop", max_batch=hello.max_batch).bytes
+    assert fw.dev.stats().arena_used == plan8.bytes
+    fw.dev.train_step(range(8))
+    before = fw.dev.read_model()
+    with pytest.raises(DeviceNak) as nak:
+        fw.dev.train_step(range(9))
+    assert (nak.value.reason, nak.value.text) == (NakReason.BAD_ARG,
+                                                   "batch > TRAIN_CONFIG batch")
+    with pytest.raises(DeviceNak) as nak:
+        fw.dev.train_config(0.1, 0.0, "full", batch=hello.max_batch + 1)
+    assert (nak.value.reason, nak.value.detail) == (NakReason.BAD_ARG, 10)
+    after = fw.dev.read_model()
+    assert all(np.array_equal(a, b) for pa, pb in zip(before, after, strict=True)
+               for a, b in zip(pa, pb, strict=True))
+    fw.dev.train_step(range(8, 16))  # still configured: tinyprop, batch 8
+    assert fw.dev.stats().arena_used == plan8.bytes

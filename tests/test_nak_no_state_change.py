@@ -179,6 +179,8 @@ REFUSED: list[tuple[str, int, bytes]] = [
     ("TRAIN_CONFIG sparam not finite", M.TRAIN_CONFIG,
      TC(0.5, 0.2, _sid("static"), (float("inf"),)).pack()),
     ("TRAIN_CONFIG short", M.TRAIN_CONFIG, TC(0.5, 0.2, _sid("full")).pack()[:11]),
+    ("TRAIN_CONFIG batch > max_batch", M.TRAIN_CONFIG,
+     TC(0.5, 0.2, _sid("full"), (), 0xFFFF).pack()),
     ("TRAIN_CONFIG sparams cut", M.TRAIN_CONFIG,
      TC(0.5, 0.2, _sid("tinyprop"), (0.1, 0.9)).pack()[:-2]),
     ("MODEL_INIT too wide", M.MODEL_INIT, P.ModelInit((8, 10_000, 4)).pack()),

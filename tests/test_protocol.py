@@ -74,10 +74,12 @@ def test_tensor_read(layer: int, which: int, count: int, offset: int) -> None:
     assert len(req.pack()) == 8 and P.TensorRead.unpack(req.pack()) == req
 
 
-@given(f32s, f32s, u8, st.lists(f32s, max_size=8))
-def test_train_config(lr: float, mom: float, strategy: int, sparams: list[float]) -> None:
-    req = P.TrainConfig(lr, mom, strategy, tuple(sparams))
+@given(f32s, f32s, u8, st.lists(f32s, max_size=8), u16)
+def test_train_config(lr: float, mom: float, strategy: int, sparams: list[float],
+                      batch: int) -> None:
+    req = P.TrainConfig(lr, mom, strategy, tuple(sparams), batch)
     assert len(req.pack()) == 12 + 4 * len(sparams)
+    assert req.pack()[10:12] == batch.to_bytes(2, "little")
     assert P.TrainConfig.unpack(req.pack()) == req
 
 

@@ -314,7 +314,8 @@ static tr_status_t h_train_config(const uint8_t *req, uint16_t len, uint8_t *res
         return tr_fail(err, TR_E_BAD_ARG, 9, "too many sparams for strategy");
     for (uint8_t i = 0; i < n; i++)
         sp[i] = rd_f32(req + 12 + 4 * i);
-    tr_status_t st = mlp_configure(&model, rd_f32(req), rd_f32(req + 4), req[8], sp, n, err);
+    tr_status_t st = mlp_configure(&model, rd_f32(req), rd_f32(req + 4), req[8], sp, n,
+                                   rd_u16(req + 10), err);
     *rl = 0;
     return st;
 }

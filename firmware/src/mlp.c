@@ -43,13 +43,14 @@ static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
 }
 
 /* The memory plan of dims under strategy s (NULL: no TRAIN_CONFIG yet, forward only) with
- * sparams sp and momentum mu; returns its floats. Activations: act[1..L] for `rows` samples
+ * sparams sp, momentum mu and steps of at most `batch` samples; returns its floats. Activations: act[1..L] for `rows` samples
  * (the next layer's input, the ReLU derivative, weight gradients): the whole batch for a
  * strategy that decides masks during the step from the batch's errors, else a streamed
  * block; act[0] likewise only if layer 0's weights can train. The output error replaces
  * the logits in act[L]; error buffers only for the layers the error can reach. */
 static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
-                          const strategy_ops_t *s, const float *sp, float mu, layout_t *y)
+                          const strategy_ops_t *s, const float *sp, float mu, uint16_t batch,
+                          layout_t *y)
 {
     strat_plan_t p = {n_params, 0, 0, 0, 0};
     if (!s)
@@ -67,9 +68,13 @@ static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
         y->mom_packed = p.fixed;
         y->mom = p.fixed ? p.max_trainable : n_params; /* changing masks keep every v */
     }
-    /* Masks decided in the step from the batch's errors need the batch at once. */
+    /* Masks decided in the step from the batch's errors need the batch at once; forward
+     * passes alone (EVAL before TRAIN_CONFIG) go a chunk at a time. */
     const int per_step = s && (s->masks_on_delta || s->skip || s->layer_select);
-    y->rows = (uint16_t)(per_step ? TR_MAX_BATCH : MLP_STREAM_ROWS);
+    if (!s)
+        y->rows = MLP_CHUNK_ROWS;
+    else
+        y->rows = (uint16_t)(per_step || batch < MLP_STREAM_ROWS ? batch : MLP_STREAM_ROWS);
     y->in_rows = (uint16_t)(p.weights_from == 0 ? y->rows : MLP_CHUNK_ROWS);
     /* delta_{l-1} (width dims[l]) for l = L-1 .. lowest+1 */
     uint8_t targets = 0;
@@ -161,7 +166,7 @@ void mlp_reset(mlp_t *m)
     memset(m, 0, sizeof *m);
     arena_high = 0;
     layout_t y;
-    (void)plan_layout(0, m->dims, 0, NULL, NULL, 0.0f, &y);
+    (void)plan_layout(0, m->dims, 0, NULL, NULL, 0.0f, TR_MAX_BATCH, &y);
     mlp_layout(m, &y);
 }
 
@@ -223,7 +228,8 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
         return tr_fail(err, TR_E_NO_SPACE, 0, "n_params exceeds param_capacity");
     layout_t y;
     const size_t need = plan_layout(n_layers, dims, total, m->configured ? m->strat : NULL,
-                                    m->ss.sparams, m->momentum, &y);
+                                    m->ss.sparams, m->momentum,
+                                    m->configured ? m->batch_cap : TR_MAX_BATCH, &y);
     if (need > TR_ARENA_FLOATS)
         return tr_fail(err, TR_E_NO_SPACE, 0, arena_text(need));
 
@@ -250,7 +256,7 @@ tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_
 }
 
 tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
-                          const float *sparams, uint8_t n_sp, tr_err_t *err)
+                          const float *sparams, uint8_t n_sp, uint16_t batch, tr_err_t *err)
 {
     if (!f32_finite(lr) || lr < 0.0f)
         return tr_fail(err, TR_E_BAD_ARG, 0, "lr must be finite and >= 0");
@@ -261,6 +267,10 @@ tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
         return tr_fail(err, TR_E_BAD_ARG, 8, "strategy not implemented (see HELLO)");
     if (n_sp > s->n_sparams)
         return tr_fail(err, TR_E_BAD_ARG, 9, "too many sparams for strategy");
+    if (batch > TR_MAX_BATCH)
+        return tr_fail(err, TR_E_BAD_ARG, 10, "batch > max_batch");
+    if (batch == 0)
+        batch = TR_MAX_BATCH;
     float sp[TR_MAX_SPARAMS] = {0};
     for (uint8_t i = 0; i < s->n_sparams && i < TR_MAX_SPARAMS; i++)
         sp[i] = (i < n_sp) ? sparams[i] : s->defaults[i];
@@ -275,11 +285,13 @@ tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
     }
     layout_t y;
     if (m->n_layers) {
-        const size_t need = plan_layout(m->n_layers, m->dims, m->n_params, s, sp, momentum, &y);
+        const size_t need = plan_layout(m->n_layers, m->dims, m->n_params, s, sp, momentum,
+                                        batch, &y);
         if (need > TR_ARENA_FLOATS)
             return tr_fail(err, TR_E_NO_SPACE, 4, arena_text(need));
     }
     m->configured = 1;
+    m->batch_cap = batch;
     m->lr = lr;
     m->momentum = momentum;
     m->strat = s;

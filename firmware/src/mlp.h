@@ -65,6 +65,7 @@ typedef struct mlp {
     /* Optimiser / strategy (configured == 0: no TRAIN_CONFIG yet). */
     uint8_t configured;
     float lr, momentum;
+    uint16_t batch_cap; /* TRAIN_CONFIG's batch (largest TRAIN_STEP batch), 1..max_batch */
     const strategy_ops_t *strat;
     strat_state_t ss;
 
@@ -124,11 +125,13 @@ float *mlp_arena_extra(mlp_t *m, uint32_t floats, uint16_t detail, tr_err_t *err
  * layout does not fit the arena (text: the bytes it needs). */
 tr_status_t mlp_model_init(mlp_t *m, uint8_t n_layers, const uint16_t *dims, tr_err_t *err);
 
-/* TRAIN_CONFIG. sparams[0..n_sp) from the host; missing ones take the strategy defaults.
- * err->detail on BAD_ARG: 0 lr, 4 momentum, 8 strategy, 9 n_sparams, 12+4i sparam i;
- * NO_SPACE (detail 4) if the layout with this configuration does not fit the arena. */
+/* TRAIN_CONFIG. sparams[0..n_sp) from the host; missing ones take the strategy defaults;
+ * batch: the largest TRAIN_STEP batch of this configuration (0: max_batch), which sizes
+ * the memory plan. err->detail on BAD_ARG: 0 lr, 4 momentum, 8 strategy, 9 n_sparams,
+ * 10 batch, 12+4i sparam i; NO_SPACE (detail 4) if the layout with this configuration
+ * does not fit the arena. */
 tr_status_t mlp_configure(mlp_t *m, float lr, float momentum, uint8_t strategy,
-                          const float *sparams, uint8_t n_sp, tr_err_t *err);
+                          const float *sparams, uint8_t n_sp, uint16_t batch, tr_err_t *err);
 
 /* Parameter tensor of a layer; *size = element count.
  * Caller checked layer < n_layers and which <= 1. */

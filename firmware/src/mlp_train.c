@@ -362,6 +362,8 @@ static tr_status_t check_step(const mlp_t *m, const dataset_t *ds, const uint16_
         return tr_fail(err, TR_E_BAD_STATE, 0, "no MODEL_INIT");
     if (!m->configured)
         return tr_fail(err, TR_E_BAD_STATE, 0, "no TRAIN_CONFIG");
+    if (batch > m->batch_cap)
+        return tr_fail(err, TR_E_BAD_ARG, 0, "batch > TRAIN_CONFIG batch");
     for (uint16_t n = 0; n < batch; n++) {
         tr_status_t st = mlp_check_range(m, ds, idx[n], 1, (uint16_t)(4 + 2 * n), err);
         if (st != TR_OK)
