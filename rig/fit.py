@@ -15,6 +15,7 @@ from rig.errors import DoesNotFit
 from rig.protocol import HelloInfo
 
 if TYPE_CHECKING:
+    from rig.memplan import MemoryPlan
     from rig.session import RunSpec
 
 
@@ -41,6 +42,17 @@ def check_fits(spec: RunSpec, hello: HelloInfo) -> None:
                        f"lab_config.yaml (boards.{hello.board}.training: dims/batch)")
 
 
+def memory_plan(spec: RunSpec, hello: HelloInfo) -> MemoryPlan:
+    """The arena layout the firmware makes for this run (rig.memplan): the run's model,
+    strategy, momentum and batch on this board, the velocity history for its V samples."""
+    from rig import memplan
+
+    return memplan.plan(spec.dims, spec.strategy, spec.sparams or (), spec.momentum,
+                        max_batch=hello.max_batch, batch=spec.batch,
+                        val_samples=spec.val_samples if memplan.uses_history(spec.strategy)
+                        else 0)
+
+
 def check_memory(spec: RunSpec, hello: HelloInfo, arena_size: int) -> None:
     """Raise DoesNotFit, with the bytes the memory plan needs, when the training arena
     (STATS arena_size; 0 from firmware without one: not checked) cannot hold the layout the
@@ -50,9 +62,7 @@ def check_memory(spec: RunSpec, hello: HelloInfo, arena_size: int) -> None:
 
     if arena_size <= 0:
         return
-    p = memplan.plan(spec.dims, spec.strategy, spec.sparams or (), spec.momentum,
-                     max_batch=hello.max_batch, batch=spec.batch,
-                     val_samples=spec.val_samples if memplan.uses_history(spec.strategy) else 0)
+    p = memory_plan(spec, hello)
     if p.bytes > arena_size:
         raise DoesNotFit(
             f"{spec.strategy} on {'-'.join(map(str, spec.dims))} does not fit {hello.board}: "

@@ -18,7 +18,7 @@ from typing import Any
 from rig import memplan
 from rig.connection import Connection
 from rig.errors import DoesNotFit
-from rig.fit import fit_spec
+from rig.fit import fit_spec, memory_plan
 from rig.session import Inspect, RunSpec, TrainingSession
 
 
@@ -54,9 +54,7 @@ def measure(conn: Connection, base: RunSpec, board_training: Mapping[str, Any] |
     for name in strategies if strategies is not None else hello.strategy_names:
         spec, _ = fit_spec(base, hello, board_training, {**(overrides or {}), "strategy": name})
         dims = tuple(spec.dims)
-        plan = memplan.plan(dims, name, spec.sparams or (), spec.momentum,
-                            max_batch=hello.max_batch, batch=spec.batch,
-                            val_samples=spec.val_samples if memplan.uses_history(name) else 0)
+        plan = memory_plan(spec, hello)
         session = TrainingSession(conn.device, spec, inspect=Inspect())
         try:
             session.prepare()
