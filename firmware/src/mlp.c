@@ -43,11 +43,13 @@ static size_t layout_floats(const layout_t *y, uint8_t L, const uint16_t *dims)
 }
 
 /* The memory plan of dims under strategy s (NULL: no TRAIN_CONFIG yet, forward only) with
- * sparams sp, momentum mu and steps of at most `batch` samples; returns its floats. Activations: act[1..L] for `rows` samples
- * (the next layer's input, the ReLU derivative, weight gradients): the whole batch for a
- * strategy that decides masks during the step from the batch's errors, else a streamed
- * block; act[0] likewise only if layer 0's weights can train. The output error replaces
- * the logits in act[L]; error buffers only for the layers the error can reach. */
+ * sparams sp, momentum mu and steps of at most `batch` samples; returns its floats.
+ * Activations act[1..L] and the errors hold `rows` samples (the next layer's input, the
+ * ReLU derivative, weight gradients): the whole batch for a strategy that decides masks
+ * during the step from the batch's errors, else a streamed block, a chunk for forward
+ * passes alone; act[0] holds `rows` only if layer 0's weights can train, else a chunk. The
+ * output error replaces the logits in act[L]; error buffers only for the layers the error
+ * can reach. */
 static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
                           const strategy_ops_t *s, const float *sp, float mu, uint16_t batch,
                           layout_t *y)
@@ -70,11 +72,12 @@ static size_t plan_layout(uint8_t L, const uint16_t *dims, uint32_t n_params,
     }
     /* Masks decided in the step from the batch's errors need the batch at once; forward
      * passes alone (EVAL before TRAIN_CONFIG) go a chunk at a time. */
-    const int per_step = s && (s->masks_on_delta || s->skip || s->layer_select);
     if (!s)
         y->rows = MLP_CHUNK_ROWS;
+    else if (s->masks_on_delta || s->skip || s->layer_select || batch < MLP_STREAM_ROWS)
+        y->rows = batch;
     else
-        y->rows = (uint16_t)(per_step || batch < MLP_STREAM_ROWS ? batch : MLP_STREAM_ROWS);
+        y->rows = MLP_STREAM_ROWS;
     y->in_rows = (uint16_t)(p.weights_from == 0 ? y->rows : MLP_CHUNK_ROWS);
     /* delta_{l-1} (width dims[l]) for l = L-1 .. lowest+1 */
     uint8_t targets = 0;
